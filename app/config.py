@@ -1,0 +1,199 @@
+"""One typed configuration for every recloop component.
+
+Settings come from three layers, later ones winning: the profile file shipped in
+`app/profiles/<profile>.toml` (`local`, `dev`, `prod`), an optional TOML file named by
+`RECLOOP_CONFIG`, and environment variables. Environment variables are either
+`RECLOOP__<SECTION>__<KEY>` or one of the well-known names Vertex AI and users already set
+(`AIP_*`, `MOVIELENS_DIR`). This is the only module that reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("local", "dev", "prod")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    movielens_dir: str | None = None
+    cache_dir: str = "~/.cache/recloop"
+    download: bool = True
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    health_route: str = "/health"
+    predict_route: str = "/predict"
+    storage_uri: str | None = None
+    max_body_bytes: int = 1_500_000
+
+
+@dataclass(frozen=True)
+class VertexJobConfig:
+    """Directories Vertex AI hands a custom-training job."""
+
+    model_dir: str | None = None
+    checkpoint_dir: str | None = None
+    tensorboard_log_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    project_id: str | None = None
+    region: str = "us-central1"
+    staging_bucket: str | None = None
+    trainer_image: str | None = None
+    service_account: str | None = None
+    machine_type: str = "n1-standard-4"
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str = "local"
+    state_dir: str = ".recloop"
+    artifacts_dir: str = ".recloop/artifacts"
+    data: DataConfig = field(default_factory=DataConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    vertex_job: VertexJobConfig = field(default_factory=VertexJobConfig)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+
+
+# Well-known variables set by Vertex AI or by users, mapped onto (section, key).
+ENV_ALIASES: dict[str, tuple[str, str]] = {
+    "MOVIELENS_DIR": ("data", "movielens_dir"),
+    "AIP_HTTP_PORT": ("serving", "port"),
+    "AIP_HEALTH_ROUTE": ("serving", "health_route"),
+    "AIP_PREDICT_ROUTE": ("serving", "predict_route"),
+    "AIP_STORAGE_URI": ("serving", "storage_uri"),
+    "AIP_MODEL_DIR": ("vertex_job", "model_dir"),
+    "AIP_CHECKPOINT_DIR": ("vertex_job", "checkpoint_dir"),
+    "AIP_TENSORBOARD_LOG_DIR": ("vertex_job", "tensorboard_log_dir"),
+}
+ENV_PREFIX = "RECLOOP__"
+
+
+def load_settings(
+    profile: str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Builds the settings for `profile` (default: `RECLOOP_PROFILE`, else `local`)."""
+    env = os.environ if environ is None else environ
+    profile = profile or env.get("RECLOOP_PROFILE") or "local"
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        (f"profile {profile}", _read_profile(profile)),
+    ]
+    if extra := env.get("RECLOOP_CONFIG"):
+        layers.append((extra, _read_toml(Path(extra))))
+    layers.append(("environment", _environment_layer(env)))
+
+    values: dict[str, Any] = {"profile": profile}
+    for source, layer in layers:
+        _merge(values, layer, source)
+    return _build(Settings, values, "")
+
+
+def _read_profile(profile: str) -> dict[str, Any]:
+    text = resources.files("app.profiles").joinpath(f"{profile}.toml").read_text()
+    return tomllib.loads(text)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"RECLOOP_CONFIG names {path}, which does not exist") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from err
+
+
+def _environment_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name, (section, key) in ENV_ALIASES.items():
+        if env.get(name):
+            layer.setdefault(section, {})[key] = env[name]
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        target = layer
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return layer
+
+
+def _merge(into: dict[str, Any], layer: Mapping[str, Any], source: str) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping):
+            existing = into.setdefault(key, {})
+            if not isinstance(existing, dict):
+                raise ConfigError(f"{source}: {key} is a value, not a section")
+            _merge(existing, value, source)
+        else:
+            into[key] = value
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        where = f"section [{prefix.rstrip('.')}]" if prefix else "the top level"
+        raise ConfigError(f"unknown setting {prefix}{unknown[0]} in {where}")
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{prefix}{name} must be a section, got {value!r}")
+            kwargs[name] = _build(typing.cast(type, hint), value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(f"{prefix}{name}", value, hint)
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    optional = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if optional and (value is None or value == ""):
+        return None
+    try:
+        if base is bool:
+            return _to_bool(value)
+        if base is int and not isinstance(value, bool):
+            return int(value)
+        if base is float and not isinstance(value, bool):
+            return float(value)
+        if base is str and isinstance(value, str | int | float):
+            return str(value)
+    except ValueError:
+        pass
+    raise ConfigError(f"{name} must be {base.__name__}, got {value!r}")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(value)
