@@ -1,0 +1,59 @@
+"""A saved policy: TF-Agents' PolicySaver SavedModel plus recloop's metadata beside it.
+
+The SavedModel is the canonical, portable artifact. `recloop_policy.json` records what the
+SavedModel cannot: which agent and hyper-parameters produced it, which movie each action
+means, and the version label served with every prediction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+METADATA_FILE = "recloop_policy.json"
+FORMAT = 1
+
+
+class PolicyStoreError(RuntimeError):
+    """A policy folder is missing or not one recloop wrote."""
+
+
+@dataclass(frozen=True)
+class PolicyMetadata:
+    agent: str
+    per_arm: bool
+    num_actions: int
+    rank_k: int
+    alpha: float
+    tikhonov_weight: float
+    policy_version: str
+    movie_ids: list[int] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)
+    trained_interactions: int = 0
+    format: int = FORMAT
+
+
+def join(directory: str, name: str) -> str:
+    return directory.rstrip("/") + "/" + name
+
+
+def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:  # type: ignore[no-untyped-def]
+    import tensorflow as tf
+    from tf_agents.policies import policy_saver
+
+    policy_saver.PolicySaver(agent.policy, batch_size=None).save(directory)
+    with tf.io.gfile.GFile(join(directory, METADATA_FILE), "w") as f:
+        f.write(json.dumps(asdict(metadata), indent=2))
+
+
+def read_metadata(directory: str) -> PolicyMetadata:
+    import tensorflow as tf
+
+    path = join(directory, METADATA_FILE)
+    if not tf.io.gfile.exists(path):
+        raise PolicyStoreError(f"{directory} holds no recloop policy ({METADATA_FILE} is missing)")
+    with tf.io.gfile.GFile(path) as f:
+        payload = json.load(f)
+    if payload.get("format") != FORMAT:
+        raise PolicyStoreError(f"{path} has format {payload.get('format')}, expected {FORMAT}")
+    return PolicyMetadata(**payload)

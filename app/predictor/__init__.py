@@ -1,0 +1,1 @@
+"""The predictor: a Vertex AI custom prediction container serving a saved bandit policy."""

@@ -1,0 +1,108 @@
+"""Parsing and validating prediction request bodies.
+
+The common case (well-formed instances) takes one `orjson.loads` and one `np.array`; only
+when that fails or looks suspicious does a slower walk find and name the exact problem.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+SINGLE = -1  # layout marker: the instance held one observation
+
+
+class BadRequest(ValueError):
+    """The request body cannot be served; the message says what was wrong."""
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    observations: np.ndarray  # rows × rank_k, every instance's observations in order
+    layout: list[int] | None  # per instance: SINGLE, or how many rows a batched one holds
+
+
+def parse(body: bytes, rank_k: int) -> ParsedRequest:
+    if not body:
+        raise BadRequest('request body is empty; expected JSON {"instances": [...]}')
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise BadRequest(f"request body is not valid JSON: {err}") from None
+    if not isinstance(document, dict) or "instances" not in document:
+        raise BadRequest('expected a JSON object with an "instances" list')
+    instances = document["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('"instances" must be a non-empty list')
+
+    rows: list[Any] = []
+    layout: list[int] = []
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict) or "observation" not in instance:
+            raise BadRequest(f'instances[{i}] must be an object with an "observation" list')
+        observation = instance["observation"]
+        if not isinstance(observation, list) or not observation:
+            raise BadRequest(f"instances[{i}].observation must be a non-empty list of {rank_k} numbers")
+        if isinstance(observation[0], list):  # the Vertex sample's batched form
+            rows.extend(observation)
+            layout.append(len(observation))
+        else:
+            rows.append(observation)
+            layout.append(SINGLE)
+
+    try:
+        array = np.array(rows)
+    except ValueError:
+        array = None
+    if (
+        array is None
+        or array.dtype.kind not in "fi"
+        or array.shape != (len(rows), rank_k)
+        or b"true" in body
+        or b"false" in body
+    ):
+        array = _diagnose(instances, rank_k)
+    array = array.astype(np.float64, copy=False)
+    if not np.isfinite(array).all():
+        raise BadRequest("observations must be finite numbers")
+    return ParsedRequest(array, None if all(n == SINGLE for n in layout) else layout)
+
+
+def _diagnose(instances: list[Any], rank_k: int) -> np.ndarray:
+    """Walks the instances to name the first bad value; returns the rows if all are fine."""
+    rows: list[list[float]] = []
+    for i, instance in enumerate(instances):
+        observation = instance["observation"]
+        batched = isinstance(observation[0], list)
+        vectors = observation if batched else [observation]
+        for j, vector in enumerate(vectors):
+            where = f"instances[{i}].observation" + (f"[{j}]" if batched else "")
+            if not isinstance(vector, list):
+                raise BadRequest(f"{where} must be a list of {rank_k} numbers, got {_kind(vector)}")
+            if len(vector) != rank_k:
+                raise BadRequest(f"{where} has {len(vector)} values; this policy expects {rank_k} (rank_k)")
+            for m, value in enumerate(vector):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise BadRequest(f"{where}[{m}] is {_kind(value)}, not a number")
+                if not math.isfinite(float(value)):
+                    raise BadRequest(f"{where}[{m}] is not a finite number")
+            rows.append([float(v) for v in vector])
+    return np.array(rows, dtype=np.float64)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return f"the string {value[:20]!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,98 @@
+"""The trainer's command line: the Vertex sample's flags, plus `--agent`, `--seed`, `--per-arm`.
+
+Flag destinations are the names the tuning search space uses (`agent_alpha`,
+`tikhonov_weight`), so a tuned value can only ever land on the flag it was tuned for.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.agents import AGENTS, LINUCB
+
+
+@dataclass(frozen=True)
+class TrainingArgs:
+    data_path: str | None = None
+    artifacts_dir: str | None = None
+    profiler_dir: str | None = None
+    batch_size: int = 8
+    training_loops: int = 300
+    steps_per_loop: int = 2
+    rank_k: int = 20
+    num_actions: int = 20
+    tikhonov_weight: float = 0.001
+    agent_alpha: float = 10.0
+    run_hyperparameter_tuning: bool = False
+    train_with_best_hyperparameters: bool = False
+    agent: str = LINUCB
+    per_arm: bool = False
+    seed: int = 0
+    policy_version: str | None = None
+    progress: bool = True
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
+
+
+def build_parser(prog: str = "python -m app.trainer") -> argparse.ArgumentParser:
+    d = TrainingArgs()
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            "Train a contextual-bandit policy on MovieLens 100K and save it with TF-Agents' "
+            "PolicySaver. Runs as a Vertex AI custom-training job (AIP_MODEL_DIR, "
+            "AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR are honoured) or locally."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = p.add_argument_group("data and outputs")
+    data.add_argument("--data-path", help="u.data of MovieLens 100K (default: MOVIELENS_DIR or the download cache)")
+    data.add_argument("--artifacts-dir", help="where metrics.json, plots and the policy go (local path or gs://; default: the profile's artifacts_dir)")
+    data.add_argument("--profiler-dir", help="write a TensorFlow profiler trace here")
+    data.add_argument("--policy-version", help="label served with every prediction (default: a UTC timestamp)")
+
+    loop = p.add_argument_group("training loop")
+    loop.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="users observed per environment step")
+    loop.add_argument("--training-loops", type=_positive_int, default=d.training_loops, help="collect-then-train iterations")
+    loop.add_argument("--steps-per-loop", type=_positive_int, default=d.steps_per_loop, help="environment steps collected per loop")
+    loop.add_argument("--seed", type=int, default=d.seed, help="same seed, same numbers")
+    loop.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+
+    model = p.add_argument_group("environment and agent")
+    model.add_argument("--agent", choices=AGENTS, default=d.agent, help="TF-Agents agent")
+    model.add_argument("--per-arm", action="store_true", help="per-arm MovieLens: user + movie features, candidates drawn from all movies")
+    model.add_argument("--rank-k", type=_positive_int, default=d.rank_k, help="SVD rank: observation size")
+    model.add_argument("--num-actions", type=_positive_int, default=d.num_actions, help="movies to choose from")
+    model.add_argument("--tikhonov-weight", type=_positive_float, default=d.tikhonov_weight, help="ridge regularisation of linear agents")
+    model.add_argument("--agent-alpha", type=_non_negative_float, default=d.agent_alpha, help="exploration scale of LinUCB/LinTS/NeuralLinUCB")
+
+    tuning = p.add_argument_group("hyper-parameter tuning")
+    tuning.add_argument("--run-hyperparameter-tuning", action="store_true", help="act as a tuning trial: report the objective with cloudml-hypertune")
+    tuning.add_argument("--train-with-best-hyperparameters", action="store_true", help="use <artifacts-dir>/best_hyperparameters.json written by `recloop tune`")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None, prog: str = "python -m app.trainer") -> TrainingArgs:
+    namespace = build_parser(prog).parse_args(argv)
+    return TrainingArgs(**vars(namespace))

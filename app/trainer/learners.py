@@ -1,0 +1,109 @@
+"""Learners: one interface over the numpy linear model and TF-Agents' own training.
+
+The trainer's loop only asks a learner to act on a batch, to learn from it, and to hand
+over a TF-Agents agent for saving; which path does the math stays out of the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_bandit, state_from_agent
+from app.environment import Observation
+
+
+class Learner(Protocol):
+    spec: AgentSpec
+
+    def act(self, observations: Observation) -> np.ndarray: ...
+
+    def learn(self, observations: Observation, actions: np.ndarray, rewards: np.ndarray) -> None: ...
+
+    def export_agent(self):  # type: ignore[no-untyped-def]
+        """The TF-Agents agent holding the learned parameters."""
+
+    def restore(self, agent) -> None:  # type: ignore[no-untyped-def]
+        """Continues from the parameters in `agent` (a restored checkpoint)."""
+
+
+class LinearLearner:
+    """LinUCB / LinTS in numpy; the TF-Agents agent is only built when exporting."""
+
+    def __init__(self, spec: AgentSpec, seed: int | None = None):
+        self.spec = spec
+        self.model = linear_bandit(spec, seed)
+        self._agent = None
+
+    def act(self, observations: Observation) -> np.ndarray:
+        return self.model.act(observations)
+
+    def learn(self, observations: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
+        self.model.update(observations, actions, rewards)
+
+    def export_agent(self):  # type: ignore[no-untyped-def]
+        if self._agent is None:
+            self._agent = create_agent(self.spec)
+        copy_state_to_agent(self.model.state, self._agent)
+        return self._agent
+
+    def restore(self, agent) -> None:  # type: ignore[no-untyped-def]
+        self._agent = agent
+        self.model.set_state(state_from_agent(agent))
+
+
+class TfAgentLearner:
+    """Any TF-Agents bandit agent, trained by `agent.train` like the DynamicStepDriver does."""
+
+    def __init__(self, spec: AgentSpec, seed: int | None = None):
+        import tensorflow as tf
+
+        if seed is not None:
+            tf.random.set_seed(seed)
+        self.spec = spec
+        self.agent = create_agent(spec)
+        self.agent.initialize()
+        self._pending_info: list = []
+
+    def _time_step(self, observations: Observation):  # type: ignore[no-untyped-def]
+        import tensorflow as tf
+        from tf_agents.trajectories import time_step as ts
+
+        spec = self.agent.time_step_spec.observation
+        obs = tf.nest.map_structure(lambda o, s: tf.convert_to_tensor(o, s.dtype), observations, spec)
+        batch = tf.nest.flatten(obs)[0].shape[0]
+        return ts.restart(obs, batch_size=batch)
+
+    def act(self, observations: Observation) -> np.ndarray:
+        step = self.agent.collect_policy.action(self._time_step(observations))
+        self._pending_info.append(step.info)
+        return step.action.numpy()
+
+    def learn(self, observations: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Trains on the rows `act` chose since the last call, in order, with their policy info."""
+        import tensorflow as tf
+        from tf_agents.trajectories import trajectory
+
+        time_step = self._time_step(observations)
+        info = tf.nest.map_structure(lambda *t: tf.concat(t, 0), *self._pending_info)
+        self._pending_info = []
+        expand = lambda t: tf.expand_dims(t, 1)  # noqa: E731  (batch, time=1)
+        experience = trajectory.single_step(
+            observation=tf.nest.map_structure(expand, time_step.observation),
+            action=expand(tf.constant(actions, tf.int32)),
+            policy_info=tf.nest.map_structure(expand, info),
+            reward=expand(tf.constant(rewards, tf.float32)),
+            discount=expand(tf.zeros(len(actions), tf.float32)),
+        )
+        self.agent.train(experience)
+
+    def export_agent(self):  # type: ignore[no-untyped-def]
+        return self.agent
+
+    def restore(self, agent) -> None:  # type: ignore[no-untyped-def]
+        self.agent = agent
+
+
+def make_learner(spec: AgentSpec, seed: int | None = None) -> Learner:
+    return LinearLearner(spec, seed) if spec.is_linear else TfAgentLearner(spec, seed)

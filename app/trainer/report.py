@@ -1,0 +1,65 @@
+"""Training outputs people read: metrics.json, TensorBoard summaries and a PNG of the curves."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from app.policy_store import join
+from app.trainer.metrics import History
+
+METRICS_FILE = "metrics.json"
+PLOT_FILE = "training_curves.png"
+
+
+def write_metrics(artifacts_dir: str, history: History, **extra: Any) -> str:
+    import tensorflow as tf
+
+    path = join(artifacts_dir, METRICS_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(history.dumps(**extra))
+    return path
+
+
+def write_tensorboard(log_dir: str, history: History) -> None:
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        for m in history.loops:
+            tf.summary.scalar("regret", m.regret, step=m.loop)
+            tf.summary.scalar("suboptimal_arms", m.suboptimal_arms, step=m.loop)
+            tf.summary.scalar("average_return", m.average_return, step=m.loop)
+    writer.close()
+
+
+def write_plot(artifacts_dir: str, history: History, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
+    loops = np.arange(len(history.loops))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for axis, key, label in ((top, "regret", "regret"), (bottom, "average_return", "average return")):
+        values = np.array([getattr(m, key) for m in history.loops])
+        window = max(1, len(values) // 30)
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        axis.plot(loops, values, alpha=0.3, label=f"{label} per loop")
+        axis.plot(loops[window - 1 :], smooth, label=f"moving mean ({window} loops)")
+        axis.set_ylabel(label)
+        axis.legend(loc="best")
+        axis.grid(alpha=0.3)
+    bottom.set_xlabel("training loop")
+    top.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    path = join(artifacts_dir, PLOT_FILE)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+    return path

@@ -1,0 +1,191 @@
+"""Runs one training job end to end: data → environment → learner → saved policy + reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app import movielens
+from app.agents import AgentSpec
+from app.config import Settings
+from app.environment import MovieLensBandit, MovieLensPerArmBandit, factorize, factorize_per_arm
+from app.policy_store import PolicyMetadata, join, save_policy
+from app.trainer import report
+from app.trainer.flags import TrainingArgs
+from app.trainer.learners import Learner, make_learner
+from app.trainer.loop import train_on_policy
+from app.trainer.metrics import History
+from app.tuning import space
+
+HISTORY_FILE = "history.json"
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    args: TrainingArgs
+    history: History
+    objective: float
+    policy_dir: str
+    metrics_path: str
+
+
+def resolve_args(args: TrainingArgs, settings: Settings) -> TrainingArgs:
+    """Fills the artifacts dir from the profile and applies tuned values when asked."""
+    args = dataclasses.replace(args, artifacts_dir=args.artifacts_dir or settings.artifacts_dir)
+    if args.train_with_best_hyperparameters:
+        import tensorflow as tf
+
+        path = join(str(args.artifacts_dir), space.BEST_FILE)
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(
+                f"--train-with-best-hyperparameters: {path} does not exist; run `recloop tune` first"
+            )
+        with tf.io.gfile.GFile(path) as f:
+            args = space.apply_best(args, f.read(), path)
+    return args
+
+
+def build_environment(args: TrainingArgs, settings: Settings):  # type: ignore[no-untyped-def]
+    files = movielens.locate(
+        args.data_path, settings.data.movielens_dir, settings.data.cache_dir, settings.data.download
+    )
+    ratings = movielens.load_ratings_matrix(files.ratings)
+    if args.per_arm:
+        env = MovieLensPerArmBandit(
+            factorize_per_arm(ratings, args.rank_k), args.batch_size, args.num_actions, args.seed
+        )
+        titles: list[str] = []
+    else:
+        env = MovieLensBandit(factorize(ratings, args.rank_k, args.num_actions), args.batch_size, args.seed)
+        titles = movielens.load_titles(files.items, args.num_actions)
+    return env, titles
+
+
+def agent_spec(args: TrainingArgs) -> AgentSpec:
+    return AgentSpec(
+        name=args.agent,
+        num_actions=args.num_actions,
+        context_dim=args.rank_k,
+        alpha=args.agent_alpha,
+        tikhonov_weight=args.tikhonov_weight,
+        per_arm=args.per_arm,
+    )
+
+
+def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
+    args = resolve_args(args, settings)
+    artifacts_dir = str(args.artifacts_dir)
+    env, titles = build_environment(args, settings)
+    learner = make_learner(agent_spec(args), args.seed)
+    checkpoint_dir = settings.vertex_job.checkpoint_dir
+    history = _restore(checkpoint_dir, learner) if checkpoint_dir else History()
+
+    history = _train_with_progress(env, learner, args, history)
+    objective = space.objective(history)
+    agent = learner.export_agent()
+    if checkpoint_dir:
+        _checkpoint(checkpoint_dir, agent, history)
+
+    policy_dir = settings.vertex_job.model_dir or join(artifacts_dir, "policy")
+    version = args.policy_version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
+    save_policy(
+        agent,
+        policy_dir,
+        PolicyMetadata(
+            agent=args.agent,
+            per_arm=args.per_arm,
+            num_actions=args.num_actions,
+            rank_k=args.rank_k,
+            alpha=args.agent_alpha,
+            tikhonov_weight=args.tikhonov_weight,
+            policy_version=version,
+            movie_ids=list(range(1, args.num_actions + 1)) if not args.per_arm else [],
+            titles=titles,
+            trained_interactions=history.interactions,
+        ),
+    )
+    hyperparameters = {p.name: getattr(args, p.name) for p in space.SEARCH_SPACE}
+    metrics_path = report.write_metrics(
+        artifacts_dir,
+        history,
+        agent=args.agent,
+        seed=args.seed,
+        hyperparameters=hyperparameters,
+        objective={"name": space.METRIC, "value": objective},
+        policy_dir=policy_dir,
+        policy_version=version,
+    )
+    report.write_plot(artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)")
+    report.write_tensorboard(
+        settings.vertex_job.tensorboard_log_dir or join(artifacts_dir, "tensorboard"), history
+    )
+    if args.run_hyperparameter_tuning:
+        import hypertune
+
+        hypertune.HyperTune().report_hyperparameter_tuning_metric(
+            hyperparameter_metric_tag=space.METRIC,
+            metric_value=objective,
+            global_step=len(history.loops),
+        )
+    return TrainingResult(args, history, objective, policy_dir, metrics_path)
+
+
+def _train_with_progress(env, learner: Learner, args: TrainingArgs, history: History) -> History:  # type: ignore[no-untyped-def]
+    def train(on_loop=None) -> History:  # type: ignore[no-untyped-def]
+        if args.profiler_dir:
+            import tensorflow as tf
+
+            tf.profiler.experimental.start(args.profiler_dir)
+        try:
+            return train_on_policy(env, learner, args.training_loops, args.steps_per_loop, history, on_loop)
+        finally:
+            if args.profiler_dir:
+                tf.profiler.experimental.stop()
+
+    if not args.progress:
+        return train()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]training {task.fields[agent]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("regret {task.fields[regret]:.3f}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as progress:
+        task = progress.add_task("train", total=args.training_loops, agent=args.agent, regret=np.nan)
+        progress.update(task, completed=len(history.loops))
+        return train(lambda m: progress.update(task, advance=1, regret=m.regret))
+
+
+def _checkpoint(directory: str, agent, history: History) -> None:  # type: ignore[no-untyped-def]
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(directory)
+    tf.train.Checkpoint(agent=agent).write(join(directory, "agent"))
+    with tf.io.gfile.GFile(join(directory, HISTORY_FILE), "w") as f:
+        f.write(history.dumps())
+
+
+def _restore(directory: str, learner: Learner) -> History:
+    """Resumes a pre-empted Vertex job from AIP_CHECKPOINT_DIR, if it left a checkpoint."""
+    import tensorflow as tf
+
+    history_path = join(directory, HISTORY_FILE)
+    if not tf.io.gfile.exists(history_path):
+        return History()
+    agent = learner.export_agent()
+    tf.train.Checkpoint(agent=agent).read(join(directory, "agent")).assert_existing_objects_matched()
+    learner.restore(agent)
+    with tf.io.gfile.GFile(history_path) as f:
+        return History.from_json(json.load(f))
+
+
+def local_path(uri: str) -> Path | None:
+    return None if "://" in uri else Path(uri)

@@ -1,0 +1,73 @@
+"""The search space and objective, declared once for local and Vertex AI tuning.
+
+Parameter names are the trainer's flag destinations (`TrainingArgs` fields), and
+`best_hyperparameters.json` is keyed by them: the tuned value reaches exactly the flag it
+was tuned as (the Vertex sample read its best trial under other keys and silently trained
+with defaults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+
+from app.trainer.flags import TrainingArgs
+from app.trainer.metrics import History
+
+METRIC = "final_regret"
+GOAL = "minimize"
+BEST_FILE = "best_hyperparameters.json"
+
+
+@dataclass(frozen=True)
+class DoubleParameter:
+    name: str
+    low: float
+    high: float
+    log_scale: bool = True
+
+
+SEARCH_SPACE: tuple[DoubleParameter, ...] = (
+    DoubleParameter("agent_alpha", 0.1, 20.0),
+    DoubleParameter("tikhonov_weight", 1e-4, 10.0),
+)
+
+
+def objective(history: History) -> float:
+    """Mean regret over the last fifth of the loops: where the policy has settled."""
+    return history.mean_regret(last=max(1, len(history.loops) // 5))
+
+
+def validate(values: dict[str, float], source: str) -> dict[str, float]:
+    """Checks names and ranges; the error names the offending key."""
+    known = {p.name: p for p in SEARCH_SPACE}
+    clean: dict[str, float] = {}
+    for name, value in values.items():
+        if name not in known:
+            raise ValueError(f"{source}: {name!r} is not a tuned hyper-parameter ({', '.join(known)})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{source}: {name} must be a finite number, got {value!r}")
+        p = known[name]
+        if not p.low <= value <= p.high:
+            raise ValueError(f"{source}: {name}={value} is outside the search range [{p.low}, {p.high}]")
+        clean[name] = float(value)
+    missing = set(known) - set(clean)
+    if missing:
+        raise ValueError(f"{source}: missing {', '.join(sorted(missing))}")
+    return clean
+
+
+def dumps_best(values: dict[str, float], objective_value: float) -> str:
+    return json.dumps({"hyperparameters": validate(values, "best"), METRIC: objective_value}, indent=2)
+
+
+def apply_best(args: TrainingArgs, payload: str, source: str) -> TrainingArgs:
+    try:
+        document = json.loads(payload)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{source} is not valid JSON: {err}") from err
+    if not isinstance(document, dict) or not isinstance(document.get("hyperparameters"), dict):
+        raise ValueError(f"{source} must hold an object with a 'hyperparameters' object")
+    return dataclasses.replace(args, **validate(document["hyperparameters"], source))
