@@ -7,6 +7,8 @@ Flag destinations are the names the tuning search space uses (`agent_alpha`,
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,6 +95,38 @@ def build_parser(prog: str = "python -m app.trainer") -> argparse.ArgumentParser
     return p
 
 
+def to_argv(args: TrainingArgs, exclude: Sequence[str] = ()) -> list[str]:
+    """The command line that reproduces `args` (fields left at their defaults are omitted)."""
+    defaults = TrainingArgs()
+    argv: list[str] = []
+    for f in dataclasses.fields(TrainingArgs):
+        value = getattr(args, f.name)
+        if f.name in exclude or value == getattr(defaults, f.name):
+            continue
+        if f.name == "progress":
+            argv.append("--no-progress")
+        elif isinstance(value, bool):
+            argv.append(_flag(f.name))
+        else:
+            argv.append(f"{_flag(f.name)}={value}")
+    return argv
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _dashed(argv: Sequence[str]) -> list[str]:
+    """Accepts `--flag_name[=v]` too: Vertex hyper-parameter tuning passes `--<parameter_id>=v`."""
+    out = []
+    for token in argv:
+        if token.startswith("--"):
+            name, sep, value = token.partition("=")
+            token = name.replace("_", "-") + sep + value
+        out.append(token)
+    return out
+
+
 def parse_args(argv: Sequence[str] | None = None, prog: str = "python -m app.trainer") -> TrainingArgs:
-    namespace = build_parser(prog).parse_args(argv)
+    namespace = build_parser(prog).parse_args(_dashed(sys.argv[1:] if argv is None else argv))
     return TrainingArgs(**vars(namespace))
