@@ -88,6 +88,9 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
     history = _train_with_progress(env, learner, args, history)
     objective = space.objective(history)
     agent = learner.export_agent()
+    import tensorflow as tf
+
+    tf.io.gfile.makedirs(artifacts_dir)
     if checkpoint_dir:
         _checkpoint(checkpoint_dir, agent, history)
 

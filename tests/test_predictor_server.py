@@ -1,0 +1,53 @@
+"""`python -m app.predictor` as Vertex AI runs the container: configured by AIP_* only."""
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.trajectories import time_step as ts
+
+from tests.servers import PYTHON, free_port, running
+
+
+@pytest.fixture(scope="module")
+def server(trained_policy: Path):
+    port = free_port()
+    env = {
+        "AIP_HTTP_PORT": str(port),
+        "AIP_HEALTH_ROUTE": "/v1/endpoints/e/deployedModels/m",
+        "AIP_PREDICT_ROUTE": "/v1/endpoints/e/deployedModels/m:predict",
+        "AIP_STORAGE_URI": str(trained_policy),
+    }
+    base = f"http://127.0.0.1:{port}"
+    with running([PYTHON, "-m", "app.predictor"], env, base + env["AIP_HEALTH_ROUTE"]):
+        yield base + env["AIP_PREDICT_ROUTE"]
+
+
+def test_served_actions_equal_the_saved_tf_agents_policy(server: str, trained_policy: Path):
+    import tensorflow_probability  # noqa: F401
+
+    rows = np.random.default_rng(3).normal(size=(200, 5))
+    response = httpx.post(server, json={"instances": [{"observation": r} for r in rows.tolist()]})
+    assert response.status_code == 200
+    served = [p["action"] for p in response.json()["predictions"]]
+    saved = tf.saved_model.load(str(trained_policy))
+    expected = saved.action(ts.restart(tf.constant(rows), batch_size=200)).action.numpy()
+    assert served == expected.tolist()
+
+
+def test_streamed_body_over_the_limit_is_refused_and_the_server_keeps_serving(server: str):
+    def chunks():
+        yield b'{"instances": [{"observation": [0,0,0,0,0]}], "pad": "'
+        for _ in range(200):
+            yield b"x" * 10_000
+        yield b'"}'
+
+    response = httpx.post(server, content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "exceeds the limit" in response.json()["error"]
+    for body in (b"", b"{", b'{"instances": [{"observation": [1, "a", 3, 4, 5]}]}'):
+        bad = httpx.post(server, content=body, headers={"content-type": "application/json"})
+        assert bad.status_code == 400
+    ok = httpx.post(server, json={"instances": [{"observation": [0.1, 0.2, 0.3, 0.4, 0.5]}]})
+    assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
