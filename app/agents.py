@@ -62,7 +62,7 @@ def linear_bandit(spec: AgentSpec, seed: int | None = None) -> LinearBandit:
     )
 
 
-def tensor_specs(spec: AgentSpec):  # type: ignore[no-untyped-def]
+def tensor_specs(spec: AgentSpec):
     """Time-step and action specs, as a TFPyEnvironment over the MovieLens env gives them."""
     import tensorflow as tf
     from tf_agents.specs import tensor_spec
@@ -81,11 +81,15 @@ def tensor_specs(spec: AgentSpec):  # type: ignore[no-untyped-def]
     return ts.time_step_spec(observation), action
 
 
-def create_agent(spec: AgentSpec):  # type: ignore[no-untyped-def]
+def create_agent(spec: AgentSpec):
     """The TF-Agents agent named by `spec`, built as TF-Agents' MovieLens example builds it."""
     import tensorflow as tf
-    from tf_agents.bandits.agents import lin_ucb_agent, linear_thompson_sampling_agent
-    from tf_agents.bandits.agents import neural_epsilon_greedy_agent, neural_linucb_agent
+    from tf_agents.bandits.agents import (
+        lin_ucb_agent,
+        linear_thompson_sampling_agent,
+        neural_epsilon_greedy_agent,
+        neural_linucb_agent,
+    )
     from tf_agents.bandits.networks import global_and_arm_feature_network
     from tf_agents.networks import encoding_network, q_network
 
@@ -143,7 +147,7 @@ def create_agent(spec: AgentSpec):  # type: ignore[no-untyped-def]
     )
 
 
-def copy_state_to_agent(state: LinearState, agent) -> None:  # type: ignore[no-untyped-def]
+def copy_state_to_agent(state: LinearState, agent) -> None:
     """Writes numpy-trained linear state into a TF-Agents linear agent's variables."""
     import tensorflow as tf
 
@@ -157,7 +161,7 @@ def copy_state_to_agent(state: LinearState, agent) -> None:  # type: ignore[no-u
     agent._theta.assign(agent.theta)
 
 
-def state_from_agent(agent) -> LinearState:  # type: ignore[no-untyped-def]
+def state_from_agent(agent) -> LinearState:
     return LinearState(
         cov_matrix=np.stack([v.numpy() for v in agent.cov_matrix]).astype(np.float64),
         data_vector=np.stack([v.numpy() for v in agent.data_vector]).astype(np.float64),

@@ -36,11 +36,19 @@ def train(ctx: typer.Context) -> None:
 def tune(
     ctx: typer.Context,
     trials: Annotated[int, typer.Option(min=1, help="How many trials to run.")] = 16,
-    parallel: Annotated[int | None, typer.Option(min=1, help="Trials at once [default: one per core locally, 4 on Vertex].")] = None,
-    vertex: Annotated[bool, typer.Option("--vertex", help="Run as a Vertex AI HyperparameterTuningJob instead of locally.")] = False,
+    parallel: Annotated[
+        int | None,
+        typer.Option(min=1, help="Trials at once [default: one per core locally, 4 on Vertex]."),
+    ] = None,
+    vertex: Annotated[
+        bool,
+        typer.Option(
+            "--vertex", help="Run as a Vertex AI HyperparameterTuningJob instead of locally."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the search itself.")] = 0,
 ) -> None:
-    """Search agent_alpha and tikhonov_weight; the winner goes to <artifacts-dir>/best_hyperparameters.json.
+    """Search agent_alpha and tikhonov_weight; the winner goes to best_hyperparameters.json.
 
     Any trainer flag may follow (e.g. --training-loops 200 --agent lints); then train with
     `recloop train --train-with-best-hyperparameters`.
@@ -54,7 +62,12 @@ def tune(
         from app.tuning.vertex import run_tuning_job
 
         path = run_tuning_job(
-            args, settings.cloud, artifacts_dir, f"recloop-tune-{time.strftime('%Y%m%d-%H%M%S')}", trials, parallel or 4
+            args,
+            settings.cloud,
+            artifacts_dir,
+            f"recloop-tune-{time.strftime('%Y%m%d-%H%M%S')}",
+            trials,
+            parallel or 4,
         )
         typer.echo(f"best hyper-parameters written to {path}")
         return
@@ -62,19 +75,31 @@ def tune(
 
     result = tune_locally(args, settings, trials, parallel or None, seed)
     pretty = ", ".join(f"{k}={v:.4g}" for k, v in result.best.items())
-    typer.echo(f"best of {len(result.trials)} trials: {pretty} (final regret {result.best_value:.4f}); written to {result.best_path}")
+    typer.echo(
+        f"best of {len(result.trials)} trials: {pretty} "
+        f"(final regret {result.best_value:.4f}); written to {result.best_path}"
+    )
 
 
 @app.command()
 def serve(
-    policy: Annotated[str | None, typer.Option(help="Policy folder (local or gs://); default: AIP_STORAGE_URI, else <artifacts_dir>/policy.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: AIP_HTTP_PORT, else 8080).")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Policy folder, local or gs:// "
+            "[default: AIP_STORAGE_URI, else <artifacts_dir>/policy]."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: AIP_HTTP_PORT, else 8080).")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
 ) -> None:
     """Serve a trained policy over HTTP with the Vertex AI prediction contract."""
     import dataclasses
 
-    from app.predictor.__main__ import default_storage_uri, serve as run_server
+    from app.predictor.__main__ import default_storage_uri
+    from app.predictor.__main__ import serve as run_server
 
     settings = load_settings()
     serving = dataclasses.replace(

@@ -88,9 +88,7 @@ ENV_ALIASES: dict[str, tuple[str, str]] = {
 ENV_PREFIX = "RECLOOP__"
 
 
-def load_settings(
-    profile: str | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(profile: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Builds the settings for `profile` (default: `RECLOOP_PROFILE`, else `local`)."""
     env = os.environ if environ is None else environ
     profile = profile or env.get("RECLOOP_PROFILE") or "local"

@@ -31,7 +31,9 @@ class Factorization:
 def factorize(ratings: np.ndarray, rank_k: int, num_movies: int) -> Factorization:
     """`MovieLensPyEnvironment`'s factorisation: first movies, rated users, √s on both sides."""
     if num_movies > ratings.shape[1]:
-        raise ValueError(f"num_actions={num_movies} exceeds the {ratings.shape[1]} movies in the data")
+        raise ValueError(
+            f"num_actions={num_movies} exceeds the {ratings.shape[1]} movies in the data"
+        )
     matrix = ratings[:, :num_movies]
     matrix = matrix[np.sum(matrix, axis=1) > 0.0]
     if rank_k > min(matrix.shape):
@@ -121,7 +123,11 @@ class MovieLensPerArmBandit:
     per_arm = True
 
     def __init__(
-        self, factorization: Factorization, batch_size: int, num_actions: int, seed: int | None = None
+        self,
+        factorization: Factorization,
+        batch_size: int,
+        num_actions: int,
+        seed: int | None = None,
     ):
         movies = factorization.movie_features.shape[0]
         if not 1 <= num_actions <= movies:
@@ -142,7 +148,9 @@ class MovieLensPerArmBandit:
         self._users = self.rng.integers(f.user_features.shape[0], size=self.batch_size)
         # A random permutation prefix per row: sampling without replacement, vectorised.
         keys = self.rng.random((self.batch_size, f.movie_features.shape[0]))
-        self._candidates = np.argpartition(keys, self.num_actions - 1, axis=1)[:, : self.num_actions]
+        self._candidates = np.argpartition(keys, self.num_actions - 1, axis=1)[
+            :, : self.num_actions
+        ]
         return {
             GLOBAL_KEY: f.user_features[self._users],
             PER_ARM_KEY: f.movie_features[self._candidates],

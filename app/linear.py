@@ -36,6 +36,7 @@ class LinearState:
 
 class LinearBandit:
     CHUNK_ROWS = 4096  # bounds the arms × rows × d scratch array of an update
+
     def __init__(
         self,
         num_actions: int,

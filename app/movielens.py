@@ -49,7 +49,9 @@ def locate(
             ratings = ratings / RATINGS_FILE
         return _files(ratings, f"--data-path {data_path}")
     if movielens_dir:
-        return _files(Path(movielens_dir).expanduser() / RATINGS_FILE, f"MOVIELENS_DIR={movielens_dir}")
+        return _files(
+            Path(movielens_dir).expanduser() / RATINGS_FILE, f"MOVIELENS_DIR={movielens_dir}"
+        )
     folder = Path(cache_dir).expanduser() / ARCHIVE_FOLDER
     if not (folder / RATINGS_FILE).is_file():
         if not download:
@@ -63,7 +65,9 @@ def locate(
 
 def _files(ratings: Path, origin: str) -> MovieLensFiles:
     if not ratings.is_file():
-        raise MovieLensError(f"{origin}: {ratings} does not exist (expected MovieLens 100K's u.data)")
+        raise MovieLensError(
+            f"{origin}: {ratings} does not exist (expected MovieLens 100K's u.data)"
+        )
     items = ratings.with_name(ITEMS_FILE)
     return MovieLensFiles(ratings=ratings, items=items if items.is_file() else None)
 
@@ -80,9 +84,7 @@ def fetch(cache_dir: Path, url: str = URL, sha256: str = SHA256) -> Path:
         ) from err
     digest = hashlib.sha256(payload).hexdigest()
     if digest != sha256:
-        raise MovieLensError(
-            f"{url} has SHA-256 {digest}, expected {sha256}; refusing to use it"
-        )
+        raise MovieLensError(f"{url} has SHA-256 {digest}, expected {sha256}; refusing to use it")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir) as staging:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
@@ -118,7 +120,9 @@ def load_ratings_matrix(path: Path) -> np.ndarray:
         except ValueError as err:
             raise MovieLensError(f"{path} line {number}: {err}") from err
         if user < 1 or item < 1:
-            raise MovieLensError(f"{path} line {number}: ids start at 1, got user {user}, item {item}")
+            raise MovieLensError(
+                f"{path} line {number}: ids start at 1, got user {user}, item {item}"
+            )
         if not 1 <= rating <= 5:
             raise MovieLensError(f"{path} line {number}: rating {rating} is outside 1..5")
         rows[count] = (user, item, rating)

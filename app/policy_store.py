@@ -37,7 +37,7 @@ def join(directory: str, name: str) -> str:
     return directory.rstrip("/") + "/" + name
 
 
-def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:  # type: ignore[no-untyped-def]
+def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:
     import tensorflow as tf
     from tf_agents.policies import policy_saver
 

@@ -8,8 +8,8 @@ import pytest
 
 import app  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any TensorFlow import)
 from app.config import DataConfig, Settings
-
 from tests.synthetic import write_movielens
+
 
 @pytest.fixture(scope="session")
 def movielens_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -32,6 +32,11 @@ def trained_policy(movielens_dir: Path, tmp_path_factory: pytest.TempPathFactory
     from app.trainer.run import run
 
     artifacts = tmp_path_factory.mktemp("trained")
-    settings = Settings(artifacts_dir=str(artifacts), data=DataConfig(movielens_dir=str(movielens_dir), download=False))
-    args = TrainingArgs(training_loops=40, rank_k=5, num_actions=10, progress=False, policy_version="v-test-1")
+    settings = Settings(
+        artifacts_dir=str(artifacts),
+        data=DataConfig(movielens_dir=str(movielens_dir), download=False),
+    )
+    args = TrainingArgs(
+        training_loops=40, rank_k=5, num_actions=10, progress=False, policy_version="v-test-1"
+    )
     return Path(run(args, settings).policy_dir)

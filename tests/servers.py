@@ -20,7 +20,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(command: Sequence[str], env: dict[str, str], health_url: str, timeout: float = 60) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    command: Sequence[str], env: dict[str, str], health_url: str, timeout: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
         list(command), env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -12,7 +12,9 @@ NUM_USERS = 60
 NUM_MOVIES = 30
 
 
-def write_movielens(folder: Path, seed: int = 7, users: int = NUM_USERS, movies: int = NUM_MOVIES) -> Path:
+def write_movielens(
+    folder: Path, seed: int = 7, users: int = NUM_USERS, movies: int = NUM_MOVIES
+) -> Path:
     """A u.data/u.item pair with low-rank structure, so that bandits have something to learn."""
     rng = np.random.default_rng(seed)
     taste = rng.normal(size=(users, 3)) @ rng.normal(size=(3, movies))
@@ -28,7 +30,10 @@ def write_movielens(folder: Path, seed: int = 7, users: int = NUM_USERS, movies:
     ]
     (folder / "u.data").write_text("\n".join(lines) + "\n")
     (folder / "u.item").write_text(
-        "".join(f"{m + 1}|Synthetic Movie {m + 1} (1995)|01-Jan-1995||http://example|0\n" for m in range(movies)),
+        "".join(
+            f"{m + 1}|Synthetic Movie {m + 1} (1995)|01-Jan-1995||http://example|0\n"
+            for m in range(movies)
+        ),
         encoding="latin-1",
     )
     return folder
@@ -40,5 +45,6 @@ def real_movielens() -> Path | None:
 
 
 requires_real_movielens = pytest.mark.skipif(
-    real_movielens() is None, reason="MovieLens 100K not available (set MOVIELENS_DIR to the ml-100k folder)"
+    real_movielens() is None,
+    reason="MovieLens 100K not available (set MOVIELENS_DIR to the ml-100k folder)",
 )

@@ -37,7 +37,11 @@ def test_vertex_variables_override_the_profile():
     assert s.serving.port == 9090
     assert (s.serving.health_route, s.serving.predict_route) == ("/v1/health", "/v1/predict")
     assert s.serving.storage_uri == "gs://bucket/policy"
-    assert (s.vertex_job.model_dir, s.vertex_job.checkpoint_dir, s.vertex_job.tensorboard_log_dir) == (
+    assert (
+        s.vertex_job.model_dir,
+        s.vertex_job.checkpoint_dir,
+        s.vertex_job.tensorboard_log_dir,
+    ) == (
         "gs://bucket/model",
         "gs://bucket/ckpt",
         "gs://bucket/tb",

@@ -20,7 +20,9 @@ def ratings(movielens_dir: Path) -> np.ndarray:
     return movielens.load_ratings_matrix(movielens_dir / "u.data")
 
 
-def test_factorization_equals_tf_agents_movielens_environment(movielens_dir: Path, ratings: np.ndarray):
+def test_factorization_equals_tf_agents_movielens_environment(
+    movielens_dir: Path, ratings: np.ndarray
+):
     from tf_agents.bandits.environments import movielens_py_environment
 
     theirs = movielens_py_environment.MovieLensPyEnvironment(
@@ -43,7 +45,9 @@ def test_per_arm_factorization_equals_tf_agents(movielens_dir: Path, ratings: np
     # TF-Agents pads to 943 × 1682, which may flip the sign of singular vectors: align them.
     signs = np.sign(np.sum(ours.user_features * theirs._u_hat[:users], axis=0))
     np.testing.assert_allclose(ours.user_features * signs, theirs._u_hat[:users], atol=1e-6)
-    np.testing.assert_allclose(ours.approx_ratings, theirs._approx_ratings_matrix[:users, :NUM_MOVIES], atol=1e-5)
+    np.testing.assert_allclose(
+        ours.approx_ratings, theirs._approx_ratings_matrix[:users, :NUM_MOVIES], atol=1e-5
+    )
 
 
 def test_users_without_ratings_among_the_first_movies_are_dropped():

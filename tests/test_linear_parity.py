@@ -9,7 +9,15 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
 from app import movielens
-from app.agents import LINTS, LINUCB, AgentSpec, copy_state_to_agent, create_agent, linear_bandit, state_from_agent
+from app.agents import (
+    LINTS,
+    LINUCB,
+    AgentSpec,
+    copy_state_to_agent,
+    create_agent,
+    linear_bandit,
+    state_from_agent,
+)
 from app.environment import GLOBAL_KEY, PER_ARM_KEY, MovieLensBandit, factorize
 from app.policy_store import PolicyMetadata, save_policy
 from app.predictor.policy import load_policy
@@ -99,7 +107,9 @@ def test_saved_policy_and_served_fast_path_agree(tmp_path: Path):
     expected = tf_actions(saved, probe)
     np.testing.assert_array_equal(learner.act(probe), expected)
     np.testing.assert_array_equal(served.actions(probe), expected)
-    np.testing.assert_array_equal(load_policy(str(tmp_path), fast_path=False).actions(probe), expected)
+    np.testing.assert_array_equal(
+        load_policy(str(tmp_path), fast_path=False).actions(probe), expected
+    )
 
 
 def test_step_by_step_training_matches_tf_agents(movielens_dir: Path):
@@ -123,4 +133,6 @@ def test_step_by_step_training_matches_tf_agents(movielens_dir: Path):
         model.update(observations, theirs, rewards)
         chosen.extend(theirs.tolist())
     assert len(set(chosen)) >= 5
-    np.testing.assert_allclose(model.state.cov_matrix, state_from_agent(reference.agent).cov_matrix, rtol=1e-4)
+    np.testing.assert_allclose(
+        model.state.cov_matrix, state_from_agent(reference.agent).cov_matrix, rtol=1e-4
+    )

@@ -16,7 +16,9 @@ def make_zip(folder: Path) -> tuple[Path, str]:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("ml-100k/u.data", "1\t1\t5\t0\n2\t3\t4\t0\n")
-        archive.writestr("ml-100k/u.item", "1|Toy Story (1995)|x\n2|GoldenEye (1995)|x\n3|Four Rooms (1995)|x\n")
+        archive.writestr(
+            "ml-100k/u.item", "1|Toy Story (1995)|x\n2|GoldenEye (1995)|x\n3|Four Rooms (1995)|x\n"
+        )
     path = folder / "ml-100k.zip"
     path.write_bytes(buffer.getvalue())
     return path, hashlib.sha256(buffer.getvalue()).hexdigest()
@@ -59,7 +61,11 @@ def test_malformed_ratings_are_named(tmp_path: Path, content: str, message: str)
 
 def test_titles_from_u_item(movielens_dir: Path):
     titles = movielens.load_titles(movielens_dir / "u.item", 3)
-    assert titles == ["Synthetic Movie 1 (1995)", "Synthetic Movie 2 (1995)", "Synthetic Movie 3 (1995)"]
+    assert titles == [
+        "Synthetic Movie 1 (1995)",
+        "Synthetic Movie 2 (1995)",
+        "Synthetic Movie 3 (1995)",
+    ]
     assert movielens.load_titles(None, 2) == ["Movie 1", "Movie 2"]
 
 
@@ -67,7 +73,9 @@ def test_locate_prefers_data_path_then_movielens_dir(movielens_dir: Path, tmp_pa
     files = movielens.locate(data_path=str(movielens_dir / "u.data"), movielens_dir="/nowhere")
     assert files.ratings == movielens_dir / "u.data" and files.items == movielens_dir / "u.item"
     assert movielens.locate(movielens_dir=str(movielens_dir)).ratings == movielens_dir / "u.data"
-    with pytest.raises(MovieLensError, match="MOVIELENS_DIR=/nowhere: /nowhere/u.data does not exist"):
+    with pytest.raises(
+        MovieLensError, match=r"MOVIELENS_DIR=/nowhere: /nowhere/u\.data does not exist"
+    ):
         movielens.locate(movielens_dir="/nowhere", cache_dir=str(tmp_path))
 
 

@@ -58,7 +58,13 @@ def test_one_prediction_per_instance_in_order(app: PredictorApp, policy: Serving
 
 def test_batched_instances_of_the_vertex_sample(app: PredictorApp, policy: ServingPolicy):
     rows = observations(6, seed=1)
-    body = {"instances": [{"observation": rows[:4]}, {"observation": rows[4]}, {"observation": rows[5:]}]}
+    body = {
+        "instances": [
+            {"observation": rows[:4]},
+            {"observation": rows[4]},
+            {"observation": rows[5:]},
+        ]
+    }
     predictions = call(app, "POST", "/p", json=body).json()["predictions"]
     actions = policy.actions(np.array(rows)).tolist()
     assert predictions[0]["actions"] == actions[:4]
@@ -86,7 +92,9 @@ def test_health_only_once_a_policy_is_loaded(policy: ServingPolicy):
             loading = asyncio.create_task(served.load())
             await asyncio.sleep(0.05)
             before = (await client.get("/h")).status_code
-            refused = (await client.post("/p", json={"instances": [{"observation": [0.0] * RANK}]})).status_code
+            refused = (
+                await client.post("/p", json={"instances": [{"observation": [0.0] * RANK}]})
+            ).status_code
             release.set()
             await loading
             after = (await client.get("/h")).status_code
@@ -115,16 +123,46 @@ BAD_BODIES = [
     (b'{"observations": []}', 'expected a JSON object with an "instances" list'),
     (b'{"instances": []}', '"instances" must be a non-empty list'),
     (b'{"instances": {"observation": [1]}}', '"instances" must be a non-empty list'),
-    (b'{"instances": [[1, 2, 3, 4, 5]]}', 'instances[0] must be an object with an "observation" list'),
-    (b'{"instances": [{"observation": []}]}', "instances[0].observation must be a non-empty list of 5 numbers"),
-    (b'{"instances": [{"observation": "1,2,3,4,5"}]}', "instances[0].observation must be a non-empty list"),
-    (b'{"instances": [{"observation": [1, 2, 3]}]}', "instances[0].observation has 3 values; this policy expects 5 (rank_k)"),
-    (b'{"instances": [{"observation": [1, 2, 3, 4, 5]}, {"observation": [1, 2, "x", 4, 5]}]}', "instances[1].observation[2] is the string 'x', not a number"),
-    (b'{"instances": [{"observation": [1, 2, null, 4, 5]}]}', "instances[0].observation[2] is null, not a number"),
-    (b'{"instances": [{"observation": [1, true, 3, 4, 5]}]}', "instances[0].observation[1] is a boolean, not a number"),
-    (b'{"instances": [{"observation": [[1, 2, 3, 4, 5], [1, 2]]}]}', "instances[0].observation[1] has 2 values"),
-    (b'{"instances": [{"observation": [[1, 2, 3, 4, 5], 7]}]}', "instances[0].observation[1] must be a list of 5 numbers"),
-    (b'{"instances": [{"observation": [1, 2, 3, 4, [5]]}]}', "instances[0].observation[4] is a list, not a number"),
+    (
+        b'{"instances": [[1, 2, 3, 4, 5]]}',
+        'instances[0] must be an object with an "observation" list',
+    ),
+    (
+        b'{"instances": [{"observation": []}]}',
+        "instances[0].observation must be a non-empty list of 5 numbers",
+    ),
+    (
+        b'{"instances": [{"observation": "1,2,3,4,5"}]}',
+        "instances[0].observation must be a non-empty list",
+    ),
+    (
+        b'{"instances": [{"observation": [1, 2, 3]}]}',
+        "instances[0].observation has 3 values; this policy expects 5 (rank_k)",
+    ),
+    (
+        b'{"instances": [{"observation": [1, 2, 3, 4, 5]}, {"observation": [1, 2, "x", 4, 5]}]}',
+        "instances[1].observation[2] is the string 'x', not a number",
+    ),
+    (
+        b'{"instances": [{"observation": [1, 2, null, 4, 5]}]}',
+        "instances[0].observation[2] is null, not a number",
+    ),
+    (
+        b'{"instances": [{"observation": [1, true, 3, 4, 5]}]}',
+        "instances[0].observation[1] is a boolean, not a number",
+    ),
+    (
+        b'{"instances": [{"observation": [[1, 2, 3, 4, 5], [1, 2]]}]}',
+        "instances[0].observation[1] has 2 values",
+    ),
+    (
+        b'{"instances": [{"observation": [[1, 2, 3, 4, 5], 7]}]}',
+        "instances[0].observation[1] must be a list of 5 numbers",
+    ),
+    (
+        b'{"instances": [{"observation": [1, 2, 3, 4, [5]]}]}',
+        "instances[0].observation[4] is a list, not a number",
+    ),
 ]
 
 
@@ -136,7 +174,11 @@ def test_bad_bodies_get_400_naming_the_problem(app: PredictorApp, body: bytes, m
 
 
 @pytest.mark.parametrize(
-    ("content_type", "shown"), [("text/plain", "text/plain"), ("application/x-www-form-urlencoded", "application/x-www-form-urlencoded")]
+    ("content_type", "shown"),
+    [
+        ("text/plain", "text/plain"),
+        ("application/x-www-form-urlencoded", "application/x-www-form-urlencoded"),
+    ],
 )
 def test_wrong_content_type_is_refused(app: PredictorApp, content_type: str, shown: str):
     body = orjson.dumps({"instances": [{"observation": [0.0] * RANK}]})
@@ -147,7 +189,9 @@ def test_wrong_content_type_is_refused(app: PredictorApp, content_type: str, sho
 
 def test_json_with_charset_is_fine(app: PredictorApp):
     body = orjson.dumps({"instances": [{"observation": [0.0] * RANK}]})
-    response = call(app, "POST", "/p", content=body, headers={"content-type": "application/json; charset=utf-8"})
+    response = call(
+        app, "POST", "/p", content=body, headers={"content-type": "application/json; charset=utf-8"}
+    )
     assert response.status_code == 200
 
 

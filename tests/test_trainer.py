@@ -11,7 +11,14 @@ from app.trainer.__main__ import main
 from app.trainer.flags import TrainingArgs, parse_args
 from app.trainer.run import run
 
-SMALL = TrainingArgs(training_loops=30, rank_k=5, num_actions=10, progress=False, agent_alpha=2.0, tikhonov_weight=0.5)
+SMALL = TrainingArgs(
+    training_loops=30,
+    rank_k=5,
+    num_actions=10,
+    progress=False,
+    agent_alpha=2.0,
+    tikhonov_weight=0.5,
+)
 
 
 def test_trainer_writes_policy_metrics_plot_and_summaries(settings: Settings):
@@ -42,7 +49,10 @@ def test_same_seed_same_numbers(settings: Settings, tmp_path: Path):
     first = run(SMALL, settings).history
     other = dataclasses.replace(settings, artifacts_dir=str(tmp_path / "again"))
     second = run(SMALL, other).history
-    third = run(dataclasses.replace(SMALL, seed=1), dataclasses.replace(settings, artifacts_dir=str(tmp_path / "s1"))).history
+    third = run(
+        dataclasses.replace(SMALL, seed=1),
+        dataclasses.replace(settings, artifacts_dir=str(tmp_path / "s1")),
+    ).history
     assert [m.regret for m in first.loops] == [m.regret for m in second.loops]
     assert [m.regret for m in first.loops] != [m.regret for m in third.loops]
 
@@ -87,7 +97,9 @@ def test_resumes_from_a_checkpoint(settings: Settings, tmp_path: Path):
     assert [m.regret for m in resumed.loops[:10]] == [m.regret for m in straight.loops[:10]]
 
 
-def test_hypertune_metric_is_reported(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_hypertune_metric_is_reported(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     metric_file = tmp_path / "hypertune" / "output.metrics"
     monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(metric_file))
     result = run(dataclasses.replace(SMALL, run_hyperparameter_tuning=True), settings)
@@ -100,7 +112,9 @@ def test_train_with_best_hyperparameters_uses_the_winner(settings: Settings):
     artifacts = Path(settings.artifacts_dir)
     artifacts.mkdir(parents=True)
     (artifacts / "best_hyperparameters.json").write_text(
-        json.dumps({"hyperparameters": {"agent_alpha": 0.37, "tikhonov_weight": 2.5}, "final_regret": 0.1})
+        json.dumps(
+            {"hyperparameters": {"agent_alpha": 0.37, "tikhonov_weight": 2.5}, "final_regret": 0.1}
+        )
     )
     result = run(dataclasses.replace(SMALL, train_with_best_hyperparameters=True), settings)
     assert (result.args.agent_alpha, result.args.tikhonov_weight) == (0.37, 2.5)
@@ -113,9 +127,15 @@ def test_train_with_best_hyperparameters_uses_the_winner(settings: Settings):
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        ({"hyperparameters": {"alpha": 1.0, "tikhonov_weight": 1.0}}, "'alpha' is not a tuned hyper-parameter"),
+        (
+            {"hyperparameters": {"alpha": 1.0, "tikhonov_weight": 1.0}},
+            "'alpha' is not a tuned hyper-parameter",
+        ),
         ({"hyperparameters": {"agent_alpha": 1.0}}, "missing tikhonov_weight"),
-        ({"hyperparameters": {"agent_alpha": "1", "tikhonov_weight": 1.0}}, "agent_alpha must be a finite number"),
+        (
+            {"hyperparameters": {"agent_alpha": "1", "tikhonov_weight": 1.0}},
+            "agent_alpha must be a finite number",
+        ),
         ({"best": {}}, "must hold an object with a 'hyperparameters' object"),
     ],
 )
@@ -135,11 +155,42 @@ def test_missing_best_hyperparameters_file_is_explained(settings: Settings):
 
 def test_sample_flags_and_vertex_spelling_parse():
     args = parse_args(
-        "--data-path /d/u.data --artifacts-dir gs://b/a --profiler-dir /p --batch-size 4 --training-loops 7 "
-        "--steps-per-loop 3 --rank-k 10 --num-actions 15 --tikhonov-weight 0.2 --agent-alpha 5 "
-        "--run-hyperparameter-tuning --agent lints --seed 9 --agent_alpha=6.5".split()
+        [
+            "--data-path",
+            "/d/u.data",
+            "--artifacts-dir",
+            "gs://b/a",
+            "--profiler-dir",
+            "/p",
+            "--batch-size",
+            "4",
+            "--training-loops",
+            "7",
+            "--steps-per-loop",
+            "3",
+            "--rank-k",
+            "10",
+            "--num-actions",
+            "15",
+            "--tikhonov-weight",
+            "0.2",
+            "--agent-alpha",
+            "5",
+            "--run-hyperparameter-tuning",
+            "--agent",
+            "lints",
+            "--seed",
+            "9",
+            "--agent_alpha=6.5",
+        ]
     )
-    assert (args.batch_size, args.training_loops, args.steps_per_loop, args.rank_k, args.num_actions) == (4, 7, 3, 10, 15)
+    assert (
+        args.batch_size,
+        args.training_loops,
+        args.steps_per_loop,
+        args.rank_k,
+        args.num_actions,
+    ) == (4, 7, 3, 10, 15)
     assert (args.tikhonov_weight, args.agent_alpha, args.agent, args.seed) == (0.2, 6.5, "lints", 9)
     assert args.run_hyperparameter_tuning and args.artifacts_dir == "gs://b/a"
 

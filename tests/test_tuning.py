@@ -25,7 +25,10 @@ CLOUD = CloudConfig(
 @pytest.mark.parametrize("parameter", space.SEARCH_SPACE, ids=lambda p: p.name)
 def test_every_tuned_name_is_a_trainer_flag_in_both_spellings(parameter: space.DoubleParameter):
     value = (parameter.low + parameter.high) / 2
-    for spelling in (f"--{parameter.name}={value}", f"--{parameter.name.replace('_', '-')}={value}"):
+    for spelling in (
+        f"--{parameter.name}={value}",
+        f"--{parameter.name.replace('_', '-')}={value}",
+    ):
         assert getattr(parse_args([spelling]), parameter.name) == value
 
 
@@ -44,11 +47,15 @@ def test_vertex_tuning_job_spec(mocker):
     init = mocker.patch("google.cloud.aiplatform.init")
     custom_job = mocker.patch("google.cloud.aiplatform.CustomJob")
     tuning_job = mocker.patch("google.cloud.aiplatform.HyperparameterTuningJob")
-    args = dataclasses.replace(SMALL, data_path="gs://recloop-dev-data/ml-100k/u.data", agent="lints", agent_alpha=3.0)
+    args = dataclasses.replace(
+        SMALL, data_path="gs://recloop-dev-data/ml-100k/u.data", agent="lints", agent_alpha=3.0
+    )
 
     job = build_tuning_job(args, CLOUD, "recloop-tune-1", max_trials=12, parallel_trials=3)
 
-    init.assert_called_once_with(project="recloop-dev", location="europe-west4", staging_bucket="gs://recloop-dev-staging")
+    init.assert_called_once_with(
+        project="recloop-dev", location="europe-west4", staging_bucket="gs://recloop-dev-staging"
+    )
     custom_job.assert_called_once_with(
         display_name="recloop-tune-1-trial",
         worker_pool_specs=[
@@ -85,7 +92,10 @@ def test_vertex_tuning_job_spec(mocker):
 def trial(alpha: float, tikhonov: float, regret: float | None) -> SimpleNamespace:
     metrics = [] if regret is None else [SimpleNamespace(metric_id="final_regret", value=regret)]
     return SimpleNamespace(
-        parameters=[SimpleNamespace(parameter_id="agent_alpha", value=alpha), SimpleNamespace(parameter_id="tikhonov_weight", value=tikhonov)],
+        parameters=[
+            SimpleNamespace(parameter_id="agent_alpha", value=alpha),
+            SimpleNamespace(parameter_id="tikhonov_weight", value=tikhonov),
+        ],
         final_measurement=SimpleNamespace(metrics=metrics),
     )
 
@@ -94,7 +104,11 @@ def test_vertex_best_trial_reaches_the_trainer(mocker, settings: Settings):
     mocker.patch("google.cloud.aiplatform.init")
     mocker.patch("google.cloud.aiplatform.CustomJob")
     tuning_job = mocker.patch("google.cloud.aiplatform.HyperparameterTuningJob")
-    tuning_job.return_value.trials = [trial(1.0, 0.1, 0.30), trial(4.5, 0.02, 0.12), trial(9.0, 1.0, None)]
+    tuning_job.return_value.trials = [
+        trial(1.0, 0.1, 0.30),
+        trial(4.5, 0.02, 0.12),
+        trial(9.0, 1.0, None),
+    ]
 
     Path(settings.artifacts_dir).mkdir(parents=True)
     path = run_tuning_job(SMALL, CLOUD, settings.artifacts_dir, "recloop-tune-2", 3, 3)

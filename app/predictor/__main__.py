@@ -41,7 +41,10 @@ def default_storage_uri(artifacts_dir: str) -> str:
 
 def main() -> int:
     settings = load_settings()
-    serve(settings.serving, settings.serving.storage_uri or default_storage_uri(settings.artifacts_dir))
+    serve(
+        settings.serving,
+        settings.serving.storage_uri or default_storage_uri(settings.artifacts_dir),
+    )
     return 0
 
 

@@ -32,7 +32,12 @@ class ServingPolicy:
         movie_ids = metadata.movie_ids or list(range(1, metadata.num_actions + 1))
         # One shared dict per action: building a response is then a list lookup.
         self.predictions: list[dict[str, Any]] = [
-            {"action": a, "movie_id": movie_ids[a], "title": titles[a], "policy_version": metadata.policy_version}
+            {
+                "action": a,
+                "movie_id": movie_ids[a],
+                "title": titles[a],
+                "policy_version": metadata.policy_version,
+            }
             for a in range(metadata.num_actions)
         ]
 
@@ -51,7 +56,11 @@ class ServingPolicy:
 class LinearScorer:
     def __init__(self, metadata: PolicyMetadata, state: LinearState):
         spec = AgentSpec(
-            metadata.agent, metadata.num_actions, metadata.rank_k, metadata.alpha, metadata.tikhonov_weight
+            metadata.agent,
+            metadata.num_actions,
+            metadata.rank_k,
+            metadata.alpha,
+            metadata.tikhonov_weight,
         )
         self.model = linear_bandit(spec)
         self.model.set_state(state)
@@ -82,7 +91,9 @@ def linear_state_from_variables(variables: list[Any], num_actions: int) -> Linea
             found[match.group(1)][int(match.group(2))] = variable.numpy()
     for kind, arms in found.items():
         if sorted(arms) != list(range(num_actions)):
-            raise PolicyStoreError(f"saved policy lacks linear variables {kind}_0…{kind}_{num_actions - 1}")
+            raise PolicyStoreError(
+                f"saved policy lacks linear variables {kind}_0…{kind}_{num_actions - 1}"
+            )
     return LinearState(
         cov_matrix=np.stack([found["a"][k] for k in range(num_actions)]).astype(np.float64),
         data_vector=np.stack([found["b"][k] for k in range(num_actions)]).astype(np.float64),
@@ -97,13 +108,16 @@ def load_policy(uri: str, fast_path: bool = True) -> ServingPolicy:
 
     metadata = read_metadata(uri)
     if metadata.per_arm:
-        raise PolicyStoreError(f"{uri} holds a per-arm policy; the predictor serves global-feature policies")
+        raise PolicyStoreError(
+            f"{uri} holds a per-arm policy; the predictor serves global-feature policies"
+        )
     saved = tf.saved_model.load(uri)
     scorer: Scorer
     if fast_path and metadata.agent in LINEAR_AGENTS:
         num_models = metadata.num_actions
-        scorer = LinearScorer(metadata, linear_state_from_variables(saved.model_variables, num_models))
+        scorer = LinearScorer(
+            metadata, linear_state_from_variables(saved.model_variables, num_models)
+        )
     else:
         scorer = SavedModelScorer(saved)
     return ServingPolicy(metadata, scorer, uri)
-

@@ -46,7 +46,9 @@ def parse(body: bytes, rank_k: int) -> ParsedRequest:
             raise BadRequest(f'instances[{i}] must be an object with an "observation" list')
         observation = instance["observation"]
         if not isinstance(observation, list) or not observation:
-            raise BadRequest(f"instances[{i}].observation must be a non-empty list of {rank_k} numbers")
+            raise BadRequest(
+                f"instances[{i}].observation must be a non-empty list of {rank_k} numbers"
+            )
         if isinstance(observation[0], list):  # the Vertex sample's batched form
             rows.extend(observation)
             layout.append(len(observation))
@@ -84,7 +86,9 @@ def _diagnose(instances: list[Any], rank_k: int) -> np.ndarray:
             if not isinstance(vector, list):
                 raise BadRequest(f"{where} must be a list of {rank_k} numbers, got {_kind(vector)}")
             if len(vector) != rank_k:
-                raise BadRequest(f"{where} has {len(vector)} values; this policy expects {rank_k} (rank_k)")
+                raise BadRequest(
+                    f"{where} has {len(vector)} values; this policy expects {rank_k} (rank_k)"
+                )
             for m, value in enumerate(vector):
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise BadRequest(f"{where}[{m}] is {_kind(value)}, not a number")

@@ -96,7 +96,10 @@ class PredictorApp:
             return 400, {"error": f"content type must be application/json, got {shown}"}
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return 400, {"error": f"request body is {int(declared)} bytes; the limit is {self.max_body_bytes}"}
+            return 400, {
+                "error": f"request body is {declared.decode()} bytes; "
+                f"the limit is {self.max_body_bytes}"
+            }
         body = await _read_body(receive, self.max_body_bytes)
         if body is None:
             return 400, {"error": f"request body exceeds the limit of {self.max_body_bytes} bytes"}

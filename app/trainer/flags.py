@@ -69,29 +69,81 @@ def build_parser(prog: str = "python -m app.trainer") -> argparse.ArgumentParser
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     data = p.add_argument_group("data and outputs")
-    data.add_argument("--data-path", help="u.data of MovieLens 100K (default: MOVIELENS_DIR or the download cache)")
-    data.add_argument("--artifacts-dir", help="where metrics.json, plots and the policy go (local path or gs://; default: the profile's artifacts_dir)")
+    data.add_argument(
+        "--data-path",
+        help="u.data of MovieLens 100K (default: MOVIELENS_DIR or the download cache)",
+    )
+    data.add_argument(
+        "--artifacts-dir",
+        help="where metrics.json, plots and the policy go: local path or gs:// "
+        "(default: the profile's artifacts_dir)",
+    )
     data.add_argument("--profiler-dir", help="write a TensorFlow profiler trace here")
-    data.add_argument("--policy-version", help="label served with every prediction (default: a UTC timestamp)")
+    data.add_argument(
+        "--policy-version", help="label served with every prediction (default: a UTC timestamp)"
+    )
 
     loop = p.add_argument_group("training loop")
-    loop.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="users observed per environment step")
-    loop.add_argument("--training-loops", type=_positive_int, default=d.training_loops, help="collect-then-train iterations")
-    loop.add_argument("--steps-per-loop", type=_positive_int, default=d.steps_per_loop, help="environment steps collected per loop")
+    loop.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=d.batch_size,
+        help="users observed per environment step",
+    )
+    loop.add_argument(
+        "--training-loops",
+        type=_positive_int,
+        default=d.training_loops,
+        help="collect-then-train iterations",
+    )
+    loop.add_argument(
+        "--steps-per-loop",
+        type=_positive_int,
+        default=d.steps_per_loop,
+        help="environment steps collected per loop",
+    )
     loop.add_argument("--seed", type=int, default=d.seed, help="same seed, same numbers")
-    loop.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    loop.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
 
     model = p.add_argument_group("environment and agent")
     model.add_argument("--agent", choices=AGENTS, default=d.agent, help="TF-Agents agent")
-    model.add_argument("--per-arm", action="store_true", help="per-arm MovieLens: user + movie features, candidates drawn from all movies")
-    model.add_argument("--rank-k", type=_positive_int, default=d.rank_k, help="SVD rank: observation size")
-    model.add_argument("--num-actions", type=_positive_int, default=d.num_actions, help="movies to choose from")
-    model.add_argument("--tikhonov-weight", type=_positive_float, default=d.tikhonov_weight, help="ridge regularisation of linear agents")
-    model.add_argument("--agent-alpha", type=_non_negative_float, default=d.agent_alpha, help="exploration scale of LinUCB/LinTS/NeuralLinUCB")
+    model.add_argument(
+        "--per-arm",
+        action="store_true",
+        help="per-arm MovieLens: user + movie features, candidates drawn from all movies",
+    )
+    model.add_argument(
+        "--rank-k", type=_positive_int, default=d.rank_k, help="SVD rank: observation size"
+    )
+    model.add_argument(
+        "--num-actions", type=_positive_int, default=d.num_actions, help="movies to choose from"
+    )
+    model.add_argument(
+        "--tikhonov-weight",
+        type=_positive_float,
+        default=d.tikhonov_weight,
+        help="ridge regularisation of linear agents",
+    )
+    model.add_argument(
+        "--agent-alpha",
+        type=_non_negative_float,
+        default=d.agent_alpha,
+        help="exploration scale of LinUCB/LinTS/NeuralLinUCB",
+    )
 
     tuning = p.add_argument_group("hyper-parameter tuning")
-    tuning.add_argument("--run-hyperparameter-tuning", action="store_true", help="act as a tuning trial: report the objective with cloudml-hypertune")
-    tuning.add_argument("--train-with-best-hyperparameters", action="store_true", help="use <artifacts-dir>/best_hyperparameters.json written by `recloop tune`")
+    tuning.add_argument(
+        "--run-hyperparameter-tuning",
+        action="store_true",
+        help="act as a tuning trial: report the objective with cloudml-hypertune",
+    )
+    tuning.add_argument(
+        "--train-with-best-hyperparameters",
+        action="store_true",
+        help="use <artifacts-dir>/best_hyperparameters.json written by `recloop tune`",
+    )
     return p
 
 
@@ -127,6 +179,8 @@ def _dashed(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def parse_args(argv: Sequence[str] | None = None, prog: str = "python -m app.trainer") -> TrainingArgs:
+def parse_args(
+    argv: Sequence[str] | None = None, prog: str = "python -m app.trainer"
+) -> TrainingArgs:
     namespace = build_parser(prog).parse_args(_dashed(sys.argv[1:] if argv is None else argv))
     return TrainingArgs(**vars(namespace))

@@ -19,12 +19,14 @@ class Learner(Protocol):
 
     def act(self, observations: Observation) -> np.ndarray: ...
 
-    def learn(self, observations: Observation, actions: np.ndarray, rewards: np.ndarray) -> None: ...
+    def learn(
+        self, observations: Observation, actions: np.ndarray, rewards: np.ndarray
+    ) -> None: ...
 
-    def export_agent(self):  # type: ignore[no-untyped-def]
+    def export_agent(self):
         """The TF-Agents agent holding the learned parameters."""
 
-    def restore(self, agent) -> None:  # type: ignore[no-untyped-def]
+    def restore(self, agent) -> None:
         """Continues from the parameters in `agent` (a restored checkpoint)."""
 
 
@@ -42,13 +44,13 @@ class LinearLearner:
     def learn(self, observations: Observation, actions: np.ndarray, rewards: np.ndarray) -> None:
         self.model.update(observations, actions, rewards)
 
-    def export_agent(self):  # type: ignore[no-untyped-def]
+    def export_agent(self):
         if self._agent is None:
             self._agent = create_agent(self.spec)
         copy_state_to_agent(self.model.state, self._agent)
         return self._agent
 
-    def restore(self, agent) -> None:  # type: ignore[no-untyped-def]
+    def restore(self, agent) -> None:
         self._agent = agent
         self.model.set_state(state_from_agent(agent))
 
@@ -66,12 +68,14 @@ class TfAgentLearner:
         self.agent.initialize()
         self._pending_info: list = []
 
-    def _time_step(self, observations: Observation):  # type: ignore[no-untyped-def]
+    def _time_step(self, observations: Observation):
         import tensorflow as tf
         from tf_agents.trajectories import time_step as ts
 
         spec = self.agent.time_step_spec.observation
-        obs = tf.nest.map_structure(lambda o, s: tf.convert_to_tensor(o, s.dtype), observations, spec)
+        obs = tf.nest.map_structure(
+            lambda o, s: tf.convert_to_tensor(o, s.dtype), observations, spec
+        )
         batch = tf.nest.flatten(obs)[0].shape[0]
         return ts.restart(obs, batch_size=batch)
 
@@ -98,10 +102,10 @@ class TfAgentLearner:
         )
         self.agent.train(experience)
 
-    def export_agent(self):  # type: ignore[no-untyped-def]
+    def export_agent(self):
         return self.agent
 
-    def restore(self, agent) -> None:  # type: ignore[no-untyped-def]
+    def restore(self, agent) -> None:
         self.agent = agent
 
 

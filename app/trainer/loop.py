@@ -19,12 +19,12 @@ from app.trainer.metrics import History, LoopMetrics
 def _stack(observations: list[Observation]) -> Observation:
     first = observations[0]
     if isinstance(first, dict):
-        return {k: np.concatenate([o[k] for o in observations]) for k in first}  # type: ignore[index]
+        return {k: np.concatenate([o[k] for o in observations]) for k in first}
     return np.concatenate(observations)  # type: ignore[arg-type]
 
 
 def train_on_policy(
-    env,  # type: ignore[no-untyped-def]
+    env,
     learner: Learner,
     training_loops: int,
     steps_per_loop: int,

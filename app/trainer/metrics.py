@@ -49,7 +49,9 @@ class History:
         return self.interactions / self.seconds if self.seconds > 0 else 0.0
 
     def mean_regret(self, last: int) -> float:
-        return float(np.mean([m.regret for m in self.loops[-last:]])) if self.loops else float("nan")
+        return (
+            float(np.mean([m.regret for m in self.loops[-last:]])) if self.loops else float("nan")
+        )
 
     def to_json(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -69,7 +71,12 @@ class History:
         loops = [
             LoopMetrics(i, r, s, a)
             for i, (r, s, a) in enumerate(
-                zip(payload["regret"], payload["suboptimal_arms"], payload["average_return"], strict=True)
+                zip(
+                    payload["regret"],
+                    payload["suboptimal_arms"],
+                    payload["average_return"],
+                    strict=True,
+                )
             )
         ]
         return cls(loops=loops, interactions=int(payload["interactions"]))

@@ -44,7 +44,10 @@ def write_plot(artifacts_dir: str, history: History, title: str) -> str:
 
     loops = np.arange(len(history.loops))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    for axis, key, label in ((top, "regret", "regret"), (bottom, "average_return", "average return")):
+    for axis, key, label in (
+        (top, "regret", "regret"),
+        (bottom, "average_return", "average return"),
+    ):
         values = np.array([getattr(m, key) for m in history.loops])
         window = max(1, len(values) // 30)
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")

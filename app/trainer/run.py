@@ -43,25 +43,31 @@ def resolve_args(args: TrainingArgs, settings: Settings) -> TrainingArgs:
         path = join(str(args.artifacts_dir), space.BEST_FILE)
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(
-                f"--train-with-best-hyperparameters: {path} does not exist; run `recloop tune` first"
+                f"--train-with-best-hyperparameters: {path} does not exist; "
+                "run `recloop tune` first"
             )
         with tf.io.gfile.GFile(path) as f:
             args = space.apply_best(args, f.read(), path)
     return args
 
 
-def build_environment(args: TrainingArgs, settings: Settings):  # type: ignore[no-untyped-def]
+def build_environment(
+    args: TrainingArgs, settings: Settings
+) -> tuple[MovieLensBandit | MovieLensPerArmBandit, list[str]]:
     files = movielens.locate(
         args.data_path, settings.data.movielens_dir, settings.data.cache_dir, settings.data.download
     )
     ratings = movielens.load_ratings_matrix(files.ratings)
+    env: MovieLensBandit | MovieLensPerArmBandit
     if args.per_arm:
         env = MovieLensPerArmBandit(
             factorize_per_arm(ratings, args.rank_k), args.batch_size, args.num_actions, args.seed
         )
         titles: list[str] = []
     else:
-        env = MovieLensBandit(factorize(ratings, args.rank_k, args.num_actions), args.batch_size, args.seed)
+        env = MovieLensBandit(
+            factorize(ratings, args.rank_k, args.num_actions), args.batch_size, args.seed
+        )
         titles = movielens.load_titles(files.items, args.num_actions)
     return env, titles
 
@@ -123,7 +129,9 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
         policy_dir=policy_dir,
         policy_version=version,
     )
-    report.write_plot(artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)")
+    report.write_plot(
+        artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)"
+    )
     report.write_tensorboard(
         settings.vertex_job.tensorboard_log_dir or join(artifacts_dir, "tensorboard"), history
     )
@@ -138,21 +146,29 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
     return TrainingResult(args, history, objective, policy_dir, metrics_path)
 
 
-def _train_with_progress(env, learner: Learner, args: TrainingArgs, history: History) -> History:  # type: ignore[no-untyped-def]
-    def train(on_loop=None) -> History:  # type: ignore[no-untyped-def]
+def _train_with_progress(env, learner: Learner, args: TrainingArgs, history: History) -> History:
+    def train(on_loop=None) -> History:
         if args.profiler_dir:
             import tensorflow as tf
 
             tf.profiler.experimental.start(args.profiler_dir)
         try:
-            return train_on_policy(env, learner, args.training_loops, args.steps_per_loop, history, on_loop)
+            return train_on_policy(
+                env, learner, args.training_loops, args.steps_per_loop, history, on_loop
+            )
         finally:
             if args.profiler_dir:
                 tf.profiler.experimental.stop()
 
     if not args.progress:
         return train()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
         TextColumn("[bold]training {task.fields[agent]}"),
@@ -162,12 +178,14 @@ def _train_with_progress(env, learner: Learner, args: TrainingArgs, history: His
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("train", total=args.training_loops, agent=args.agent, regret=np.nan)
+        task = progress.add_task(
+            "train", total=args.training_loops, agent=args.agent, regret=np.nan
+        )
         progress.update(task, completed=len(history.loops))
         return train(lambda m: progress.update(task, advance=1, regret=m.regret))
 
 
-def _checkpoint(directory: str, agent, history: History) -> None:  # type: ignore[no-untyped-def]
+def _checkpoint(directory: str, agent, history: History) -> None:
     import tensorflow as tf
 
     tf.io.gfile.makedirs(directory)
@@ -184,7 +202,9 @@ def _restore(directory: str, learner: Learner) -> History:
     if not tf.io.gfile.exists(history_path):
         return History()
     agent = learner.export_agent()
-    tf.train.Checkpoint(agent=agent).read(join(directory, "agent")).assert_existing_objects_matched()
+    tf.train.Checkpoint(agent=agent).read(
+        join(directory, "agent")
+    ).assert_existing_objects_matched()
     learner.restore(agent)
     with tf.io.gfile.GFile(history_path) as f:
         return History.from_json(json.load(f))

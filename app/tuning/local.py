@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ def evaluate(args: TrainingArgs, settings: Settings, values: dict[str, float]) -
     from app.trainer.loop import train_on_policy
     from app.trainer.run import agent_spec, build_environment
 
-    trial_args = dataclasses.replace(args, **values)
+    trial_args = space.with_values(args, values)
     env, _ = build_environment(trial_args, settings)
     learner = make_learner(agent_spec(trial_args), trial_args.seed)
     history = train_on_policy(env, learner, trial_args.training_loops, trial_args.steps_per_loop)
@@ -50,7 +49,7 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parallel = max(1, min(parallel or os.cpu_count() or 1, trials))
-    distributions = {
+    distributions: dict[str, optuna.distributions.BaseDistribution] = {
         p.name: optuna.distributions.FloatDistribution(p.low, p.high, log=p.log_scale)
         for p in space.SEARCH_SPACE
     }

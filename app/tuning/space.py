@@ -12,12 +12,13 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
+from typing import Any, Final, cast
 
 from app.trainer.flags import TrainingArgs
 from app.trainer.metrics import History
 
-METRIC = "final_regret"
-GOAL = "minimize"
+METRIC: Final = "final_regret"
+GOAL: Final = "minimize"
 BEST_FILE = "best_hyperparameters.json"
 
 
@@ -46,12 +47,20 @@ def validate(values: dict[str, float], source: str) -> dict[str, float]:
     clean: dict[str, float] = {}
     for name, value in values.items():
         if name not in known:
-            raise ValueError(f"{source}: {name!r} is not a tuned hyper-parameter ({', '.join(known)})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(
+                f"{source}: {name!r} is not a tuned hyper-parameter ({', '.join(known)})"
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"{source}: {name} must be a finite number, got {value!r}")
         p = known[name]
         if not p.low <= value <= p.high:
-            raise ValueError(f"{source}: {name}={value} is outside the search range [{p.low}, {p.high}]")
+            raise ValueError(
+                f"{source}: {name}={value} is outside the search range [{p.low}, {p.high}]"
+            )
         clean[name] = float(value)
     missing = set(known) - set(clean)
     if missing:
@@ -60,7 +69,9 @@ def validate(values: dict[str, float], source: str) -> dict[str, float]:
 
 
 def dumps_best(values: dict[str, float], objective_value: float) -> str:
-    return json.dumps({"hyperparameters": validate(values, "best"), METRIC: objective_value}, indent=2)
+    return json.dumps(
+        {"hyperparameters": validate(values, "best"), METRIC: objective_value}, indent=2
+    )
 
 
 def apply_best(args: TrainingArgs, payload: str, source: str) -> TrainingArgs:
@@ -70,4 +81,9 @@ def apply_best(args: TrainingArgs, payload: str, source: str) -> TrainingArgs:
         raise ValueError(f"{source} is not valid JSON: {err}") from err
     if not isinstance(document, dict) or not isinstance(document.get("hyperparameters"), dict):
         raise ValueError(f"{source} must hold an object with a 'hyperparameters' object")
-    return dataclasses.replace(args, **validate(document["hyperparameters"], source))
+    return with_values(args, validate(document["hyperparameters"], source))
+
+
+def with_values(args: TrainingArgs, values: dict[str, float]) -> TrainingArgs:
+    """`args` with tuned values set (names already checked against the search space)."""
+    return dataclasses.replace(args, **cast(dict[str, Any], values))

@@ -25,7 +25,11 @@ def _require(cloud: CloudConfig) -> None:
 def trial_args(args: TrainingArgs) -> list[str]:
     """Trainer flags for every trial; Vertex appends `--<parameter>=value` for tuned ones."""
     tuned = [p.name for p in space.SEARCH_SPACE]
-    return [*to_argv(args, exclude=[*tuned, "progress", "run_hyperparameter_tuning"]), "--no-progress", "--run-hyperparameter-tuning"]
+    return [
+        *to_argv(args, exclude=[*tuned, "progress", "run_hyperparameter_tuning"]),
+        "--no-progress",
+        "--run-hyperparameter-tuning",
+    ]
 
 
 def build_tuning_job(
@@ -35,7 +39,9 @@ def build_tuning_job(
     from google.cloud.aiplatform import hyperparameter_tuning as hpt
 
     _require(cloud)
-    aiplatform.init(project=cloud.project_id, location=cloud.region, staging_bucket=cloud.staging_bucket)
+    aiplatform.init(
+        project=cloud.project_id, location=cloud.region, staging_bucket=cloud.staging_bucket
+    )
     custom_job = aiplatform.CustomJob(
         display_name=f"{display_name}-trial",
         worker_pool_specs=[
@@ -56,7 +62,9 @@ def build_tuning_job(
         custom_job=custom_job,
         metric_spec={space.METRIC: space.GOAL},
         parameter_spec={
-            p.name: hpt.DoubleParameterSpec(min=p.low, max=p.high, scale="log" if p.log_scale else "linear")
+            p.name: hpt.DoubleParameterSpec(
+                min=p.low, max=p.high, scale="log" if p.log_scale else "linear"
+            )
             for p in space.SEARCH_SPACE
         },
         max_trial_count=max_trials,
@@ -71,7 +79,9 @@ def best_trial(trials: list[Any]) -> tuple[dict[str, float], float]:
         measurement = getattr(trial, "final_measurement", None)
         metrics = {m.metric_id: m.value for m in measurement.metrics} if measurement else {}
         if space.METRIC in metrics:
-            scored.append((metrics[space.METRIC], {p.parameter_id: float(p.value) for p in trial.parameters}))
+            scored.append(
+                (metrics[space.METRIC], {p.parameter_id: float(p.value) for p in trial.parameters})
+            )
     if not scored:
         raise RuntimeError(f"no tuning trial reported {space.METRIC}")
     value, params = min(scored, key=lambda item: item[0])
@@ -79,9 +89,14 @@ def best_trial(trials: list[Any]) -> tuple[dict[str, float], float]:
 
 
 def run_tuning_job(
-    args: TrainingArgs, cloud: CloudConfig, artifacts_dir: str, display_name: str, max_trials: int, parallel_trials: int
+    args: TrainingArgs,
+    cloud: CloudConfig,
+    artifacts_dir: str,
+    display_name: str,
+    max_trials: int,
+    parallel_trials: int,
 ) -> str:
-    """Runs the job to completion and writes the winner where `--train-with-best-hyperparameters` reads it."""
+    """Runs the job and writes the winner where `--train-with-best-hyperparameters` reads it."""
     import tensorflow as tf
 
     job = build_tuning_job(args, cloud, display_name, max_trials, parallel_trials)
