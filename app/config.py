@@ -64,6 +64,40 @@ class CloudConfig:
 
 
 @dataclass(frozen=True)
+class WarehouseConfig:
+    backend: str = "duckdb"  # or "bigquery"
+    duckdb_path: str = ".recloop/warehouse.duckdb"
+    dataset: str = "recloop"
+    location: str = "US"
+
+
+@dataclass(frozen=True)
+class PubSubConfig:
+    project_id: str = "recloop-local"
+    emulator_host: str | None = None
+    prediction_logs_topic: str = "recloop-prediction-logs"
+    feedback_topic: str = "recloop-feedback"
+    simulate_topic: str = "recloop-simulate"
+    retrain_topic: str = "recloop-retrain"
+    dead_letter_topic: str | None = None
+    publish_predictions: bool = False
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The closed loop: who asks for predictions, and when re-training starts."""
+
+    endpoint_url: str | None = None
+    vertex_endpoint: str | None = None
+    simulated_users: int = 64
+    min_new_examples: int = 100
+    rank_k: int = 20
+    num_actions: int = 20
+    policies_dir: str = ".recloop/policies"
+    pipeline_root: str = ".recloop/pipeline-root"
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: str = "local"
     state_dir: str = ".recloop"
@@ -72,11 +106,15 @@ class Settings:
     serving: ServingConfig = field(default_factory=ServingConfig)
     vertex_job: VertexJobConfig = field(default_factory=VertexJobConfig)
     cloud: CloudConfig = field(default_factory=CloudConfig)
+    warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    pubsub: PubSubConfig = field(default_factory=PubSubConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
 
 # Well-known variables set by Vertex AI or by users, mapped onto (section, key).
 ENV_ALIASES: dict[str, tuple[str, str]] = {
     "MOVIELENS_DIR": ("data", "movielens_dir"),
+    "PUBSUB_EMULATOR_HOST": ("pubsub", "emulator_host"),
     "AIP_HTTP_PORT": ("serving", "port"),
     "AIP_HEALTH_ROUTE": ("serving", "health_route"),
     "AIP_PREDICT_ROUTE": ("serving", "predict_route"),

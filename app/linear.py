@@ -99,6 +99,8 @@ class LinearBandit:
         eye = np.eye(self.dim)
         self._inverse = np.linalg.inv(self.state.cov_matrix + self.tikhonov_weight * eye)
         self._theta = np.matmul(self._inverse, self.state.data_vector[:, :, None])[:, :, 0]
+        # [M₀⁻¹ | M₁⁻¹ | …] side by side: x·M_k⁻¹ for every arm k is then one GEMM.
+        self._inverse_side_by_side = self._inverse.transpose(1, 0, 2).reshape(self.dim, -1)
 
     # -- scoring ----------------------------------------------------------------------------
     def mean_and_variance(self, observations: Observation) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +117,8 @@ class LinearBandit:
         else:
             x = np.asarray(observations, dtype=np.float64)
             mean = x @ self._theta.T
-            variance = np.sum(np.matmul(x[None], self._inverse) * x[None], axis=2).T
+            x_inverse = (x @ self._inverse_side_by_side).reshape(len(x), -1, self.dim)
+            variance = np.einsum("bkj,bj->bk", x_inverse, x)
         return mean, np.maximum(variance, 0.0)
 
     def scores(self, observations: Observation) -> np.ndarray:

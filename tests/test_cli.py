@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import PYTHON, free_port, running
+from app.local.processes import PYTHON, free_port, running
 
 RECLOOP = [PYTHON, "-m", "app.cli"]
 

@@ -50,6 +50,8 @@ def test_one_prediction_per_instance_in_order(app: PredictorApp, policy: Serving
     predictions = response.json()["predictions"]
     expected = policy.actions(np.array(rows))
     assert [p["action"] for p in predictions] == expected.tolist()
+    assert len({p["request_id"] for p in predictions}) == 1
+    assert [p["instance_index"] for p in predictions] == list(range(25))
     for p in predictions:
         assert p["movie_id"] == p["action"] + 1
         assert p["title"] == f"Synthetic Movie {p['movie_id']} (1995)"

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tf_agents.trajectories import time_step as ts
 
-from tests.servers import PYTHON, free_port, running
+from app.local.processes import PYTHON, free_port, running
 
 
 @pytest.fixture(scope="module")

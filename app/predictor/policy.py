@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from app.agents import LINEAR_AGENTS, AgentSpec, linear_bandit
+from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec, linear_bandit
 from app.linear import LinearState
 from app.policy_store import PolicyMetadata, PolicyStoreError, read_metadata
 
@@ -30,7 +30,7 @@ class ServingPolicy:
         self.uri = uri
         titles = metadata.titles or [""] * metadata.num_actions
         movie_ids = metadata.movie_ids or list(range(1, metadata.num_actions + 1))
-        # One shared dict per action: building a response is then a list lookup.
+        # One dict per action, copied per response: building a response is a list lookup.
         self.predictions: list[dict[str, Any]] = [
             {
                 "action": a,
@@ -40,6 +40,9 @@ class ServingPolicy:
             }
             for a in range(metadata.num_actions)
         ]
+        # Probability of the served action: LinUCB is deterministic; sampling and ε-greedy
+        # policies have no closed form here, so it stays unknown.
+        self.propensity: float | None = 1.0 if metadata.agent == LINUCB else None
 
     @property
     def rank_k(self) -> int:

@@ -2,15 +2,21 @@
 
 Routes come from AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE. Health answers 200 only once a
 policy is loaded (Vertex routes no traffic before). Every bad request gets a 400 naming the
-problem; the server itself never falls over on input.
+problem; the server itself never falls over on input. When a deployment moves the policy
+pointer, the new version is loaded beside the old one and swapped in: requests in flight
+finish on the policy they started with. Served predictions go to an optional sink (the
+Pub/Sub prediction log) after the response is sent, so logging never delays an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -27,6 +33,17 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+class PredictionSink(Protocol):
+    def record(
+        self,
+        request_id: str,
+        time: datetime,
+        policy: ServingPolicy,
+        observations: np.ndarray,
+        actions: np.ndarray,
+    ) -> None: ...
+
+
 class PredictorApp:
     def __init__(
         self,
@@ -34,8 +51,18 @@ class PredictorApp:
         health_route: str = "/health",
         predict_route: str = "/predict",
         max_body_bytes: int = 1_500_000,
+        marker: Callable[[], str | None] | None = None,
+        reload_seconds: float = 1.0,
+        sink: PredictionSink | None = None,
     ):
+        """`marker` names what `loader` would load now (the deployed version); when it
+        changes, the policy is reloaded."""
         self.loader = loader
+        self.marker = marker
+        self.reload_seconds = reload_seconds
+        self.sink = sink
+        self._loaded_marker: str | None = None
+        self._watching: asyncio.Task[None] | None = None
         self.health_route = health_route
         self.predict_route = predict_route
         self.max_body_bytes = max_body_bytes
@@ -46,19 +73,41 @@ class PredictorApp:
     # -- lifecycle --------------------------------------------------------------------------
     async def load(self) -> None:
         try:
-            self.policy = await asyncio.to_thread(self.loader)
-            log.info("serving policy %s from %s", self.policy.version, self.policy.uri)
+            marker = await asyncio.to_thread(self.marker) if self.marker else None
+            policy = await asyncio.to_thread(self.loader)
         except Exception as err:  # reported by the health route; the process stays up
             self.load_error = f"{type(err).__name__}: {err}"
             log.error("could not load the policy: %s", self.load_error)
+            return
+        self.policy, self._loaded_marker, self.load_error = policy, marker, None
+        log.info("serving policy %s from %s", policy.version, policy.uri)
+
+    async def watch(self) -> None:
+        """Follows the deployment pointer; a failed reload keeps the current policy serving."""
+        assert self.marker is not None
+        while True:
+            await asyncio.sleep(self.reload_seconds)
+            try:
+                marker = await asyncio.to_thread(self.marker)
+            except Exception as err:
+                log.warning("cannot read the deployment pointer: %s", err)
+                continue
+            if marker is not None and marker != self._loaded_marker:
+                await self.load()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._loading = asyncio.create_task(self.load())
+                if self.marker is not None:
+                    self._watching = asyncio.create_task(self.watch())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._watching is not None:
+                    self._watching.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._watching
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -74,8 +123,13 @@ class PredictorApp:
             if scope["method"] != "POST":
                 await _respond(send, 405, {"error": f"{path} takes POST"})
                 return
-            status, payload = await self._predict(scope, receive)
+            status, payload, served = await self._predict(scope, receive)
             await _respond(send, status, payload)
+            if served is not None and self.sink is not None:
+                try:
+                    self.sink.record(*served)
+                except Exception as err:  # the answer is out; logging must not matter to it
+                    log.warning("prediction log failed: %s", err)
         elif path == self.health_route:
             if self.policy is not None:
                 await _respond(send, 200, {"status": "ok", "policy_version": self.policy.version})
@@ -85,7 +139,15 @@ class PredictorApp:
         else:
             await _respond(send, 404, {"error": f"no route {path}"})
 
-    async def _predict(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+    async def _predict(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[int, dict[str, Any], tuple[Any, ...] | None]:
+        status, payload = await self._answer(scope, receive)
+        if status != 200:
+            return status, payload, None
+        return status, payload["response"], payload["served"]
+
+    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         policy = self.policy
         if policy is None:
             return 503, {"error": "no policy loaded yet"}
@@ -108,19 +170,27 @@ class PredictorApp:
         except BadRequest as err:
             return 400, {"error": str(err)}
         actions = policy.actions(request.observations)
-        return 200, {"predictions": _predictions(policy, actions, request.layout)}
+        request_id = uuid.uuid4().hex
+        predictions = _predictions(policy, actions, request.layout, request_id)
+        served = (request_id, datetime.now(UTC), policy, request.observations, actions)
+        return 200, {"response": {"predictions": predictions}, "served": served}
 
 
-def _predictions(policy: ServingPolicy, actions: np.ndarray, layout: list[int] | None) -> list[Any]:
+def _predictions(
+    policy: ServingPolicy, actions: np.ndarray, layout: list[int] | None, request_id: str
+) -> list[Any]:
     table = policy.predictions
     chosen = actions.tolist()
     if layout is None:
-        return [table[a] for a in chosen]
+        return [
+            {**table[a], "request_id": request_id, "instance_index": i}
+            for i, a in enumerate(chosen)
+        ]
     out: list[Any] = []
     row = 0
     for count in layout:
         if count == SINGLE:
-            out.append(table[chosen[row]])
+            out.append({**table[chosen[row]], "request_id": request_id, "instance_index": row})
             row += 1
         else:
             picked = chosen[row : row + count]
@@ -130,6 +200,8 @@ def _predictions(policy: ServingPolicy, actions: np.ndarray, layout: list[int] |
                     "movie_ids": [table[a]["movie_id"] for a in picked],
                     "titles": [table[a]["title"] for a in picked],
                     "policy_version": policy.version,
+                    "request_id": request_id,
+                    "instance_indices": list(range(row, row + count)),
                 }
             )
             row += count

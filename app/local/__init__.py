@@ -1,0 +1,1 @@
+"""The embedded default: local counterparts of the cloud parts, run as real processes."""

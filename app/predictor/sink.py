@@ -1,0 +1,65 @@
+"""The predictor's logging hook: every served prediction goes to Pub/Sub, asynchronously.
+
+The publisher batches in the background and drops messages rather than block when its
+queue is full, so a slow or failing Pub/Sub never slows or fails a prediction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import numpy as np
+
+from app import messages
+from app.config import PubSubConfig
+from app.predictor.policy import ServingPolicy
+
+log = logging.getLogger("recloop.predictor.sink")
+
+
+class PubSubPredictionSink:
+    def __init__(self, config: PubSubConfig, publisher=None):
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        from google.cloud.pubsub_v1.types import (
+            BatchSettings,
+            LimitExceededBehavior,
+            PublisherOptions,
+            PublishFlowControl,
+        )
+
+        self.publisher = publisher or pubsub_v1.PublisherClient(
+            batch_settings=BatchSettings(max_messages=500, max_latency=0.05),
+            publisher_options=PublisherOptions(
+                flow_control=PublishFlowControl(
+                    message_limit=10_000, limit_exceeded_behavior=LimitExceededBehavior.IGNORE
+                )
+            ),
+        )
+        self.topic = self.publisher.topic_path(config.project_id, config.prediction_logs_topic)
+
+    def record(
+        self,
+        request_id: str,
+        time: datetime,
+        policy: ServingPolicy,
+        observations: np.ndarray,
+        actions: np.ndarray,
+    ) -> None:
+        rows = [
+            {
+                "instance_index": i,
+                "observation": o,
+                "action": int(a),
+                "propensity": policy.propensity,
+            }
+            for i, (o, a) in enumerate(zip(observations, actions, strict=True))
+        ]
+        data = messages.prediction_log(request_id, time, policy.version, rows)
+        future = self.publisher.publish(self.topic, data, kind=messages.PREDICTION_LOG)
+        future.add_done_callback(_report_failure)
+
+
+def _report_failure(future) -> None:
+    if (error := future.exception()) is not None:
+        log.warning("could not publish a prediction log: %s", error)

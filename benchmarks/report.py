@@ -1,0 +1,196 @@
+"""docs/benchmarks.md and the PNG beside it."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import reference
+from benchmarks.serving import CONNECTIONS, DURATION_S, LoadResult
+from benchmarks.training import LAST, LOOPS, REFERENCE_SEEDS, SEEDS, TrainingBench
+
+TARGET_SPEEDUP = 100
+TARGET_SINGLE_RPS = 3_000
+TARGET_BATCH_PPS = 100_000
+TARGET_P99_MS = 10.0
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        kib = int(meminfo.read_text().split()[1])
+        memory = f", {kib / 2**20:.0f} GiB RAM"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores{memory}; {system}; Python {platform.python_version()}"
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def write(docs: Path, training: TrainingBench, serving: list[LoadResult]) -> Path:
+    docs.mkdir(parents=True, exist_ok=True)
+    plot = _plot(docs / "benchmarks.png", training, serving)
+    single = next(
+        r for r in serving if r.name.startswith("recloop") and r.instances_per_request == 1
+    )
+    batch = next(r for r in serving if r.name.startswith("recloop") and r.instances_per_request > 1)
+    ours_regret, ref_regret = (
+        np.mean(training.ours_last_regret),
+        np.mean(training.reference_last_regret),
+    )
+    rows = [
+        (
+            f"training ≥ {TARGET_SPEEDUP}× TF-Agents' reference loop",
+            f"{training.speedup:,.0f}×",
+            training.speedup >= TARGET_SPEEDUP,
+        ),
+        (
+            f"mean regret over the last {LAST} of {LOOPS} loops no worse than the reference's",
+            f"{ours_regret:.3f} vs {ref_regret:.3f} (noise ±{training.regret_margin:.3f})",
+            training.regret_ok,
+        ),
+        (
+            f"≥ {TARGET_SINGLE_RPS:,} req/s, one instance per request",
+            f"{single.requests_per_second:,.0f} req/s",
+            single.requests_per_second >= TARGET_SINGLE_RPS,
+        ),
+        (
+            f"≥ {TARGET_BATCH_PPS:,} predictions/s in batches of {batch.instances_per_request}",
+            f"{batch.predictions_per_second:,.0f}/s",
+            batch.predictions_per_second >= TARGET_BATCH_PPS,
+        ),
+        (
+            f"p99 ≤ {TARGET_P99_MS:.0f} ms, one instance per request",
+            f"{single.p99_ms:.2f} ms",
+            single.p99_ms <= TARGET_P99_MS,
+        ),
+        (
+            f"p99 ≤ {TARGET_P99_MS:.0f} ms, batches of {batch.instances_per_request}",
+            f"{batch.p99_ms:.2f} ms",
+            batch.p99_ms <= TARGET_P99_MS,
+        ),
+    ]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Machine: {machine()}.",
+        "Both sides of every comparison ran in the same run on the same machine.",
+        "",
+        f"![regret per loop and serving throughput]({plot.name})",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *[f"| {target} | {measured} | {_mark(ok)} |" for target, measured, ok in rows],
+        "",
+        "A batch of 100 takes about a millisecond to serve, so with 16 connections waiting",
+        "their turn on one server core the batch p99 is mostly queueing time.",
+        "",
+        "## Training",
+        "",
+        f"train_eval_movielens constants: batch {reference.BATCH_SIZE}, "
+        f"{reference.STEPS_PER_LOOP} steps per loop, rank {reference.RANK_K}, "
+        f"{reference.NUM_ACTIONS} movies, LinUCB alpha {reference.AGENT_ALPHA:g}, "
+        f"tikhonov {reference.TIKHONOV_WEIGHT:g}, MovieLens 100K.",
+        "",
+        "| | interactions/s | regret, last 50 of 300 loops (per seed) |",
+        "|---|---|---|",
+        f"| recloop `app.trainer` (numpy LinUCB, {len(SEEDS)} seeds) | {training.ours_rate:,.0f} | "
+        + ", ".join(f"{v:.3f}" for v in training.ours_last_regret)
+        + " |",
+        "| recloop, train_eval_movielens' full 20,000 loops | "
+        f"{training.ours_full_schedule_rate:,.0f} "
+        f"({training.ours_full_schedule_seconds:.1f} s in all) | |",
+        "| TF-Agents reference (DynamicStepDriver + `agent.train`, "
+        f"{len(REFERENCE_SEEDS)} seeds) | "
+        f"{training.reference_rate:,.0f} | "
+        + ", ".join(f"{v:.3f}" for v in training.reference_last_regret)
+        + " |",
+        "",
+        "The speed-up compares the full-schedule rate with the reference's rate. At rank 20",
+        "with 20 movies the factorisation is exact, so rewards are the users' ratings and regret",
+        'moves in whole-star steps; differences between seeds are sampling noise. "No worse"',
+        "means recloop's mean is not above the reference's by more than two standard errors of",
+        "the difference (the noise shown).",
+        "",
+        "TF-Agents' LinUCB policy solves `(A + λI) x = b` with float32 conjugate gradients.",
+        "With λ = 0.001 and few samples per arm that system is badly conditioned and the",
+        "solution drifts (found while writing `tests/test_linear_parity.py`: an estimated reward",
+        "of 15.3 where the exact value is 9.7). recloop computes the same quantities exactly in",
+        "float64, so early choices can differ; with a well-conditioned system the two choose",
+        "identically, step by step (`test_step_by_step_training_matches_tf_agents`).",
+        "",
+        "## Serving",
+        "",
+        f"wrk, {CONNECTIONS} connections, {DURATION_S} s per row, on the same machine as the",
+        "server (the load generator takes a core). The policy is the LinUCB policy trained above",
+        f"({reference.NUM_ACTIONS} movies, rank {reference.RANK_K}).",
+        "",
+        "| server | instances/request | requests/s | predictions/s | p50 ms | p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {r.name} | {r.instances_per_request} | {r.requests_per_second:,.0f} | "
+            f"{r.predictions_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} |"
+            for r in serving
+        ],
+        "",
+        "Reproduce: `make bench` (needs `wrk`: `apt-get install wrk`).",
+        "",
+    ]
+    path = docs / "benchmarks.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _plot(path: Path, training: TrainingBench, serving: list[LoadResult]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    window = 10
+    for curve, label in (
+        (training.ours_curve, "recloop (mean of seeds)"),
+        (training.reference_curve, "TF-Agents reference"),
+    ):
+        smooth = np.convolve(curve, np.ones(window) / window, mode="valid")
+        left.plot(np.arange(window - 1, len(curve)), smooth, label=label)
+    left.set_xlabel("training loop")
+    left.set_ylabel(f"regret ({window}-loop moving mean)")
+    left.set_title("LinUCB on MovieLens, train_eval_movielens constants")
+    left.legend()
+    left.grid(alpha=0.3)
+    labels = [f"{r.name.split(' (')[0]}\n{r.instances_per_request}/request" for r in serving]
+    bars = right.bar(
+        labels,
+        [r.predictions_per_second for r in serving],
+        color=["C0", "C0", "C1", "C1"][: len(serving)],
+    )
+    right.bar_label(
+        bars,
+        labels=[f"{r.predictions_per_second:,.0f}/s\np99 {r.p99_ms:.1f} ms" for r in serving],
+        fontsize=8,
+    )
+    right.set_yscale("log")
+    right.set_ylabel("predictions per second (log)")
+    right.set_title(f"serving, {CONNECTIONS} connections")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,49 @@
+"""`make bench`: training and serving, recloop beside TF-Agents, into docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from app.config import DataConfig, Settings, load_settings
+from app.trainer.run import run
+from benchmarks import report
+from benchmarks.serving import bench_serving, require_wrk
+from benchmarks.training import bench_training, reference_args
+
+DOCS = Path("docs")
+
+
+def main() -> int:
+    console = Console()
+    require_wrk()
+    movielens_dir = load_settings().data.movielens_dir
+    if not movielens_dir:
+        console.print(
+            "[red]set MOVIELENS_DIR to the ml-100k folder (the benchmark uses the real data set)"
+        )
+        return 2
+    with console.status(
+        "training: recloop (3 seeds + 20,000 loops) and TF-Agents' reference loop…"
+    ):
+        training = bench_training(movielens_dir)
+    console.print(f"training: {training.speedup:,.0f}× the reference")
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        console.status("serving: wrk against both servers…"),
+    ):
+        settings = Settings(
+            artifacts_dir=scratch, data=DataConfig(movielens_dir=movielens_dir, download=False)
+        )
+        policy = run(reference_args(300, 0), settings).policy_dir
+        serving = bench_serving(policy, rank_k=20)
+    path = report.write(DOCS, training, serving)
+    console.print(f"wrote {path} and {path.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
