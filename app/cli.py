@@ -98,8 +98,8 @@ def serve(
     """Serve a trained policy over HTTP with the Vertex AI prediction contract."""
     import dataclasses
 
-    from app.predictor.__main__ import default_storage_uri
     from app.predictor.__main__ import serve as run_server
+    from app.predictor.asgi import storage_uri_of
 
     settings = load_settings()
     serving = dataclasses.replace(
@@ -107,7 +107,7 @@ def serve(
         port=port if port is not None else settings.serving.port,
         host=host or settings.serving.host,
     )
-    uri = policy or serving.storage_uri or default_storage_uri(settings.artifacts_dir)
+    uri = policy or storage_uri_of(serving, settings.artifacts_dir)
     typer.echo(f"serving {uri} on http://{serving.host}:{serving.port}{serving.predict_route}")
     run_server(serving, uri)
 

@@ -42,6 +42,7 @@ class ServingConfig:
     predict_route: str = "/predict"
     storage_uri: str | None = None
     max_body_bytes: int = 1_500_000
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ class LoopConfig:
     min_new_examples: int = 100
     rank_k: int = 20
     num_actions: int = 20
-    policies_dir: str = ".recloop/policies"
     pipeline_root: str = ".recloop/pipeline-root"
+    retraining_template: str | None = None  # compiled pipeline (gs://…); unset: kfp.local
 
 
 @dataclass(frozen=True)

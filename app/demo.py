@@ -1,85 +1,239 @@
-"""`make demo`: train a policy, serve it over HTTP, and show what it recommends.
+"""`make demo`: the whole closed loop on this machine.
 
-Everything runs on this machine: the trainer in-process, the predictor as the very process
-the Vertex AI container runs (`python -m app.predictor`, configured by AIP_* variables).
+Starts the Pub/Sub emulator, the Simulator, Logger and Trigger functions under
+functions-framework and the predictor; runs the start-up pipeline with kfp.local; then runs
+cycles of scheduler ticks — simulate → log → re-train → deploy — and shows, per cycle, the
+reward of what was served against the random policy's. Writes .recloop/demo/report.json and
+a PNG beside it; keeps the DuckDB warehouse in .recloop/demo/.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
-from app.config import load_settings
-from app.environment import MovieLensBandit
-from app.local.processes import PYTHON, free_port, running
-from app.trainer.flags import TrainingArgs
-from app.trainer.run import build_environment, run
+from app import movielens
+from app.config import Settings, load_settings
+from app.environment import Factorization, factorize
+from app.local import pubsub_emulator
+from app.local.stack import PROJECT, LocalStack, local_stack
+from app.warehouse.duckdb_store import DuckDBWarehouse
 
-USERS_SHOWN = 8
+CYCLES = 6
+WAIT_S = 180
 
 
-def main() -> int:
+@dataclass(frozen=True)
+class Cycle:
+    cycle: int
+    policy_version: str
+    training_examples: int
+    mean_reward: float
+    mean_regret: float
+    served: int
+
+
+def main(cycles: int = CYCLES) -> int:
     console = Console()
     settings = load_settings()
-    artifacts = Path(settings.state_dir) / "demo"
-    args = TrainingArgs(artifacts_dir=str(artifacts), training_loops=300)
-    console.rule("[bold]recloop demo: train → serve → recommend")
-    result = run(args, settings)
-    console.print(
-        f"trained LinUCB on {result.history.interactions:,} interactions "
-        f"({result.history.interactions_per_second:,.0f}/s); "
-        f"curves in {artifacts / 'training_curves.png'}"
-    )
-
-    env, _ = build_environment(args, settings)
-    assert isinstance(env, MovieLensBandit)
-    users = env.sample_users(USERS_SHOWN)
-    observations = env.factorization.user_features[users]
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server_env = {"AIP_STORAGE_URI": result.policy_dir, "AIP_HTTP_PORT": str(port)}
-    with (
-        console.status("starting the predictor (python -m app.predictor)…"),
-        running(
-            [PYTHON, "-m", "app.predictor"],
-            server_env,
-            base + "/health",
-            log_path=artifacts / "predictor.log",
-        ),
-    ):
-        body = {"instances": [{"observation": o} for o in observations.tolist()]}
-        predictions = httpx.post(base + "/predict", json=body, timeout=10).json()["predictions"]
-
-    table = Table(title=f"recommendations from policy {predictions[0]['policy_version']}")
-    for column in (
-        "user",
-        "recommended movie",
-        "its rating",
-        "best movie's rating",
-        "average movie",
-    ):
-        table.add_column(column)
-    ratings = env.factorization.approx_ratings
-    for user, prediction in zip(users, predictions, strict=True):
-        table.add_row(
-            str(user + 1),
-            prediction["title"],
-            f"{ratings[user, prediction['action']]:.1f}",
-            f"{ratings[user].max():.1f}",
-            f"{ratings[user].mean():.1f}",
+    state = Path(settings.state_dir) / "demo"
+    if not pubsub_emulator.available():
+        console.print(
+            "[red]The Pub/Sub emulator is not installed: "
+            "apt-get install google-cloud-cli-pubsub-emulator"
         )
-    console.print(table)
-    chosen = ratings[users, [p["action"] for p in predictions]]
+        return 2
+    shutil.rmtree(state, ignore_errors=True)  # the demo's own folder: every run starts afresh
+    files = movielens.locate(
+        None, settings.data.movielens_dir, settings.data.cache_dir, settings.data.download
+    )
+    truth = factorize(
+        movielens.load_ratings_matrix(files.ratings),
+        settings.loop.rank_k,
+        settings.loop.num_actions,
+    )
+    random_reward = float(truth.approx_ratings.mean())
+    started = time.monotonic()
+    with console.status("starting the Pub/Sub emulator, the functions and the predictor…"):
+        stack = local_stack(state, settings)
+        running = stack.__enter__()
+    try:
+        with console.status("start-up pipeline (kfp.local): generate → ingest → train → deploy…"):
+            from pipelines.run import STARTUP, run_local
+
+            run_local(STARTUP, load_settings())
+            _wait_for_version(running, None)
+        rows = _cycles(console, running, settings, truth, random_reward, cycles)
+    finally:
+        with console.status("stopping every process…"):
+            stack.__exit__(*sys.exc_info())
+    report = _report(state, rows, random_reward, time.monotonic() - started)
+    console.print(f"report: {report} (and {report.with_suffix('.png').name} beside it)")
+    improved = rows[-1].mean_reward - random_reward
     console.print(
-        f"mean rating of the recommendations {np.mean(chosen):.2f} "
-        f"vs {ratings[users].mean():.2f} for a random movie"
+        f"served reward went from {rows[0].mean_reward:.2f} to {rows[-1].mean_reward:.2f} "
+        f"stars; a random policy earns {random_reward:.2f} ({improved:+.2f})"
     )
     return 0
+
+
+def _cycles(
+    console: Console,
+    stack: LocalStack,
+    settings: Settings,
+    truth: Factorization,
+    random_reward: float,
+    cycles: int,
+) -> list[Cycle]:
+    warehouse = DuckDBWarehouse(stack.env["RECLOOP__WAREHOUSE__DUCKDB_PATH"])
+    optimal = {
+        _key(u): r
+        for u, r in zip(truth.user_features, truth.approx_ratings.max(axis=1), strict=True)
+    }
+    rows: list[Cycle] = []
+    table = _table(rows, random_reward)
+    with Live(table, console=console, refresh_per_second=4) as live:
+        for number in range(1, cycles + 1):
+            version = _health(stack)["policy_version"]
+            since = datetime.now(UTC)
+            pubsub_emulator.publish(PROJECT, settings.pubsub.simulate_topic)
+            served = _wait_for_examples(warehouse, since, settings.loop.simulated_users)
+            rewards = np.array([r for _, r, _ in served])
+            regrets = np.array([optimal[_key(np.array(o))] - r for o, r, _ in served])
+            rows.append(
+                Cycle(
+                    number,
+                    version,
+                    _trained_on(warehouse, version),
+                    float(rewards.mean()),
+                    float(regrets.mean()),
+                    len(served),
+                )
+            )
+            live.update(_table(rows, random_reward))
+            if number < cycles:
+                pubsub_emulator.publish(PROJECT, settings.pubsub.retrain_topic)
+                _wait_for_version(stack, version)
+    return rows
+
+
+def _key(vector: np.ndarray) -> tuple[float, ...]:
+    return tuple(np.round(vector, 5).tolist())
+
+
+def _health(stack: LocalStack) -> dict[str, str]:
+    return dict(httpx.get(stack.health_url, timeout=5).json())
+
+
+def _wait_for_version(stack: LocalStack, old: str | None) -> str:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            health = _health(stack)
+        except httpx.TransportError:
+            health = {}
+        if health.get("policy_version") not in (None, old):
+            return health["policy_version"]
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"no new policy was deployed within {WAIT_S}s (logs: {stack.state_dir / 'logs'})"
+    )
+
+
+def _wait_for_examples(warehouse: DuckDBWarehouse, since: datetime, expected: int) -> list[tuple]:
+    """The cycle's served predictions that got their reward: (observation, reward, version)."""
+    sql = f"""
+        SELECT p.observation, f.reward, p.policy_version
+        FROM predictions p JOIN feedback f USING (request_id, instance_index)
+        WHERE p.time >= TIMESTAMPTZ '{since.isoformat()}' AND f.source = 'simulator'"""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        rows = warehouse.query(sql)
+        if len(rows) >= expected:
+            return rows
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"only {len(rows)} of {expected} rewarded predictions arrived within {WAIT_S}s"
+    )
+
+
+def _trained_on(warehouse: DuckDBWarehouse, version: str) -> int:
+    sql = f"""SELECT coalesce(sum(examples), 0) FROM training_runs
+              WHERE time <= (SELECT time FROM training_runs WHERE policy_version = '{version}')"""
+    return int(warehouse.query(sql)[0][0])
+
+
+def _table(rows: list[Cycle], random_reward: float) -> Table:
+    table = Table(title=f"recloop closed loop — a random policy earns {random_reward:.2f} stars")
+    for column in (
+        "cycle",
+        "policy version",
+        "trained on",
+        "served",
+        "mean reward",
+        "vs random",
+        "mean regret",
+    ):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.cycle),
+            r.policy_version,
+            f"{r.training_examples:,}",
+            str(r.served),
+            f"{r.mean_reward:.3f}",
+            f"{r.mean_reward - random_reward:+.3f}",
+            f"{r.mean_regret:.3f}",
+        )
+    return table
+
+
+def _report(state: Path, rows: list[Cycle], random_reward: float, seconds: float) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = state / "report.json"
+    path.write_text(
+        json.dumps(
+            {
+                "random_policy_mean_reward": random_reward,
+                "seconds": seconds,
+                "cycles": [asdict(r) for r in rows],
+            },
+            indent=2,
+        )
+    )
+    cycles = [r.cycle for r in rows]
+    fig, axis = plt.subplots(figsize=(8, 4.5))
+    axis.plot(
+        cycles, [r.mean_reward for r in rows], "o-", label="mean reward of served recommendations"
+    )
+    axis.plot(
+        cycles, [r.mean_regret for r in rows], "s-", label="mean regret against the best movie"
+    )
+    axis.axhline(random_reward, color="grey", linestyle="--", label="random policy's mean reward")
+    axis.set_xlabel("cycle (simulate → log → re-train → deploy)")
+    axis.set_ylabel("stars")
+    axis.set_xticks(cycles)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=100)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

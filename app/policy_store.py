@@ -8,10 +8,17 @@ means, and the version label served with every prediction.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from app.linear import LinearState
 
 METADATA_FILE = "recloop_policy.json"
 FORMAT = 1
+_VARIABLE = re.compile(r"^(a|b|num_samples)_(\d+):0$")
 
 
 class PolicyStoreError(RuntimeError):
@@ -57,3 +64,21 @@ def read_metadata(directory: str) -> PolicyMetadata:
     if payload.get("format") != FORMAT:
         raise PolicyStoreError(f"{path} has format {payload.get('format')}, expected {FORMAT}")
     return PolicyMetadata(**payload)
+
+
+def linear_state_from_variables(variables: list[Any], num_actions: int) -> LinearState:
+    found: dict[str, dict[int, np.ndarray]] = {"a": {}, "b": {}, "num_samples": {}}
+    for variable in variables:
+        match = _VARIABLE.match(variable.name)
+        if match:
+            found[match.group(1)][int(match.group(2))] = variable.numpy()
+    for kind, arms in found.items():
+        if sorted(arms) != list(range(num_actions)):
+            raise PolicyStoreError(
+                f"saved policy lacks linear variables {kind}_0…{kind}_{num_actions - 1}"
+            )
+    return LinearState(
+        cov_matrix=np.stack([found["a"][k] for k in range(num_actions)]).astype(np.float64),
+        data_vector=np.stack([found["b"][k] for k in range(num_actions)]).astype(np.float64),
+        num_samples=np.array([float(found["num_samples"][k]) for k in range(num_actions)]),
+    )

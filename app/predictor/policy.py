@@ -7,16 +7,19 @@ by calling the SavedModel itself. Parity tests check the numpy path against `act
 
 from __future__ import annotations
 
-import re
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec, linear_bandit
 from app.linear import LinearState
-from app.policy_store import PolicyMetadata, PolicyStoreError, read_metadata
-
-_VARIABLE = re.compile(r"^(a|b|num_samples)_(\d+):0$")
+from app.policy_store import (
+    PolicyMetadata,
+    PolicyStoreError,
+    linear_state_from_variables,
+    read_metadata,
+)
 
 
 class Scorer(Protocol):
@@ -40,6 +43,8 @@ class ServingPolicy:
             }
             for a in range(metadata.num_actions)
         ]
+        # The same, serialised without the closing brace: responses append to it.
+        self.fragments = [orjson.dumps(p)[:-1] for p in self.predictions]
         # Probability of the served action: LinUCB is deterministic; sampling and ε-greedy
         # policies have no closed form here, so it stays unknown.
         self.propensity: float | None = 1.0 if metadata.agent == LINUCB else None
@@ -84,24 +89,6 @@ class SavedModelScorer:
 
         step = ts.restart(tf.constant(observations, tf.float64), batch_size=len(observations))
         return self.saved.action(step).action.numpy()
-
-
-def linear_state_from_variables(variables: list[Any], num_actions: int) -> LinearState:
-    found: dict[str, dict[int, np.ndarray]] = {"a": {}, "b": {}, "num_samples": {}}
-    for variable in variables:
-        match = _VARIABLE.match(variable.name)
-        if match:
-            found[match.group(1)][int(match.group(2))] = variable.numpy()
-    for kind, arms in found.items():
-        if sorted(arms) != list(range(num_actions)):
-            raise PolicyStoreError(
-                f"saved policy lacks linear variables {kind}_0…{kind}_{num_actions - 1}"
-            )
-    return LinearState(
-        cov_matrix=np.stack([found["a"][k] for k in range(num_actions)]).astype(np.float64),
-        data_vector=np.stack([found["b"][k] for k in range(num_actions)]).astype(np.float64),
-        num_samples=np.array([float(found["num_samples"][k]) for k in range(num_actions)]),
-    )
 
 
 def load_policy(uri: str, fast_path: bool = True) -> ServingPolicy:

@@ -1,0 +1,69 @@
+"""Logger: writes prediction-log and feedback messages to the warehouse.
+
+A malformed message is rejected with its reason logged (and, in cloud, forwarded to the
+dead-letter topic); it never crashes the function, so it is not redelivered forever.
+Redelivered good messages are harmless: rows are keyed by (request_id, instance_index).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any
+
+from app import messages
+from app.config import Settings, load_settings
+from app.functions.events import EventError, pubsub_message
+from app.warehouse.base import Warehouse
+from app.warehouse.factory import open_warehouse
+from app.warehouse.records import FeedbackRecord, PredictionRecord
+
+log = logging.getLogger("recloop.logger")
+
+
+@cache
+def _context() -> tuple[Settings, Warehouse]:
+    settings = load_settings()
+    return settings, open_warehouse(settings)
+
+
+def handle(event: Any, warehouse: Warehouse, dead_letter=None) -> str:
+    """Stores one message; returns what was done, for the log and for tests."""
+    try:
+        message = pubsub_message(event)
+        records = messages.parse(message.data)
+    except (EventError, messages.MessageError) as err:
+        log.warning("rejected message: %s", err)
+        if dead_letter is not None:
+            dead_letter(event, str(err))
+        return f"rejected: {err}"
+    if isinstance(records[0], PredictionRecord):
+        warehouse.insert_predictions([r for r in records if isinstance(r, PredictionRecord)])
+        return f"stored {len(records)} predictions"
+    warehouse.insert_feedback([r for r in records if isinstance(r, FeedbackRecord)])
+    return f"stored {len(records)} rewards"
+
+
+def logger(event: Any) -> None:
+    settings, warehouse = _context()
+    outcome = handle(event, warehouse, _dead_letter_publisher(settings))
+    log.info(outcome)
+
+
+@cache
+def _dead_letter_publisher(settings: Settings):
+    if not settings.pubsub.dead_letter_topic:
+        return None
+    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(settings.pubsub.project_id, settings.pubsub.dead_letter_topic)
+
+    def forward(event: Any, reason: str) -> None:
+        try:
+            message = pubsub_message(event)
+            publisher.publish(topic, message.data, reason=reason[:1000]).result(timeout=30)
+        except EventError:
+            publisher.publish(topic, b"", reason=reason[:1000]).result(timeout=30)
+
+    return forward

@@ -1,0 +1,18 @@
+"""functions-framework entry points (`--target simulator|logger|trigger`).
+
+Cloud Functions gen2 and the local demo load this same file; each target is a CloudEvent
+function fed by a Pub/Sub topic (an Eventarc trigger in cloud, an emulator push
+subscription locally).
+"""
+
+from __future__ import annotations
+
+import functions_framework
+
+from app.functions.logger import logger as _logger
+from app.functions.simulator import simulator as _simulator
+from app.functions.trigger import trigger as _trigger
+
+logger = functions_framework.cloud_event(_logger)
+simulator = functions_framework.cloud_event(_simulator)
+trigger = functions_framework.cloud_event(_trigger)

@@ -1,0 +1,127 @@
+"""The whole platform on this machine: Pub/Sub emulator, the three functions under
+functions-framework, and the predictor, wired as they are in cloud.
+
+    predictor ──prediction logs──▶ logger ──▶ DuckDB ◀── ingester (kfp.local)
+    simulator ──feedback────────▶ logger        ▲
+    scheduler ticks ──▶ simulator, trigger ──▶ re-training pipeline ──▶ policies/CURRENT
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.config import Settings
+from app.local import pubsub_emulator
+from app.local.processes import PYTHON, free_port, port_open, running
+from app.policy_store import join
+
+PROJECT = "recloop-local"
+FUNCTIONS_SOURCE = Path(__file__).resolve().parent.parent / "functions" / "main.py"
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    state_dir: Path
+    predictor_url: str
+    health_url: str
+    policies_dir: str
+    env: dict[str, str]
+
+
+def stack_environment(
+    state_dir: Path, predictor_port: int, emulator_host: str, settings: Settings
+) -> dict[str, str]:
+    """Configuration every local process shares, as RECLOOP__* variables."""
+    data = {"MOVIELENS_DIR": settings.data.movielens_dir} if settings.data.movielens_dir else {}
+    return {
+        **data,
+        "RECLOOP_PROFILE": "local",
+        "RECLOOP__STATE_DIR": str(state_dir),
+        "RECLOOP__ARTIFACTS_DIR": str(state_dir / "artifacts"),
+        "RECLOOP__WAREHOUSE__DUCKDB_PATH": str(state_dir / "warehouse.duckdb"),
+        "RECLOOP__PUBSUB__PROJECT_ID": PROJECT,
+        "RECLOOP__PUBSUB__PUBLISH_PREDICTIONS": "true",
+        "RECLOOP__LOOP__ENDPOINT_URL": f"http://127.0.0.1:{predictor_port}/predict",
+        "RECLOOP__LOOP__PIPELINE_ROOT": str(state_dir / "pipeline-root"),
+        "RECLOOP__LOOP__SIMULATED_USERS": str(settings.loop.simulated_users),
+        "RECLOOP__LOOP__MIN_NEW_EXAMPLES": str(settings.loop.min_new_examples),
+        "RECLOOP__LOOP__RANK_K": str(settings.loop.rank_k),
+        "RECLOOP__LOOP__NUM_ACTIONS": str(settings.loop.num_actions),
+        "PUBSUB_EMULATOR_HOST": emulator_host,
+    }
+
+
+@contextlib.contextmanager
+def local_stack(state_dir: Path, settings: Settings) -> Iterator[LocalStack]:
+    """Starts everything; on exit (also on Ctrl-C) stops every process group it started."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logs = state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        host = stack.enter_context(
+            pubsub_emulator.emulator(PROJECT, state_dir / "pubsub", logs / "pubsub-emulator.log")
+        )
+        predictor_port = free_port()
+        env = stack_environment(state_dir, predictor_port, host, settings)
+        os.environ.update(env)  # this process publishes ticks and runs kfp.local too
+        stack.callback(_stop_retraining, state_dir)
+
+        p = settings.pubsub
+        pubsub_emulator.create_topics(
+            PROJECT, [p.prediction_logs_topic, p.feedback_topic, p.simulate_topic, p.retrain_topic]
+        )
+        routes = {
+            "logger": [p.prediction_logs_topic, p.feedback_topic],
+            "simulator": [p.simulate_topic],
+            "trigger": [p.retrain_topic],
+        }
+        for target, topics in routes.items():
+            port = free_port()
+            command = [
+                PYTHON,
+                "-m",
+                "functions_framework",
+                f"--target={target}",
+                f"--source={FUNCTIONS_SOURCE}",
+                "--signature-type=cloudevent",
+                "--host=127.0.0.1",
+                f"--port={port}",
+            ]
+            stack.enter_context(
+                running(
+                    command,
+                    env,
+                    functools.partial(port_open, port),
+                    log_path=logs / f"{target}.log",
+                )
+            )
+            for topic in topics:
+                pubsub_emulator.push(
+                    PROJECT, topic, f"{topic}-to-{target}", f"http://127.0.0.1:{port}/"
+                )
+
+        policies = join(env["RECLOOP__ARTIFACTS_DIR"], "policies")
+        predictor_env = {**env, "AIP_STORAGE_URI": policies, "AIP_HTTP_PORT": str(predictor_port)}
+        stack.enter_context(
+            running(
+                [PYTHON, "-m", "app.predictor"],
+                predictor_env,
+                functools.partial(port_open, predictor_port),
+                log_path=logs / "predictor.log",
+            )
+        )
+        base = f"http://127.0.0.1:{predictor_port}"
+        yield LocalStack(state_dir, base + "/predict", base + "/health", policies, env)
+
+
+def _stop_retraining(state_dir: Path) -> None:
+    """A re-training started by the Trigger runs in a session of its own: stop it too."""
+    lock = state_dir / "retraining.lock"
+    with contextlib.suppress(ValueError, OSError):
+        os.killpg(int(lock.read_text().strip()), signal.SIGTERM)

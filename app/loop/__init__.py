@@ -1,0 +1,1 @@
+"""The closed loop's steps: Generator, Ingester, off-policy Trainer and Deployer."""

@@ -1,0 +1,1 @@
+"""KFP v2 components and the two recloop pipelines (start-up and re-training)."""

@@ -1,0 +1,100 @@
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from app import messages
+from app.functions.logger import handle
+from app.warehouse.base import EPOCH
+from app.warehouse.duckdb_store import DuckDBWarehouse
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def event(data: bytes) -> dict:
+    return {"message": {"data": base64.b64encode(data).decode(), "messageId": "1"}}
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> DuckDBWarehouse:
+    return DuckDBWarehouse(tmp_path / "w.duckdb")
+
+
+def test_prediction_log_and_feedback_become_examples(warehouse: DuckDBWarehouse):
+    rows = [
+        {"instance_index": i, "observation": [0.1 * i, 1.0], "action": i, "propensity": 1.0}
+        for i in range(3)
+    ]
+    log = messages.prediction_log("req", NOW, "v7", rows)
+    rewards = messages.feedback("req", [(0, 4.0), (1, 3.0), (2, 5.0)], "simulator", NOW)
+    assert handle(event(log), warehouse) == "stored 3 predictions"
+    assert handle(event(rewards), warehouse) == "stored 3 rewards"
+    # Pub/Sub delivers at least once: the same messages again add nothing.
+    handle(event(log), warehouse)
+    handle(event(rewards), warehouse)
+    assert warehouse.count_examples(EPOCH) == 3
+
+
+def feedback_message(**changes) -> bytes:
+    message = {
+        "kind": "feedback",
+        "request_id": "r",
+        "source": "s",
+        "time": NOW.isoformat(),
+        "rewards": [{"instance_index": 0, "reward": 1}],
+    }
+    return json.dumps({**message, **changes}).encode()
+
+
+def log_message(**row) -> bytes:
+    message = {
+        "kind": "prediction_log",
+        "request_id": "r",
+        "policy_version": "v",
+        "time": NOW.isoformat(),
+        "predictions": [{"instance_index": 0, "observation": [1.0], "action": 1, **row}],
+    }
+    return json.dumps(message).encode()
+
+
+BAD = [
+    (b"not json", "not valid JSON"),
+    (b"[]", "must be a JSON object"),
+    (b'{"kind": "other"}', "kind must be one of"),
+    (feedback_message(request_id=""), "request_id must be a non-empty string"),
+    (feedback_message(time="yesterday"), "time must be an ISO 8601 time"),
+    (feedback_message(time="2026-11-01T00:00:00"), "with a zone"),
+    (
+        feedback_message(rewards=[{"instance_index": -1, "reward": 1}]),
+        "rewards[0].instance_index must be a whole number",
+    ),
+    (
+        feedback_message(rewards=[{"instance_index": 0, "reward": "5"}]),
+        "rewards[0].reward must be a finite number",
+    ),
+    (feedback_message(rewards=[]), "rewards must be a non-empty list"),
+    (
+        log_message(observation=[1, True]),
+        "predictions[0].observation must be a non-empty list of finite numbers",
+    ),
+    (log_message(propensity=2), "propensity must be in (0, 1]"),
+    (log_message(action=1.5), "predictions[0].action must be a whole number"),
+]
+
+
+@pytest.mark.parametrize(("data", "reason"), BAD)
+def test_malformed_messages_are_rejected_with_a_reason(
+    warehouse: DuckDBWarehouse, data: bytes, reason: str
+):
+    dead: list[str] = []
+    outcome = handle(event(data), warehouse, lambda _event, why: dead.append(why))
+    assert outcome.startswith("rejected") and reason in outcome
+    assert dead and reason in dead[0]
+    assert warehouse.count_examples(EPOCH) == 0
+
+
+def test_events_without_a_pubsub_message_are_rejected(warehouse: DuckDBWarehouse):
+    assert "no Pub/Sub 'message'" in handle({"something": 1}, warehouse)
+    assert "not base64" in handle({"message": {"data": "***"}}, warehouse)
