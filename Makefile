@@ -14,7 +14,7 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint bench demo train serve clean
+.PHONY: install test lint bench demo pipelines clean
 
 install: $(STAMP)
 
@@ -39,6 +39,9 @@ bench: install
 
 demo: install
 	$(PY) -m app.demo
+
+pipelines: install
+	$(PY) -m pipelines.compile --output-dir build/pipelines
 
 clean:
 	rm -rf .recloop .pytest_cache .mypy_cache .ruff_cache

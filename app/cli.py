@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -110,6 +111,57 @@ def serve(
     uri = policy or storage_uri_of(serving, settings.artifacts_dir)
     typer.echo(f"serving {uri} on http://{serving.host}:{serving.port}{serving.predict_route}")
     run_server(serving, uri)
+
+
+pipeline_app = typer.Typer(help="Compile and run the start-up and re-training pipelines.")
+app.add_typer(pipeline_app, name="pipeline")
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(
+    image: Annotated[
+        str, typer.Option(help="Trainer image every step runs in.")
+    ] = "recloop-trainer:local",
+    output_dir: Annotated[Path, typer.Option(help="Where the YAML goes.")] = Path(
+        "build/pipelines"
+    ),
+) -> None:
+    """Compile both pipelines to YAML for Vertex AI Pipelines."""
+    from pipelines.compile import compile_all
+
+    for path in compile_all(output_dir, image):
+        typer.echo(path)
+
+
+@pipeline_app.command("run")
+def pipeline_run(
+    name: Annotated[str, typer.Argument(help="startup or retraining")] = "startup",
+    env: Annotated[
+        str, typer.Option(help="local runs here with kfp.local; dev or prod submits to Vertex AI.")
+    ] = "local",
+    template: Annotated[
+        str | None, typer.Option(help="Compiled template (gs:// or a path); default: compile now.")
+    ] = None,
+) -> None:
+    """Run a pipeline: here with kfp.local, or on Vertex AI Pipelines in a cloud environment."""
+    import tempfile
+
+    from pipelines.compile import compile_all
+    from pipelines.run import NAMES, run_local, submit_vertex, vertex_parameters
+
+    if name not in NAMES:
+        raise typer.BadParameter(f"choose one of {', '.join(sorted(NAMES))}", param_hint="NAME")
+    settings = load_settings(env)
+    if env == "local":
+        run_local(NAMES[name], settings)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        if template is None:
+            image = settings.cloud.trainer_image or "recloop-trainer:local"
+            compiled = {p.stem: p for p in compile_all(Path(scratch), image)}
+            template = str(compiled[NAMES[name]])
+        job = submit_vertex(NAMES[name], settings, template, vertex_parameters(settings))
+    typer.echo(f"submitted {job.resource_name}")
 
 
 def main() -> None:

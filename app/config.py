@@ -60,6 +60,7 @@ class CloudConfig:
     region: str = "us-central1"
     staging_bucket: str | None = None
     trainer_image: str | None = None
+    serving_image: str | None = None
     service_account: str | None = None
     machine_type: str = "n1-standard-4"
 
@@ -94,6 +95,10 @@ class LoopConfig:
     min_new_examples: int = 100
     rank_k: int = 20
     num_actions: int = 20
+    # The Vertex sample's pipeline defaults (alpha 10, tikhonov 0.01) keep exploring for
+    # thousands of interactions; the loop's short cycles learn with these.
+    agent_alpha: float = 1.0
+    tikhonov_weight: float = 1.0
     pipeline_root: str = ".recloop/pipeline-root"
     retraining_template: str | None = None  # compiled pipeline (gs://…); unset: kfp.local
 

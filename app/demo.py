@@ -9,10 +9,12 @@ a PNG beside it; keeps the DuckDB warehouse in .recloop/demo/.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from app.local.stack import PROJECT, LocalStack, local_stack
 from app.warehouse.duckdb_store import DuckDBWarehouse
 
 CYCLES = 6
+USERS_PER_TICK = 128
 WAIT_S = 180
 
 
@@ -45,8 +48,13 @@ class Cycle:
 
 
 def main(cycles: int = CYCLES) -> int:
+    warnings.filterwarnings("ignore", category=FutureWarning, module="google")
     console = Console()
     settings = load_settings()
+    loop = dataclasses.replace(
+        settings.loop, simulated_users=USERS_PER_TICK, min_new_examples=USERS_PER_TICK
+    )
+    settings = dataclasses.replace(settings, loop=loop)
     state = Path(settings.state_dir) / "demo"
     if not pubsub_emulator.available():
         console.print(
@@ -72,7 +80,7 @@ def main(cycles: int = CYCLES) -> int:
         with console.status("start-up pipeline (kfp.local): generate → ingest → train → deploy…"):
             from pipelines.run import STARTUP, run_local
 
-            run_local(STARTUP, load_settings())
+            run_local(STARTUP, load_settings(), log_path=state / "logs" / "startup-pipeline.log")
             _wait_for_version(running, None)
         rows = _cycles(console, running, settings, truth, random_reward, cycles)
     finally:
@@ -228,6 +236,7 @@ def _report(state: Path, rows: list[Cycle], random_reward: float, seconds: float
     axis.set_xlabel("cycle (simulate → log → re-train → deploy)")
     axis.set_ylabel("stars")
     axis.set_xticks(cycles)
+    axis.set_title("recloop closed loop on MovieLens 100K")
     axis.legend()
     axis.grid(alpha=0.3)
     fig.tight_layout()

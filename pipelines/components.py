@@ -5,7 +5,6 @@ when a step runs (`install_kfp_package=False`). kfp.local runs the same componen
 subprocesses of the installed environment.
 """
 
-
 from dataclasses import dataclass
 from typing import Any
 

@@ -1,7 +1,6 @@
 """The start-up (Generator → Ingester → Trainer → Deployer) and re-training
 (Ingester → Trainer → Deployer) pipelines, with the Vertex sample's parameters and defaults."""
 
-
 from dataclasses import dataclass
 from typing import Any
 

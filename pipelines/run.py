@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -19,11 +20,33 @@ def local_parameters(settings: Settings) -> dict[str, Any]:
         "training_artifacts_dir": settings.artifacts_dir,
         "rank_k": settings.loop.rank_k,
         "num_actions": settings.loop.num_actions,
+        "agent_alpha": settings.loop.agent_alpha,
+        "tikhonov_weight": settings.loop.tikhonov_weight,
     }
 
 
-def run_local(name: str, settings: Settings, overrides: dict[str, Any] | None = None) -> None:
-    """Runs the pipeline here: every step is a subprocess of this Python, as kfp.local does it."""
+def vertex_parameters(settings: Settings) -> dict[str, Any]:
+    """Pipeline parameters of a cloud environment, all taken from its configuration."""
+    return {
+        "project_id": settings.cloud.project_id,
+        "training_artifacts_dir": settings.artifacts_dir,
+        "bigquery_dataset_id": settings.warehouse.dataset,
+        "bigquery_location": settings.warehouse.location,
+        "rank_k": settings.loop.rank_k,
+        "num_actions": settings.loop.num_actions,
+        "agent_alpha": settings.loop.agent_alpha,
+        "tikhonov_weight": settings.loop.tikhonov_weight,
+        "endpoint": settings.loop.vertex_endpoint or "",
+        "serving_image": settings.cloud.serving_image or "",
+        "region": settings.cloud.region,
+    }
+
+
+def run_local(name: str, settings: Settings, log_path: Path | None = None) -> None:
+    """Runs the pipeline here: every step is a subprocess of this Python, as kfp.local does it.
+
+    kfp.local narrates every step on stdout; `log_path` sends that to a file instead.
+    """
     from kfp import local
 
     local.init(
@@ -31,7 +54,15 @@ def run_local(name: str, settings: Settings, overrides: dict[str, Any] | None = 
     )
     built = build_pipelines()
     pipeline = built.startup if name == STARTUP else built.retraining
-    pipeline(**{**local_parameters(settings), **(overrides or {})})
+    if log_path is None:
+        pipeline(**local_parameters(settings))
+        return
+    with (
+        open(log_path, "a") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        pipeline(**local_parameters(settings))
 
 
 def submit_vertex(

@@ -56,8 +56,8 @@ class LocalLauncher:
             process = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.run", "retraining", "--lock", str(self.lock)],
                 start_new_session=True,
-                stdout=subprocess.DEVNULL,
-                stderr=open(self.lock.with_suffix(".log"), "ab"),  # noqa: SIM115
+                stdout=open(self.lock.with_suffix(".log"), "ab"),  # noqa: SIM115
+                stderr=subprocess.STDOUT,
             )
             os.write(descriptor, str(process.pid).encode())
             os.close(descriptor)
@@ -79,20 +79,10 @@ class VertexLauncher:
         return bool(jobs)
 
     def start(self) -> None:
-        from pipelines.run import submit_vertex
+        from pipelines.run import submit_vertex, vertex_parameters
 
         submit_vertex(
-            RETRAINING,
-            self.settings,
-            self.template_path,
-            {
-                "project_id": self.settings.cloud.project_id,
-                "training_artifacts_dir": self.settings.artifacts_dir,
-                "bigquery_dataset_id": self.settings.warehouse.dataset,
-                "bigquery_location": self.settings.warehouse.location,
-                "endpoint": self.settings.loop.vertex_endpoint or "",
-                "region": self.settings.cloud.region,
-            },
+            RETRAINING, self.settings, self.template_path, vertex_parameters(self.settings)
         )
 
 
