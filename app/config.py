@@ -82,6 +82,7 @@ class PubSubConfig:
     simulate_topic: str = "recloop-simulate"
     retrain_topic: str = "recloop-retrain"
     dead_letter_topic: str | None = None
+    push_endpoints: str | None = None  # "topic=url,…": deliver to functions without Pub/Sub
     publish_predictions: bool = False
 
 

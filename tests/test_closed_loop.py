@@ -8,15 +8,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import DataConfig, LoopConfig, Settings
+from app.config import DataConfig, LoopConfig, Settings, load_settings
 from app.local import pubsub_emulator
-from app.local.stack import PROJECT, local_stack
+from app.local.stack import local_stack
 from app.warehouse.duckdb_store import DuckDBWarehouse
 from pipelines.run import STARTUP, run_local
 
-pytestmark = pytest.mark.skipif(
-    not pubsub_emulator.available(),
-    reason="Pub/Sub emulator not installed (apt-get install google-cloud-cli-pubsub-emulator)",
+EMULATOR = pytest.param(
+    True,
+    id="pubsub-emulator",
+    marks=pytest.mark.skipif(
+        not pubsub_emulator.available(),
+        reason="Pub/Sub emulator not installed (apt-get install google-cloud-cli-pubsub-emulator)",
+    ),
 )
 USERS = 24
 
@@ -30,20 +34,18 @@ def wait(condition, what: str, timeout: float = 180):
     raise TimeoutError(what)
 
 
+@pytest.mark.parametrize("use_emulator", [EMULATOR, pytest.param(False, id="direct-cloudevents")])
 def test_served_predictions_with_rewards_become_training_examples_and_a_new_policy(
-    movielens_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    movielens_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_emulator: bool
 ):
-    for name in ("PUBSUB_EMULATOR_HOST",):
+    for name in ("PUBSUB_EMULATOR_HOST", "RECLOOP__PUBSUB__PUSH_ENDPOINTS"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(
         data=DataConfig(movielens_dir=str(movielens_dir), download=False),
         loop=LoopConfig(simulated_users=USERS, min_new_examples=USERS, rank_k=5, num_actions=10),
     )
-    with monkeypatch.context() as patch, local_stack(tmp_path / "state", settings) as stack:
-        for key, value in stack.env.items():
-            patch.setenv(key, value)
-        from app.config import load_settings
-
+    with local_stack(tmp_path / "state", settings, use_emulator) as stack:
+        assert stack.emulated == use_emulator
         run_local(STARTUP, load_settings())
         health = lambda: httpx.get(stack.health_url, timeout=5)  # noqa: E731
         first = wait(
@@ -55,7 +57,7 @@ def test_served_predictions_with_rewards_become_training_examples_and_a_new_poli
         assert warehouse.count_examples(watermark) == 0  # the start-up run used everything
 
         since = datetime.now(UTC)
-        pubsub_emulator.publish(PROJECT, settings.pubsub.simulate_topic)
+        stack.tick(settings.pubsub.simulate_topic)
         sql = f"SELECT count(*) FROM predictions WHERE time >= TIMESTAMPTZ '{since.isoformat()}'"
         wait(
             lambda: (
@@ -70,7 +72,7 @@ def test_served_predictions_with_rewards_become_training_examples_and_a_new_poli
         assert warehouse.query(sql)[0][0] == USERS
         assert warehouse.count_examples(watermark) == USERS  # N served + N rewards = N examples
 
-        pubsub_emulator.publish(PROJECT, settings.pubsub.retrain_topic)
+        stack.tick(settings.pubsub.retrain_topic)
         second = wait(
             lambda: v if (v := health().json().get("policy_version")) != first else None,
             "second policy",

@@ -208,3 +208,55 @@ def test_routes_and_methods(app: PredictorApp):
     assert call(app, "GET", "/h").json() == {"status": "ok", "policy_version": "v-test-1"}
     assert call(app, "GET", "/p").status_code == 405
     assert call(app, "GET", "/predict").status_code == 404
+
+
+class RecordingSink:
+    def __init__(self, fail: bool = False):
+        self.fail, self.records = fail, []
+
+    def record(self, request_id, time, policy, observations, actions):
+        if self.fail:
+            raise ConnectionError("pubsub is down")
+        self.records.append((request_id, observations.tolist(), actions.tolist()))
+
+
+def test_every_served_prediction_is_logged_with_its_request_id(policy: ServingPolicy):
+    sink = RecordingSink()
+    served = PredictorApp(lambda: policy, health_route="/h", predict_route="/p", sink=sink)
+    asyncio.run(served.load())
+    rows = observations(3, seed=4)
+    predictions = call(
+        served, "POST", "/p", json={"instances": [{"observation": r} for r in rows]}
+    ).json()["predictions"]
+    ((request_id, logged_rows, actions),) = sink.records
+    assert request_id == predictions[0]["request_id"]
+    assert logged_rows == rows and actions == [p["action"] for p in predictions]
+
+
+def test_a_failing_prediction_log_never_fails_the_response(policy: ServingPolicy):
+    served = PredictorApp(
+        lambda: policy, health_route="/h", predict_route="/p", sink=RecordingSink(fail=True)
+    )
+    asyncio.run(served.load())
+    response = call(served, "POST", "/p", json={"instances": [{"observation": [0.0] * RANK}]})
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 1
+
+
+def test_a_new_deployment_is_picked_up_without_a_restart(policy: ServingPolicy):
+    versions = iter(["v1", "v1", "v2"])
+    loads = []
+
+    def loader() -> ServingPolicy:
+        loads.append(1)
+        return policy
+
+    served = PredictorApp(loader, marker=lambda: next(versions, "v2"), reload_seconds=0.01)
+
+    async def scenario() -> int:
+        await served.load()
+        watching = asyncio.create_task(served.watch())
+        await asyncio.sleep(0.2)
+        watching.cancel()
+        return len(loads)
+
+    assert asyncio.run(scenario()) == 2  # loaded once at start, once when the pointer moved

@@ -21,6 +21,7 @@ from app import messages, movielens
 from app.config import Settings, load_settings
 from app.environment import MovieLensBandit, factorize
 from app.functions.endpoints import Endpoint, endpoint_from
+from app.transport import publisher_for
 
 log = logging.getLogger("recloop.simulator")
 SOURCE = "simulator"
@@ -71,14 +72,13 @@ def environment(settings: Settings) -> MovieLensBandit:
 
 @cache
 def _context() -> tuple[Settings, Endpoint, Callable[[bytes], None]]:
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
     settings = load_settings()
-    publisher = pubsub_v1.PublisherClient()
-    topic = publisher.topic_path(settings.pubsub.project_id, settings.pubsub.feedback_topic)
+    publisher = publisher_for(settings.pubsub)
 
     def publish(data: bytes) -> None:
-        publisher.publish(topic, data, kind=messages.FEEDBACK).result(timeout=60)
+        publisher.publish(settings.pubsub.feedback_topic, data, kind=messages.FEEDBACK).result(
+            timeout=60
+        )
 
     return settings, endpoint_from(settings), publish
 

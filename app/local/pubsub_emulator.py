@@ -65,10 +65,3 @@ def push(project_id: str, topic: str, subscription: str, endpoint: str) -> None:
             push_config={"push_endpoint": endpoint},
             ack_deadline_seconds=ACK_DEADLINE_S,
         )
-
-
-def publish(project_id: str, topic: str, data: bytes = b"{}") -> None:
-    from google.cloud import pubsub_v1  # type: ignore[attr-defined]
-
-    publisher = pubsub_v1.PublisherClient()
-    publisher.publish(publisher.topic_path(project_id, topic), data).result(timeout=30)

@@ -4,6 +4,9 @@ functions-framework, and the predictor, wired as they are in cloud.
     predictor ──prediction logs──▶ logger ──▶ DuckDB ◀── ingester (kfp.local)
     simulator ──feedback────────▶ logger        ▲
     scheduler ticks ──▶ simulator, trigger ──▶ re-training pipeline ──▶ policies/CURRENT
+
+Without the emulator, publishers post the same CloudEvents to the functions directly
+(`pubsub.push_endpoints`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import Settings
+from app.config import Settings, load_settings
 from app.local import pubsub_emulator
 from app.local.processes import PYTHON, free_port, port_open, running
 from app.policy_store import join
+from app.transport import Publisher, publisher_for
 
 PROJECT = "recloop-local"
 FUNCTIONS_SOURCE = Path(__file__).resolve().parent.parent / "functions" / "main.py"
@@ -32,11 +36,15 @@ class LocalStack:
     health_url: str
     policies_dir: str
     env: dict[str, str]
+    publisher: Publisher
+    emulated: bool  # False: no emulator, messages go to the functions directly
+
+    def tick(self, topic: str) -> None:
+        """What Cloud Scheduler does: publish an (empty) message to a topic."""
+        self.publisher.publish(topic, b"{}").result(timeout=60)
 
 
-def stack_environment(
-    state_dir: Path, predictor_port: int, emulator_host: str, settings: Settings
-) -> dict[str, str]:
+def stack_environment(state_dir: Path, predictor_port: int, settings: Settings) -> dict[str, str]:
     """Configuration every local process shares, as RECLOOP__* variables."""
     data = {"MOVIELENS_DIR": settings.data.movielens_dir} if settings.data.movielens_dir else {}
     return {
@@ -53,36 +61,53 @@ def stack_environment(
         "RECLOOP__LOOP__MIN_NEW_EXAMPLES": str(settings.loop.min_new_examples),
         "RECLOOP__LOOP__RANK_K": str(settings.loop.rank_k),
         "RECLOOP__LOOP__NUM_ACTIONS": str(settings.loop.num_actions),
-        "PUBSUB_EMULATOR_HOST": emulator_host,
     }
 
 
 @contextlib.contextmanager
-def local_stack(state_dir: Path, settings: Settings) -> Iterator[LocalStack]:
+def local_stack(
+    state_dir: Path, settings: Settings, use_emulator: bool = True
+) -> Iterator[LocalStack]:
     """Starts everything; on exit (also on Ctrl-C) stops every process group it started."""
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
+    p = settings.pubsub
+    routes = {
+        "logger": [p.prediction_logs_topic, p.feedback_topic],
+        "simulator": [p.simulate_topic],
+        "trigger": [p.retrain_topic],
+    }
+    ports = {target: free_port() for target in routes}
+    predictor_port = free_port()
+    env = stack_environment(state_dir, predictor_port, settings)
+    emulated = use_emulator and pubsub_emulator.available()
     with contextlib.ExitStack() as stack:
-        host = stack.enter_context(
-            pubsub_emulator.emulator(PROJECT, state_dir / "pubsub", logs / "pubsub-emulator.log")
-        )
-        predictor_port = free_port()
-        env = stack_environment(state_dir, predictor_port, host, settings)
-        os.environ.update(env)  # this process publishes ticks and runs kfp.local too
+        if emulated:
+            host = stack.enter_context(
+                pubsub_emulator.emulator(
+                    PROJECT, state_dir / "pubsub", logs / "pubsub-emulator.log"
+                )
+            )
+            env["PUBSUB_EMULATOR_HOST"] = host
+        else:
+            env["RECLOOP__PUBSUB__PUSH_ENDPOINTS"] = ",".join(
+                f"{topic}=http://127.0.0.1:{ports[target]}/"
+                for target, topics in routes.items()
+                for topic in topics
+            )
+        # This process publishes ticks and runs kfp.local too; restore its environment after.
+        previous = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        stack.callback(_restore_environment, previous)
         stack.callback(_stop_retraining, state_dir)
+        if emulated:
+            pubsub_emulator.create_topics(
+                PROJECT, [t for topics in routes.values() for t in topics]
+            )
 
-        p = settings.pubsub
-        pubsub_emulator.create_topics(
-            PROJECT, [p.prediction_logs_topic, p.feedback_topic, p.simulate_topic, p.retrain_topic]
-        )
-        routes = {
-            "logger": [p.prediction_logs_topic, p.feedback_topic],
-            "simulator": [p.simulate_topic],
-            "trigger": [p.retrain_topic],
-        }
         for target, topics in routes.items():
-            port = free_port()
+            port = ports[target]
             command = [
                 PYTHON,
                 "-m",
@@ -101,10 +126,11 @@ def local_stack(state_dir: Path, settings: Settings) -> Iterator[LocalStack]:
                     log_path=logs / f"{target}.log",
                 )
             )
-            for topic in topics:
-                pubsub_emulator.push(
-                    PROJECT, topic, f"{topic}-to-{target}", f"http://127.0.0.1:{port}/"
-                )
+            if emulated:
+                for topic in topics:
+                    pubsub_emulator.push(
+                        PROJECT, topic, f"{topic}-to-{target}", f"http://127.0.0.1:{port}/"
+                    )
 
         policies = join(env["RECLOOP__ARTIFACTS_DIR"], "policies")
         predictor_env = {**env, "AIP_STORAGE_URI": policies, "AIP_HTTP_PORT": str(predictor_port)}
@@ -117,7 +143,18 @@ def local_stack(state_dir: Path, settings: Settings) -> Iterator[LocalStack]:
             )
         )
         base = f"http://127.0.0.1:{predictor_port}"
-        yield LocalStack(state_dir, base + "/predict", base + "/health", policies, env)
+        publisher = publisher_for(load_settings().pubsub)
+        yield LocalStack(
+            state_dir, base + "/predict", base + "/health", policies, env, publisher, emulated
+        )
+
+
+def _restore_environment(previous: dict[str, str | None]) -> None:
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _stop_retraining(state_dir: Path) -> None:

@@ -25,9 +25,9 @@ def build_app(
     """`storage_uri`: a policy folder, or a deployment folder whose CURRENT pointer is followed."""
     sink: PredictionSink | None = None
     if pubsub is not None and pubsub.publish_predictions:
-        from app.predictor.sink import PubSubPredictionSink
+        from app.predictor.sink import sink_for
 
-        sink = PubSubPredictionSink(pubsub)
+        sink = sink_for(pubsub)
     return PredictorApp(
         functools.partial(load_deployed, storage_uri),
         health_route=serving.health_route,

@@ -1,0 +1,92 @@
+"""Publishing messages: through Pub/Sub (cloud or emulator), or straight to the functions.
+
+Without the Pub/Sub emulator, `pubsub.push_endpoints` ("topic=url,topic=url") makes every
+publish an HTTP POST of the CloudEvent Eventarc would deliver
+(`google.cloud.pubsub.topic.v1.messagePublished`, binary mode) to each endpoint of the topic.
+Nothing else changes: the functions receive exactly what they receive in cloud.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from app.config import PubSubConfig
+
+CLOUD_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, data: bytes, **attributes: str) -> Future[Any]: ...
+
+
+class PubSubPublisher:
+    def __init__(self, config: PubSubConfig, client: Any = None):
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+        self.project_id = config.project_id
+        self.client = client or pubsub_v1.PublisherClient()
+
+    def publish(self, topic: str, data: bytes, **attributes: str) -> Future[Any]:
+        return self.client.publish(
+            self.client.topic_path(self.project_id, topic), data, **attributes
+        )
+
+
+class DirectPublisher:
+    """Delivers to functions over HTTP, in the background (a publish never blocks its caller)."""
+
+    def __init__(self, config: PubSubConfig, routes: dict[str, list[str]]):
+        self.project_id = config.project_id
+        self.routes = routes
+        self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="direct-publish")
+        self.http = httpx.Client(timeout=120)
+
+    def publish(self, topic: str, data: bytes, **attributes: str) -> Future[Any]:
+        if topic not in self.routes:
+            raise ValueError(f"no push endpoint for topic {topic!r} in pubsub.push_endpoints")
+        return self.pool.submit(self._deliver, topic, data, attributes)
+
+    def _deliver(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
+        message_id = uuid.uuid4().hex
+        now = datetime.now(UTC).isoformat()
+        body = {
+            "message": {
+                "data": base64.b64encode(data).decode(),
+                "attributes": attributes,
+                "messageId": message_id,
+                "publishTime": now,
+            },
+            "subscription": f"projects/{self.project_id}/subscriptions/{topic}-direct",
+        }
+        headers = {
+            "ce-id": message_id,
+            "ce-specversion": "1.0",
+            "ce-type": CLOUD_EVENT_TYPE,
+            "ce-source": f"//pubsub.googleapis.com/projects/{self.project_id}/topics/{topic}",
+            "ce-time": now,
+        }
+        for url in self.routes[topic]:
+            self.http.post(url, json=body, headers=headers).raise_for_status()
+        return message_id
+
+
+def parse_routes(text: str) -> dict[str, list[str]]:
+    routes: dict[str, list[str]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        topic, sep, url = item.partition("=")
+        if not sep or not topic or not url.startswith(("http://", "https://")):
+            raise ValueError(f"pubsub.push_endpoints: expected topic=http://…, got {item!r}")
+        routes.setdefault(topic, []).append(url)
+    return routes
+
+
+def publisher_for(config: PubSubConfig) -> Publisher:
+    if config.push_endpoints:
+        return DirectPublisher(config, parse_routes(config.push_endpoints))
+    return PubSubPublisher(config)
