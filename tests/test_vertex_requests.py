@@ -93,3 +93,23 @@ def test_pipeline_job_request(mocker):
 def test_pipeline_submission_needs_a_project():
     with pytest.raises(ValueError, match=r"cloud\.project_id is not set"):
         submit_vertex("x", Settings(), "t.yaml", {})
+
+
+def test_cli_submits_the_compiled_pipeline_to_vertex(mocker, monkeypatch):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    aiplatform = mocker.patch("google.cloud.aiplatform")
+    aiplatform.PipelineJob.return_value.resource_name = "projects/1/locations/us-central1/pipelineJobs/7"
+    monkeypatch.setenv("RECLOOP__CLOUD__PROJECT_ID", "recloop-dev")
+    monkeypatch.setenv("RECLOOP__CLOUD__TRAINER_IMAGE", "us-docker.pkg.dev/recloop-dev/recloop/trainer@sha256:1")
+    result = CliRunner().invoke(app, ["pipeline", "run", "retraining", "--env", "dev"])
+    assert result.exit_code == 0, result.output
+    assert "submitted projects/1/locations/us-central1/pipelineJobs/7" in result.output
+    kwargs = aiplatform.PipelineJob.call_args.kwargs
+    assert kwargs["display_name"] == "recloop-retraining"
+    assert kwargs["template_path"].endswith("recloop-retraining.yaml")
+    assert kwargs["parameter_values"]["project_id"] == "recloop-dev"
+    assert kwargs["parameter_values"]["training_artifacts_dir"] == "gs://recloop-dev-artifacts"
+    assert kwargs["parameter_values"]["bigquery_dataset_id"] == "recloop_dev"
