@@ -146,8 +146,9 @@ def pipeline_run(
     """Run a pipeline: here with kfp.local, or on Vertex AI Pipelines in a cloud environment."""
     import tempfile
 
+    from app.loop.pipeline_jobs import submit_vertex, vertex_parameters
     from pipelines.compile import compile_all
-    from pipelines.run import NAMES, run_local, submit_vertex, vertex_parameters
+    from pipelines.run import NAMES, run_local
 
     if name not in NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(sorted(NAMES))}", param_hint="NAME")

@@ -7,7 +7,7 @@ import pytest
 
 from app.config import CloudConfig, LoopConfig, ServingConfig, Settings
 from app.deployer.vertex import VertexTarget, deploy
-from pipelines.run import submit_vertex
+from app.loop.pipeline_jobs import submit_vertex
 
 TARGET = VertexTarget(
     project_id="recloop-dev",
@@ -101,9 +101,13 @@ def test_cli_submits_the_compiled_pipeline_to_vertex(mocker, monkeypatch):
     from app.cli import app
 
     aiplatform = mocker.patch("google.cloud.aiplatform")
-    aiplatform.PipelineJob.return_value.resource_name = "projects/1/locations/us-central1/pipelineJobs/7"
+    aiplatform.PipelineJob.return_value.resource_name = (
+        "projects/1/locations/us-central1/pipelineJobs/7"
+    )
     monkeypatch.setenv("RECLOOP__CLOUD__PROJECT_ID", "recloop-dev")
-    monkeypatch.setenv("RECLOOP__CLOUD__TRAINER_IMAGE", "us-docker.pkg.dev/recloop-dev/recloop/trainer@sha256:1")
+    monkeypatch.setenv(
+        "RECLOOP__CLOUD__TRAINER_IMAGE", "us-docker.pkg.dev/recloop-dev/recloop/trainer@sha256:1"
+    )
     result = CliRunner().invoke(app, ["pipeline", "run", "retraining", "--env", "dev"])
     assert result.exit_code == 0, result.output
     assert "submitted projects/1/locations/us-central1/pipelineJobs/7" in result.output

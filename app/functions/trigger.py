@@ -79,7 +79,7 @@ class VertexLauncher:
         return bool(jobs)
 
     def start(self) -> None:
-        from pipelines.run import submit_vertex, vertex_parameters
+        from app.loop.pipeline_jobs import submit_vertex, vertex_parameters
 
         submit_vertex(
             RETRAINING, self.settings, self.template_path, vertex_parameters(self.settings)
