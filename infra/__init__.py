@@ -1,0 +1,1 @@
+"""recloop's infrastructure as cdktf stacks (the only place that imports cdktf)."""

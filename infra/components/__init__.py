@@ -1,0 +1,1 @@
+"""Components: small constructs, one concern each, composed by the stacks."""

@@ -1,0 +1,38 @@
+"""A bucket as recloop keeps them: uniform access, public access prevented, versioned."""
+
+from __future__ import annotations
+
+from cdktf_cdktf_provider_google.storage_bucket import (
+    StorageBucket,
+    StorageBucketVersioning,
+)
+from constructs import Construct
+
+from infra.checks import skip
+
+
+class SecureBucket(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        project: str,
+        name: str,
+        location: str,
+        labels: dict[str, str],
+    ):
+        super().__init__(scope, id)
+        self.bucket = StorageBucket(
+            self,
+            "bucket",
+            project=project,
+            name=name,
+            location=location,
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning=StorageBucketVersioning(enabled=True),
+            force_destroy=False,
+            labels=labels,
+        )
+        skip(self.bucket, CKV_GCP_62="Cloud Audit Logs record data access; no separate log bucket")

@@ -1,0 +1,1 @@
+"""Stacks per environment: `<env>-data` (stateful), `<env>-app` (stateless), `<env>-bootstrap`."""

@@ -1,0 +1,194 @@
+"""`<env>-app`: everything stateless. Safe to destroy and rebuild; holds no data."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+from cdktf import AssetType, TerraformAsset, TerraformOutput, TerraformStack
+from cdktf_cdktf_provider_google.bigquery_dataset_iam_member import BigqueryDatasetIamMember
+from cdktf_cdktf_provider_google.cloud_scheduler_job import (
+    CloudSchedulerJob,
+    CloudSchedulerJobPubsubTarget,
+)
+from cdktf_cdktf_provider_google.project_iam_member import ProjectIamMember
+from cdktf_cdktf_provider_google.pubsub_topic_iam_member import PubsubTopicIamMember
+from cdktf_cdktf_provider_google.service_account_iam_member import ServiceAccountIamMember
+from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
+from cdktf_cdktf_provider_google.storage_bucket_object import StorageBucketObject
+from cdktf_cdktf_provider_google.vertex_ai_endpoint import VertexAiEndpoint
+from constructs import Construct
+
+from infra.checks import skip
+from infra.components.function import PubSubFunction
+from infra.config import EnvironmentConfig
+from infra.stacks.common import provider, remote_state
+from infra.stacks.data import DataStack
+
+RETRAINING_TEMPLATE = "pipelines/recloop-retraining.yaml"
+
+
+def endpoint_number(name: str) -> str:
+    """Vertex endpoint ids are numeric; derive a stable one from the name."""
+    return str(int(hashlib.sha256(name.encode()).hexdigest(), 16) % 9_000_000_000 + 1_000_000_000)
+
+
+class AppStack(TerraformStack):
+    def __init__(
+        self, scope: Construct, config: EnvironmentConfig, data: DataStack, function_source: Path
+    ):
+        super().__init__(scope, f"{config.env}-app")
+        remote_state(self, config, "app")
+        provider(self, config)
+        project = config.project_id
+        accounts = {name: account.email for name, account in data.accounts.items()}
+        messaging = data.messaging
+        artifacts = f"gs://{data.artifacts.name}"
+
+        self.endpoint = VertexAiEndpoint(
+            self,
+            "endpoint",
+            project=project,
+            location=config.region,
+            region=config.region,
+            name=endpoint_number(config.name("endpoint")),
+            display_name=config.name("endpoint"),
+            labels=config.all_labels,
+        )
+        skip(
+            self.endpoint,
+            CKV2_GCP_33="reached over the Vertex API, behind IAM; no public invoker",
+            CKV2_GCP_24="Google-managed encryption; the endpoint stores no data",
+        )
+        asset = TerraformAsset(
+            self, "function_source", path=str(function_source), type=AssetType.ARCHIVE
+        )
+        source = StorageBucketObject(
+            self,
+            "function_source_object",
+            bucket=data.sources.name,
+            name=f"functions/{asset.asset_hash}.zip",
+            source=asset.path,
+        )
+        environment = {
+            "RECLOOP_PROFILE": config.env,
+            "RECLOOP__CLOUD__PROJECT_ID": project,
+            "RECLOOP__CLOUD__REGION": config.region,
+            "RECLOOP__CLOUD__SERVICE_ACCOUNT": accounts["pipelines"],
+            "RECLOOP__ARTIFACTS_DIR": artifacts,
+            "RECLOOP__WAREHOUSE__DATASET": data.warehouse.dataset.dataset_id,
+            "RECLOOP__WAREHOUSE__LOCATION": config.bigquery_location,
+            "RECLOOP__PUBSUB__PROJECT_ID": project,
+            "RECLOOP__PUBSUB__DEAD_LETTER_TOPIC": messaging.dead_letter.name,
+            "RECLOOP__LOOP__VERTEX_ENDPOINT": self.endpoint.id,
+            "RECLOOP__LOOP__PIPELINE_ROOT": f"{artifacts}/pipeline-root",
+            "RECLOOP__LOOP__RETRAINING_TEMPLATE": f"{artifacts}/{RETRAINING_TEMPLATE}",
+        }
+        functions = {
+            "simulator": ("simulator", messaging.simulate.id, "simulator"),
+            "logger-predictions": ("logger", messaging.prediction_logs.id, "logger"),
+            "logger-feedback": ("logger", messaging.feedback.id, "logger"),
+            "trigger": ("trigger", messaging.retrain.id, "trigger"),
+        }
+        self.functions = {
+            name: PubSubFunction(
+                self,
+                name.replace("-", "_"),
+                config=config,
+                name=config.name(name),
+                entry_point=entry_point,
+                topic_id=topic,
+                service_account=accounts[account],
+                source_bucket=data.sources.name,
+                source_object=source.name,
+                environment=environment,
+                memory="1G" if name == "simulator" else "512M",
+            ).function
+            for name, (entry_point, topic, account) in functions.items()
+        }
+
+        # IAM: each workload gets exactly the roles its code uses.
+        def project_role(key: str, account: str, role: str) -> None:
+            ProjectIamMember(
+                self, key, project=project, role=role, member=f"serviceAccount:{accounts[account]}"
+            )
+
+        def dataset_role(key: str, account: str, role: str) -> None:
+            BigqueryDatasetIamMember(
+                self,
+                key,
+                project=project,
+                dataset_id=data.warehouse.dataset.dataset_id,
+                role=role,
+                member=f"serviceAccount:{accounts[account]}",
+            )
+
+        def topic_role(key: str, account: str, topic: str) -> None:
+            PubsubTopicIamMember(
+                self,
+                key,
+                project=project,
+                topic=topic,
+                role="roles/pubsub.publisher",
+                member=f"serviceAccount:{accounts[account]}",
+            )
+
+        def bucket_role(key: str, account: str, role: str) -> None:
+            StorageBucketIamMember(
+                self,
+                key,
+                bucket=data.artifacts.name,
+                role=role,
+                member=f"serviceAccount:{accounts[account]}",
+            )
+
+        for account in ("simulator", "logger", "trigger"):
+            project_role(f"{account}_event_receiver", account, "roles/eventarc.eventReceiver")
+        # Logger: writes rows; forwards malformed messages to the dead-letter topic.
+        dataset_role("logger_data_editor", "logger", "roles/bigquery.dataEditor")
+        topic_role("logger_dead_letter", "logger", messaging.dead_letter.name)
+        # Simulator: asks the endpoint, publishes feedback.
+        project_role("simulator_predict", "simulator", "roles/aiplatform.user")
+        topic_role("simulator_feedback", "simulator", messaging.feedback.name)
+        # Trigger: counts examples, starts the pipeline as the pipelines account.
+        dataset_role("trigger_data_viewer", "trigger", "roles/bigquery.dataViewer")
+        project_role("trigger_jobs", "trigger", "roles/bigquery.jobUser")
+        project_role("trigger_pipelines", "trigger", "roles/aiplatform.user")
+        bucket_role("trigger_template", "trigger", "roles/storage.objectViewer")
+        ServiceAccountIamMember(
+            self,
+            "trigger_acts_as_pipelines",
+            service_account_id=data.accounts["pipelines"].name,
+            role="roles/iam.serviceAccountUser",
+            member=f"serviceAccount:{accounts['trigger']}",
+        )
+        # Predictor: reads the policy, logs predictions.
+        bucket_role("predictor_policies", "predictor", "roles/storage.objectViewer")
+        topic_role("predictor_logs", "predictor", messaging.prediction_logs.name)
+        # Pipelines: read and write examples, artifacts, models, the endpoint.
+        dataset_role("pipelines_data_editor", "pipelines", "roles/bigquery.dataEditor")
+        project_role("pipelines_jobs", "pipelines", "roles/bigquery.jobUser")
+        project_role("pipelines_vertex", "pipelines", "roles/aiplatform.user")
+        bucket_role("pipelines_artifacts", "pipelines", "roles/storage.objectAdmin")
+
+        tick = base64.b64encode(b"{}").decode()
+        for key, topic, schedule in (
+            ("simulate", messaging.simulate.id, config.simulate_schedule),
+            ("retrain", messaging.retrain.id, config.retrain_schedule),
+        ):
+            CloudSchedulerJob(
+                self,
+                f"{key}_schedule",
+                project=project,
+                region=config.region,
+                name=config.name(f"{key}-tick"),
+                schedule=schedule,
+                time_zone="Etc/UTC",
+                pubsub_target=CloudSchedulerJobPubsubTarget(topic_name=topic, data=tick),
+            )
+
+        TerraformOutput(self, "endpoint_id", value=self.endpoint.id)
+        TerraformOutput(self, "endpoint_name", value=self.endpoint.name)
+        for name, function in self.functions.items():
+            TerraformOutput(self, f"function_{name.replace('-', '_')}", value=function.name)
