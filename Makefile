@@ -14,7 +14,14 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint bench demo pipelines clean
+.PHONY: install test lint bench demo pipelines synth deploy destroy rebuild golden checkov-install clean
+
+# Infrastructure (see docs/operations.md).
+ENV ?= dev
+STACK ?= app
+CHECKOV := .venv-checkov/bin/checkov
+CHECKOV_VERSION := 3.3.30
+CDKTF := cd infra && npx --no-install cdktf
 
 install: $(STAMP)
 
@@ -26,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps tf-keras tf-agents
 	touch $@
 
-test: install
+test: install checkov-install
 	$(PY) -m pytest -q
 
 lint: install
@@ -43,5 +50,38 @@ demo: install
 pipelines: install
 	$(PY) -m pipelines.compile --output-dir build/pipelines
 
+# checkov pins many packages of its own: it lives in a venv beside the project's.
+checkov-install: $(CHECKOV)
+
+$(CHECKOV):
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+
+synth: install
+	cd infra && ../$(PY) main.py $(ENV)
+
+golden: install
+	$(PY) -m infra.golden write
+
+infra/node_modules: infra/package.json infra/package-lock.json
+	cd infra && npm ci --no-audit --no-fund
+	touch $@
+
+deploy: synth infra/node_modules
+	$(CDKTF) deploy --skip-synth --auto-approve $(ENV)-data $(ENV)-app
+
+# Destroys the stateless app stack. The data stack only with STACK=data CONFIRM=<env>-data.
+destroy: synth infra/node_modules
+ifeq ($(STACK),data)
+	@test "$(CONFIRM)" = "$(ENV)-data" || { echo "refusing: destroying $(ENV)-data deletes data; add CONFIRM=$(ENV)-data"; exit 2; }
+	$(CDKTF) destroy --skip-synth --auto-approve $(ENV)-app $(ENV)-data
+else
+	$(CDKTF) destroy --skip-synth --auto-approve $(ENV)-app
+endif
+
+rebuild: synth infra/node_modules
+	$(CDKTF) destroy --skip-synth --auto-approve $(ENV)-app
+	$(CDKTF) deploy --skip-synth --auto-approve $(ENV)-app
+
 clean:
-	rm -rf .recloop .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .recloop .pytest_cache .mypy_cache .ruff_cache infra/cdktf.out infra/build
