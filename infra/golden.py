@@ -17,14 +17,18 @@ from typing import Any
 GOLDEN = Path(__file__).resolve().parent / "golden"
 _HASHES = (
     (re.compile(r"functions/[0-9A-Fa-f]{16,}\.zip"), "functions/<archive-hash>.zip"),
-    (re.compile(r"assets/function_source/[0-9A-Fa-f]{16,}/"), "assets/function_source/<archive-hash>/"),
+    (
+        re.compile(r"assets/function_source/[0-9A-Fa-f]{16,}/"),
+        "assets/function_source/<archive-hash>/",
+    ),
 )
 
 
 def normalize(text: str) -> dict[str, Any]:
     for pattern, replacement in _HASHES:
         text = pattern.sub(replacement, text)
-    return json.loads(text)  # type: ignore[no-any-return]
+    document: dict[str, Any] = json.loads(text)
+    return document
 
 
 def synthesized(stacks: Path) -> dict[str, dict[str, Any]]:

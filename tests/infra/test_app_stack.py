@@ -4,10 +4,10 @@ from tests.infra.helpers import one, resources, walk
 
 ENVS = ("dev", "prod")
 FUNCTIONS = {
-    "simulator": ("simulator", "recloop-simulate"),
-    "logger-predictions": ("logger", "recloop-prediction-logs"),
-    "logger-feedback": ("logger", "recloop-feedback"),
-    "trigger": ("trigger", "recloop-retrain"),
+    "simulator": ("simulator", "simulate"),
+    "logger-predictions": ("logger", "prediction_logs"),
+    "logger-feedback": ("logger", "feedback"),
+    "trigger": ("trigger", "retrain"),
 }
 
 
@@ -30,6 +30,7 @@ def test_functions_are_pubsub_triggered_internal_and_built_from_the_archive(stac
         trigger = function["event_trigger"]
         assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
         assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+        assert f"messaging_{topic}" in trigger["pubsub_topic"]  # the data stack's topic
         assert trigger["service_account_email"] == service["service_account_email"]
     source = one(app, "google_storage_bucket_object", name="functions/<archive-hash>.zip")
     assert source["source"] == "assets/function_source/<archive-hash>/archive.zip"
@@ -69,7 +70,7 @@ def test_one_vertex_endpoint_named_for_the_environment(stacks, env):
 
 
 def test_app_stack_refers_to_data_stack_names_not_copies(stacks):
-    """Cross-stack references: the app stack reads bucket and topic names from the data stack's state."""
+    """The app stack reads bucket and topic names from the data stack's state."""
     app = stacks["dev-app"]
     assert "terraform_remote_state" in app.get("data", {})
     values = list(walk(app["resource"]))

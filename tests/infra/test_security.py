@@ -89,7 +89,8 @@ def test_only_this_repository_and_environment_can_deploy(stacks, env):
         workload_identity_pool_provider_id="github-actions",
     )
     assert provider["attribute_condition"] == (
-        f'assertion.repository == "recloop/recloop" && assertion.sub == "repo:recloop/recloop:environment:{env}"'
+        'assertion.repository == "recloop/recloop" && '
+        f'assertion.sub == "repo:recloop/recloop:environment:{env}"'
     )
     assert provider["oidc"]["issuer_uri"] == "https://token.actions.githubusercontent.com"
     impersonation = one(
