@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import reference
-from benchmarks.serving import CONNECTIONS, DURATION_S, LoadResult
+from benchmarks.serving import CONNECTIONS, DURATION_S, REPEATS, LoadResult
 from benchmarks.synth import TARGET_S as SYNTH_TARGET_S
 from benchmarks.training import LAST, LOOPS, REFERENCE_SEEDS, SEEDS, TrainingBench
 
@@ -145,7 +145,8 @@ def write(
         "",
         "## Serving",
         "",
-        f"wrk, {CONNECTIONS} connections, {DURATION_S} s per row, on the same machine as the",
+        f"wrk, {CONNECTIONS} connections, {DURATION_S} s per run; recloop's rows are the median of "
+        f"{REPEATS} runs. On the same machine as the",
         "server (the load generator takes a core). The policy is the LinUCB policy trained above",
         f"({reference.NUM_ACTIONS} movies, rank {reference.RANK_K}).",
         "",
