@@ -110,3 +110,24 @@ def bench_serving(policy_dir: str, rank_k: int) -> list[LoadResult]:
         results.append(load(base + "/predict", single, "baseline (FastAPI + SavedModel)", 1))
         results.append(load(base + "/predict", batch, "baseline (FastAPI + SavedModel)", 100))
     return results
+
+
+def bench_serving_isolated(policy_dir: str, rank_k: int) -> list[LoadResult]:
+    """Runs the serving benchmark from a fresh, quiet process: on two cores, a parent that
+    still holds TensorFlow's thread pools or animates a progress spinner measurably slows
+    the server under test."""
+    out = subprocess.run(
+        [PYTHON, "-m", "benchmarks.serving", policy_dir, str(rank_k)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [LoadResult(**row) for row in json.loads(out.strip().splitlines()[-1])]
+
+
+if __name__ == "__main__":
+    import dataclasses
+    import sys
+
+    rows = bench_serving(sys.argv[1], int(sys.argv[2]))
+    print(json.dumps([dataclasses.asdict(r) for r in rows]))
