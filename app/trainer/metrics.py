@@ -8,7 +8,7 @@ interactions), `suboptimal_arms` SuboptimalArmsMetric's (share of non-optimal ac
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,3 @@ class History:
             )
         ]
         return cls(loops=loops, interactions=int(payload["interactions"]))
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [asdict(m) for m in self.loops]

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -208,7 +207,3 @@ def _restore(directory: str, learner: Learner) -> History:
     learner.restore(agent)
     with tf.io.gfile.GFile(history_path) as f:
         return History.from_json(json.load(f))
-
-
-def local_path(uri: str) -> Path | None:
-    return None if "://" in uri else Path(uri)
