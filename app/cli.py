@@ -161,7 +161,9 @@ def pipeline_run(
             image = settings.cloud.trainer_image or "recloop-trainer:local"
             compiled = {p.stem: p for p in compile_all(Path(scratch), image)}
             template = str(compiled[NAMES[name]])
-        job = submit_vertex(NAMES[name], settings, template, vertex_parameters(settings))
+        job = submit_vertex(
+            NAMES[name], settings, template, vertex_parameters(NAMES[name], settings)
+        )
     typer.echo(f"submitted {job.resource_name}")
 
 

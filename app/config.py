@@ -20,7 +20,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from app.hyperparameters import DEFAULTS
+
 PROFILES = ("local", "dev", "prod")
+CLOUD_PROFILES = ("dev", "prod")
+ENV_PREFIX = "RECLOOP__"
+PROFILE_VARIABLE = "RECLOOP_PROFILE"
+SettingPath = tuple[str, ...]  # ("pubsub", "prediction_logs_topic"), ("artifacts_dir",)
 
 
 class ConfigError(ValueError):
@@ -59,10 +65,15 @@ class CloudConfig:
     project_id: str | None = None
     region: str = "us-central1"
     staging_bucket: str | None = None
-    trainer_image: str | None = None
-    serving_image: str | None = None
-    service_account: str | None = None
-    machine_type: str = "n1-standard-4"
+    trainer_image: str | None = None  # …@sha256:<digest> of the release
+    serving_image: str | None = None  # …@sha256:<digest> of the release
+    release: str | None = None  # the git commit the images and templates were built from
+    machine_type: str = "n1-standard-4"  # tuning trials
+    pipelines_service_account: str | None = None  # pipeline jobs and tuning run as it
+    predictor_service_account: str | None = None  # the deployed model runs as it
+    predictor_machine_type: str = "n1-standard-2"
+    predictor_min_replicas: int = 1
+    predictor_max_replicas: int = 1
 
 
 @dataclass(frozen=True)
@@ -94,12 +105,10 @@ class LoopConfig:
     vertex_endpoint: str | None = None
     simulated_users: int = 64
     min_new_examples: int = 100
-    rank_k: int = 20
-    num_actions: int = 20
-    # The Vertex sample's pipeline defaults (alpha 10, tikhonov 0.01) keep exploring for
-    # thousands of interactions; the loop's short cycles learn with these.
-    agent_alpha: float = 1.0
-    tikhonov_weight: float = 1.0
+    rank_k: int = DEFAULTS.rank_k
+    num_actions: int = DEFAULTS.num_actions
+    agent_alpha: float = DEFAULTS.agent_alpha  # see app/hyperparameters.py
+    tikhonov_weight: float = DEFAULTS.tikhonov_weight
     pipeline_root: str = ".recloop/pipeline-root"
     retraining_template: str | None = None  # compiled pipeline (gs://…); unset: kfp.local
 
@@ -130,13 +139,46 @@ ENV_ALIASES: dict[str, tuple[str, str]] = {
     "AIP_CHECKPOINT_DIR": ("vertex_job", "checkpoint_dir"),
     "AIP_TENSORBOARD_LOG_DIR": ("vertex_job", "tensorboard_log_dir"),
 }
-ENV_PREFIX = "RECLOOP__"
 
 
-def load_settings(profile: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Builds the settings for `profile` (default: `RECLOOP_PROFILE`, else `local`)."""
-    env = os.environ if environ is None else environ
-    profile = profile or env.get("RECLOOP_PROFILE") or "local"
+def env_name(path: SettingPath) -> str:
+    """The environment variable that sets a setting: the one name infra, the Deployer and
+    this module use (`RECLOOP__PUBSUB__PREDICTION_LOGS_TOPIC`; the profile: `RECLOOP_PROFILE`)."""
+    if path == ("profile",):
+        return PROFILE_VARIABLE
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
+
+
+def lookup(settings: Settings, path: SettingPath) -> Any:
+    """The value at `path`; a ConfigError names a path that is not a setting."""
+    value: Any = settings
+    for part in path:
+        if not dataclasses.is_dataclass(value) or not hasattr(value, part):
+            raise ConfigError(f"{'.'.join(path)} is not a setting")
+        value = getattr(value, part)
+    if dataclasses.is_dataclass(value):
+        raise ConfigError(f"{'.'.join(path)} is a section, not a setting")
+    return value
+
+
+def env_value(value: Any) -> str:
+    """A setting's value as an environment variable carries it (read back by load_settings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def load_settings(
+    profile: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Builds the settings for `profile` (default: `RECLOOP_PROFILE`, else `local`).
+
+    `environ` defaults to the process environment; `overrides` are variables laid over it
+    (a pipeline step's parameters, see app/loop/parameters.py)."""
+    env = {**(os.environ if environ is None else environ), **(overrides or {})}
+    profile = profile or env.get(PROFILE_VARIABLE) or "local"
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     layers: list[tuple[str, Mapping[str, Any]]] = [
@@ -166,19 +208,34 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
 
 
+def setting_paths(cls: type = Settings, prefix: SettingPath = ()) -> list[SettingPath]:
+    """Every setting, as a path (the profile excluded: it selects, it is not set)."""
+    paths: list[SettingPath] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            paths += setting_paths(hints[f.name], (*prefix, f.name))
+        elif (*prefix, f.name) != ("profile",):
+            paths.append((*prefix, f.name))
+    return paths
+
+
 def _environment_layer(env: Mapping[str, str]) -> dict[str, Any]:
     layer: dict[str, Any] = {}
     for name, (section, key) in ENV_ALIASES.items():
         if env.get(name):
             layer.setdefault(section, {})[key] = env[name]
+    known = {env_name(path): path for path in setting_paths()}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if (path := known.get(name)) is None:
+            dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            raise ConfigError(f"unknown setting {dotted} (environment variable {name})")
         target = layer
-        for part in parts[:-1]:
+        for part in path[:-1]:
             target = target.setdefault(part, {})
-        target[parts[-1]] = value
+        target[path[-1]] = value
     return layer
 
 

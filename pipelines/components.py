@@ -1,5 +1,8 @@
 """KFP components: thin wrappers around app.loop.steps, built for one container image.
 
+Each takes, by their PipelineParameters names, the pipeline parameters its step uses and
+hands them on as one PipelineParameters (`PipelineParameters.pick(locals())`).
+
 The image is the trainer image, which has recloop installed, so nothing is pip-installed
 when a step runs (`install_kfp_package=False`). kfp.local runs the same components in
 subprocesses of the installed environment.
@@ -15,6 +18,7 @@ DEFAULT_IMAGE = "recloop-trainer:local"
 
 
 def generate(
+    profile: str,
     project_id: str,
     bigquery_dataset_id: str,
     bigquery_location: str,
@@ -24,36 +28,29 @@ def generate(
     batch_size: int,
     driver_steps: int,
 ) -> int:
+    from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_generator
 
-    return run_generator(
-        project_id,
-        bigquery_dataset_id,
-        bigquery_location,
-        raw_data_path,
-        rank_k,
-        num_actions,
-        batch_size,
-        driver_steps,
-    )
+    return run_generator(parameters=PipelineParameters.pick(locals()))
 
 
 def ingest(
+    profile: str,
     project_id: str,
     bigquery_dataset_id: str,
     bigquery_location: str,
     bigquery_max_rows: int,
     examples: Output[Dataset],
 ) -> str:
+    from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_ingester
 
-    return run_ingester(
-        project_id, bigquery_dataset_id, bigquery_location, bigquery_max_rows, examples.path
-    )
+    return run_ingester(output_dir=examples.path, parameters=PipelineParameters.pick(locals()))
 
 
 def train(
     examples: Input[Dataset],
+    profile: str,
     training_artifacts_dir: str,
     raw_data_path: str,
     rank_k: int,
@@ -64,45 +61,41 @@ def train(
     agent_alpha: float,
     model: Output[Model],
 ) -> str:
+    from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_trainer
 
-    del num_epochs  # linear agents: one pass is exact (see app.loop.offpolicy)
     return run_trainer(
-        examples.path,
-        model.path,
-        training_artifacts_dir,
-        raw_data_path,
-        rank_k,
-        num_actions,
-        batch_size,
-        tikhonov_weight,
-        agent_alpha,
+        examples_dir=examples.path,
+        policy_dir=model.path,
+        parameters=PipelineParameters.pick(locals()),
     )
 
 
 def deploy(
     model: Input[Model],
     examples: Input[Dataset],
+    profile: str,
     training_artifacts_dir: str,
     project_id: str,
+    region: str,
     bigquery_dataset_id: str,
     bigquery_location: str,
     endpoint: str,
     serving_image: str,
-    region: str,
+    predictor_service_account: str,
+    predictor_machine_type: str,
+    predictor_min_replicas: int,
+    predictor_max_replicas: int,
+    pubsub_project_id: str,
+    prediction_logs_topic: str,
 ) -> str:
+    from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_deployer
 
     return run_deployer(
-        model.path,
-        examples.path,
-        training_artifacts_dir,
-        project_id,
-        bigquery_dataset_id,
-        bigquery_location,
-        endpoint,
-        serving_image,
-        region,
+        policy_dir=model.path,
+        examples_dir=examples.path,
+        parameters=PipelineParameters.pick(locals()),
     )
 
 

@@ -1,15 +1,24 @@
 """The start-up (Generator → Ingester → Trainer → Deployer) and re-training
-(Ingester → Trainer → Deployer) pipelines, with the Vertex sample's parameters and defaults."""
+(Ingester → Trainer → Deployer) pipelines.
 
+Their signatures are generated from app.loop.parameters.PipelineParameters (the one
+declaration of names, types and defaults; KFP reads `inspect.signature`), and every step
+receives its parameters by name (tests/test_pipelines.py).
+"""
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kfp import dsl
 
+from app.loop.parameters import RETRAINING, STARTUP, STARTUP_ONLY, PipelineParameters
 from pipelines.components import DEFAULT_IMAGE, build
 
-STARTUP = "recloop-startup"
-RETRAINING = "recloop-retraining"
+__all__ = ["RETRAINING", "STARTUP", "Pipelines", "build_pipelines", "signature"]
 
 
 @dataclass(frozen=True)
@@ -18,142 +27,64 @@ class Pipelines:
     retraining: Any
 
 
+def signature(exclude: tuple[str, ...] = ()) -> inspect.Signature:
+    """A pipeline signature: one parameter per PipelineParameters field, same type and default."""
+    hints = typing.get_type_hints(PipelineParameters)
+    return inspect.Signature(
+        [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=f.default,
+                annotation=hints[f.name],
+            )
+            for f in dataclasses.fields(PipelineParameters)
+            if f.name not in exclude
+        ],
+        return_annotation=None,
+    )
+
+
+def _with_signature(body: Callable[[dict[str, Any]], None], sig: inspect.Signature) -> Any:
+    """A function KFP can trace: it takes the generated parameters, positionally or by name."""
+
+    def pipeline(*args: Any, **kwargs: Any) -> None:
+        body(dict(sig.bind(*args, **kwargs).arguments))
+
+    pipeline.__signature__ = sig  # type: ignore[attr-defined]
+    pipeline.__annotations__ = {p.name: p.annotation for p in sig.parameters.values()}
+    return pipeline
+
+
+def _call(step: Any, parameters: dict[str, Any], **artifacts: Any) -> Any:
+    """Runs a step with the pipeline parameters it declares, by name."""
+    names = [n for n in step.component_spec.inputs if n not in artifacts]
+    unknown = [n for n in names if n not in parameters]
+    if unknown:
+        raise TypeError(f"step {step.name} takes {unknown}, which are no pipeline parameters")
+    return step(**artifacts, **{n: parameters[n] for n in names})
+
+
 def build_pipelines(image: str = DEFAULT_IMAGE) -> Pipelines:
     ops = build(image)
 
-    def train_and_deploy(
-        ingested: Any,
-        project_id: str,
-        raw_data_path: str,
-        training_artifacts_dir: str,
-        bigquery_dataset_id: str,
-        bigquery_location: str,
-        batch_size: int,
-        rank_k: int,
-        num_actions: int,
-        num_epochs: int,
-        tikhonov_weight: float,
-        agent_alpha: float,
-        endpoint: str,
-        serving_image: str,
-        region: str,
-    ) -> None:
-        trained = ops.train(
-            examples=ingested.outputs["examples"],
-            training_artifacts_dir=training_artifacts_dir,
-            raw_data_path=raw_data_path,
-            rank_k=rank_k,
-            num_actions=num_actions,
-            batch_size=batch_size,
-            num_epochs=num_epochs,
-            tikhonov_weight=tikhonov_weight,
-            agent_alpha=agent_alpha,
-        )
-        ops.deploy(
-            model=trained.outputs["model"],
-            examples=ingested.outputs["examples"],
-            training_artifacts_dir=training_artifacts_dir,
-            project_id=project_id,
-            bigquery_dataset_id=bigquery_dataset_id,
-            bigquery_location=bigquery_location,
-            endpoint=endpoint,
-            serving_image=serving_image,
-            region=region,
-        )
+    def train_and_deploy(ingested: Any, parameters: dict[str, Any]) -> None:
+        examples = ingested.outputs["examples"]
+        trained = _call(ops.train, parameters, examples=examples)
+        _call(ops.deploy, parameters, model=trained.outputs["model"], examples=examples)
 
-    @dsl.pipeline(name=STARTUP, description="Generator → Ingester → Trainer → Deployer")
-    def startup(
-        project_id: str = "",
-        raw_data_path: str = "",
-        training_artifacts_dir: str = ".recloop/artifacts",
-        bigquery_dataset_id: str = "recloop",
-        bigquery_location: str = "US",
-        bigquery_max_rows: int = 10000,
-        batch_size: int = 8,
-        rank_k: int = 20,
-        num_actions: int = 20,
-        driver_steps: int = 3,
-        num_epochs: int = 5,
-        tikhonov_weight: float = 0.01,
-        agent_alpha: float = 10.0,
-        endpoint: str = "",
-        serving_image: str = "",
-        region: str = "",
-    ) -> None:
-        generated = ops.generate(
-            project_id=project_id,
-            bigquery_dataset_id=bigquery_dataset_id,
-            bigquery_location=bigquery_location,
-            raw_data_path=raw_data_path,
-            rank_k=rank_k,
-            num_actions=num_actions,
-            batch_size=batch_size,
-            driver_steps=driver_steps,
-        )
-        ingested = ops.ingest(
-            project_id=project_id,
-            bigquery_dataset_id=bigquery_dataset_id,
-            bigquery_location=bigquery_location,
-            bigquery_max_rows=bigquery_max_rows,
-        ).after(generated)
-        train_and_deploy(
-            ingested,
-            project_id,
-            raw_data_path,
-            training_artifacts_dir,
-            bigquery_dataset_id,
-            bigquery_location,
-            batch_size,
-            rank_k,
-            num_actions,
-            num_epochs,
-            tikhonov_weight,
-            agent_alpha,
-            endpoint,
-            serving_image,
-            region,
-        )
+    def startup_body(parameters: dict[str, Any]) -> None:
+        generated = _call(ops.generate, parameters)
+        ingested = _call(ops.ingest, parameters).after(generated)
+        train_and_deploy(ingested, parameters)
 
-    @dsl.pipeline(name=RETRAINING, description="Ingester → Trainer → Deployer")
-    def retraining(
-        project_id: str = "",
-        raw_data_path: str = "",
-        training_artifacts_dir: str = ".recloop/artifacts",
-        bigquery_dataset_id: str = "recloop",
-        bigquery_location: str = "US",
-        bigquery_max_rows: int = 10000,
-        batch_size: int = 8,
-        rank_k: int = 20,
-        num_actions: int = 20,
-        num_epochs: int = 5,
-        tikhonov_weight: float = 0.01,
-        agent_alpha: float = 10.0,
-        endpoint: str = "",
-        serving_image: str = "",
-        region: str = "",
-    ) -> None:
-        ingested = ops.ingest(
-            project_id=project_id,
-            bigquery_dataset_id=bigquery_dataset_id,
-            bigquery_location=bigquery_location,
-            bigquery_max_rows=bigquery_max_rows,
-        )
-        train_and_deploy(
-            ingested,
-            project_id,
-            raw_data_path,
-            training_artifacts_dir,
-            bigquery_dataset_id,
-            bigquery_location,
-            batch_size,
-            rank_k,
-            num_actions,
-            num_epochs,
-            tikhonov_weight,
-            agent_alpha,
-            endpoint,
-            serving_image,
-            region,
-        )
+    def retraining_body(parameters: dict[str, Any]) -> None:
+        train_and_deploy(_call(ops.ingest, parameters), parameters)
 
+    startup = dsl.pipeline(name=STARTUP, description="Generator → Ingester → Trainer → Deployer")(
+        _with_signature(startup_body, signature())
+    )
+    retraining = dsl.pipeline(name=RETRAINING, description="Ingester → Trainer → Deployer")(
+        _with_signature(retraining_body, signature(exclude=STARTUP_ONLY))
+    )
     return Pipelines(startup, retraining)

@@ -10,19 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings, load_settings
+from app.loop.parameters import PipelineParameters
 from pipelines.definitions import RETRAINING, STARTUP, build_pipelines
 
 NAMES = {"startup": STARTUP, "retraining": RETRAINING}
 
 
-def local_parameters(settings: Settings) -> dict[str, Any]:
-    return {
-        "training_artifacts_dir": settings.artifacts_dir,
-        "rank_k": settings.loop.rank_k,
-        "num_actions": settings.loop.num_actions,
-        "agent_alpha": settings.loop.agent_alpha,
-        "tikhonov_weight": settings.loop.tikhonov_weight,
-    }
+def local_parameters(name: str, settings: Settings) -> dict[str, Any]:
+    """The same parameters the Trigger sends to Vertex, from the local settings."""
+    return PipelineParameters.from_settings(settings).values(name)
 
 
 def run_local(name: str, settings: Settings, log_path: Path | None = None) -> None:
@@ -38,14 +34,14 @@ def run_local(name: str, settings: Settings, log_path: Path | None = None) -> No
     built = build_pipelines()
     pipeline = built.startup if name == STARTUP else built.retraining
     if log_path is None:
-        pipeline(**local_parameters(settings))
+        pipeline(**local_parameters(name, settings))
         return
     with (
         open(log_path, "a") as log,
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),
     ):
-        pipeline(**local_parameters(settings))
+        pipeline(**local_parameters(name, settings))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,47 @@
 """The compiled pipelines: their steps, order, parameters and defaults."""
 
+import dataclasses
 from pathlib import Path
 
 import yaml
 
+from app.config import LoopConfig
+from app.hyperparameters import DEFAULTS
+from app.loop.parameters import PipelineParameters
+from app.trainer.flags import TrainingArgs, build_parser
 from pipelines.compile import compile_all
 
 SAMPLE_DEFAULTS = {
     "bigquery_max_rows": 10000,
-    "batch_size": 8,
-    "rank_k": 20,
-    "num_actions": 20,
+    "batch_size": DEFAULTS.batch_size,
+    "rank_k": DEFAULTS.rank_k,
+    "num_actions": DEFAULTS.num_actions,
     "num_epochs": 5,
-    "tikhonov_weight": 0.01,
-    "agent_alpha": 10.0,
+    "tikhonov_weight": DEFAULTS.tikhonov_weight,
+    "agent_alpha": DEFAULTS.agent_alpha,
 }
+
+
+def test_hyperparameter_defaults_have_one_source():
+    """Trainer flags, loop configuration and pipeline parameters agree with app.hyperparameters
+    (before: 10/0.001, 1/1 and 10/0.01); the loop keeps the values it learns with."""
+    flags = vars(build_parser().parse_args([]))
+    for name, value in dataclasses.asdict(DEFAULTS).items():
+        assert flags[name] == getattr(TrainingArgs(), name) == value, name
+        assert getattr(PipelineParameters(), name) == value, name
+        if hasattr(LoopConfig, name):
+            assert getattr(LoopConfig(), name) == value, name
+    assert (DEFAULTS.agent_alpha, DEFAULTS.tikhonov_weight) == (1.0, 1.0)
+
+
+def test_pipeline_signatures_are_the_declared_parameters(tmp_path: Path):
+    startup, retraining = compile_all(tmp_path)
+    declared = {f.name: f.default for f in dataclasses.fields(PipelineParameters)}
+    for path, expected in ((startup, declared), (retraining, declared.keys() - {"driver_steps"})):
+        parameters = yaml.safe_load(path.read_text())["root"]["inputDefinitions"]["parameters"]
+        assert set(parameters) == set(expected), path.stem
+        for name in parameters:
+            assert parameters[name].get("defaultValue", "") == declared[name], (path.stem, name)
 
 
 def test_both_pipelines_compile_with_the_sample_parameters(tmp_path: Path):

@@ -1,119 +1,188 @@
-"""What recloop asks of Vertex AI, asserted call by call (Vertex cannot run here)."""
+"""What Vertex AI receives from recloop: the real SDK builds and serializes every request,
+app/rehearsal/fakes.py decodes it at the gRPC channel, and these tests assert what the
+service needs (image, routes, ports, environment, identity, resources, traffic, pipeline
+root, parameters)."""
 
-from types import SimpleNamespace
+import warnings
+from pathlib import Path
 
-import google.cloud.aiplatform  # noqa: F401  (so that it can be patched)
 import pytest
 
-from app.config import CloudConfig, LoopConfig, ServingConfig, Settings
-from app.deployer.vertex import VertexTarget, deploy
-from app.loop.pipeline_jobs import submit_vertex
+from app import wiring
+from app.config import load_settings
+from app.deployer import vertex
+from app.functions.trigger import VertexLauncher
+from app.loop.parameters import RETRAINING, PipelineParameters
+from app.rehearsal.fakes import FakeVertex
+from infra import config as infra_config
 
-TARGET = VertexTarget(
-    project_id="recloop-dev",
-    region="europe-west4",
-    endpoint="projects/1/locations/europe-west4/endpoints/77",
-    model_display_name="recloop-policy",
-    serving_image="europe-west4-docker.pkg.dev/recloop-dev/recloop/predictor@sha256:abc",
-)
-
-
-def test_deploy_uploads_a_new_version_to_the_one_endpoint_and_retires_the_old(mocker):
-    aiplatform = mocker.patch("google.cloud.aiplatform")
-    existing = SimpleNamespace(resource_name="projects/1/locations/europe-west4/models/5")
-    aiplatform.Model.list.return_value = [existing]
-    endpoint = aiplatform.Endpoint.return_value
-    endpoint.list_models.return_value = [SimpleNamespace(id="old-1")]
-
-    model = deploy("gs://art/policies/v20261122T1", "v20261122T1", TARGET, ServingConfig())
-
-    aiplatform.init.assert_called_once_with(project="recloop-dev", location="europe-west4")
-    aiplatform.Endpoint.assert_called_once_with("projects/1/locations/europe-west4/endpoints/77")
-    aiplatform.Model.upload.assert_called_once_with(
-        display_name="recloop-policy",
-        parent_model="projects/1/locations/europe-west4/models/5",
-        is_default_version=True,
-        version_aliases=["v20261122t1"],
-        artifact_uri="gs://art/policies/v20261122T1",
-        serving_container_image_uri=TARGET.serving_image,
-        serving_container_predict_route="/predict",
-        serving_container_health_route="/health",
-        serving_container_ports=[8080],
-    )
-    endpoint.deploy.assert_called_once_with(
-        model=aiplatform.Model.upload.return_value,
-        deployed_model_display_name="recloop-policy-v20261122t1",
-        machine_type="n1-standard-2",
-        min_replica_count=1,
-        max_replica_count=2,
-        traffic_percentage=100,
-        sync=True,
-    )
-    endpoint.undeploy.assert_called_once_with(deployed_model_id="old-1", sync=True)
-    assert aiplatform.Endpoint.create.call_count == 0  # never a new endpoint
-    assert model is aiplatform.Model.upload.return_value
+warnings.filterwarnings("ignore", category=FutureWarning)
+SERVING = "us-central1-docker.pkg.dev/recloop-prod/recloop/predictor@sha256:" + "b" * 64
+TRAINER = "us-central1-docker.pkg.dev/recloop-prod/recloop/trainer@sha256:" + "a" * 64
+RELEASE = "c" * 40
 
 
-def test_first_deploy_registers_the_model(mocker):
-    aiplatform = mocker.patch("google.cloud.aiplatform")
-    aiplatform.Model.list.return_value = []
-    aiplatform.Endpoint.return_value.list_models.return_value = []
-    deploy("gs://a/p/v1", "v1", TARGET, ServingConfig())
-    assert aiplatform.Model.upload.call_args.kwargs["parent_model"] is None
-    assert aiplatform.Endpoint.return_value.undeploy.call_count == 0
+def trigger_environment(env: str, endpoint: str) -> dict[str, str]:
+    """The Trigger's environment as infra builds it (tests/infra/test_wiring.py checks infra
+    against the same declaration), sized by infra's environment config."""
+    c = infra_config.load(env)
 
+    def account(name: str) -> str:
+        return f"{c.name(name)}@{c.project_id}.iam.gserviceaccount.com"
 
-def test_pipeline_job_request(mocker):
-    aiplatform = mocker.patch("google.cloud.aiplatform")
-    settings = Settings(
-        artifacts_dir="gs://recloop-dev-artifacts",
-        cloud=CloudConfig(
-            project_id="recloop-dev",
-            region="europe-west4",
-            service_account="pipelines@recloop-dev.iam.gserviceaccount.com",
+    return {
+        "RECLOOP_PROFILE": env,
+        "RECLOOP__ARTIFACTS_DIR": f"gs://{c.name('artifacts')}",
+        "RECLOOP__CLOUD__PROJECT_ID": c.project_id,
+        "RECLOOP__CLOUD__REGION": c.region,
+        "RECLOOP__CLOUD__PIPELINES_SERVICE_ACCOUNT": account("pipelines"),
+        "RECLOOP__CLOUD__PREDICTOR_SERVICE_ACCOUNT": account("predictor"),
+        "RECLOOP__CLOUD__PREDICTOR_MACHINE_TYPE": c.predictor_machine_type,
+        "RECLOOP__CLOUD__PREDICTOR_MIN_REPLICAS": str(c.predictor_min_replicas),
+        "RECLOOP__CLOUD__PREDICTOR_MAX_REPLICAS": str(c.predictor_max_replicas),
+        "RECLOOP__CLOUD__SERVING_IMAGE": SERVING,
+        "RECLOOP__CLOUD__TRAINER_IMAGE": TRAINER,
+        "RECLOOP__CLOUD__RELEASE": RELEASE,
+        "RECLOOP__WAREHOUSE__DATASET": c.dataset_id,
+        "RECLOOP__WAREHOUSE__LOCATION": c.bigquery_location,
+        "RECLOOP__PUBSUB__PROJECT_ID": c.project_id,
+        "RECLOOP__PUBSUB__PREDICTION_LOGS_TOPIC": "recloop-prediction-logs",
+        "RECLOOP__LOOP__VERTEX_ENDPOINT": endpoint,
+        "RECLOOP__LOOP__PIPELINE_ROOT": f"gs://{c.name('artifacts')}/pipeline-root",
+        "RECLOOP__LOOP__RETRAINING_TEMPLATE": (
+            f"gs://{c.name('artifacts')}/pipelines/{RELEASE}/recloop-retraining.yaml"
         ),
-        loop=LoopConfig(pipeline_root="gs://recloop-dev-artifacts/pipeline-root"),
-    )
-    job = submit_vertex(
-        "recloop-retraining", settings, "gs://t/recloop-retraining.yaml", {"rank_k": 20}
-    )
-    aiplatform.init.assert_called_once_with(project="recloop-dev", location="europe-west4")
-    aiplatform.PipelineJob.assert_called_once_with(
-        display_name="recloop-retraining",
-        template_path="gs://t/recloop-retraining.yaml",
-        pipeline_root="gs://recloop-dev-artifacts/pipeline-root",
-        parameter_values={"rank_k": 20},
-        enable_caching=False,
-    )
-    job.submit.assert_called_once_with(
-        service_account="pipelines@recloop-dev.iam.gserviceaccount.com"
-    )
+    }
 
 
-def test_pipeline_submission_needs_a_project():
-    with pytest.raises(ValueError, match=r"cloud\.project_id is not set"):
-        submit_vertex("x", Settings(), "t.yaml", {})
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("RECLOOP"):
+            monkeypatch.delenv(name)
 
 
-def test_cli_submits_the_compiled_pipeline_to_vertex(mocker, monkeypatch):
+@pytest.fixture
+def fake() -> FakeVertex:
+    return FakeVertex(project="recloop-prod")
+
+
+def deployer_settings(fake: FakeVertex, env: str = "prod"):
+    """The Deployer step's settings: Trigger settings → pipeline parameters → step."""
+    trigger = load_settings(environ=trigger_environment(env, fake.add_endpoint("77", ("old-1",))))
+    return PipelineParameters.from_settings(trigger).settings()
+
+
+def test_deploy_sends_a_cloud_predictor_that_publishes_as_the_predictor_account(fake):
+    settings = deployer_settings(fake)
+    fake.add_model("recloop-policy")
+    with fake.install():
+        vertex.deploy("gs://recloop-prod-artifacts/policies/v20261122T1", "v20261122T1", settings)
+
+    (upload,) = fake.sent("ModelService/UploadModel")
+    model = upload.model
+    assert model.artifact_uri == "gs://recloop-prod-artifacts/policies/v20261122T1"
+    container = model.container_spec
+    assert container.image_uri == SERVING
+    assert (container.predict_route, container.health_route) == ("/predict", "/health")
+    assert [p.container_port for p in container.ports] == [8080]
+    served = {e.name: e.value for e in container.env}
+    predictor = wiring.require(load_settings(environ=served), wiring.PREDICTOR)
+    assert predictor.profile == "prod"
+    assert predictor.pubsub.project_id == "recloop-prod"
+    assert predictor.pubsub.prediction_logs_topic == "recloop-prediction-logs"
+    assert predictor.pubsub.publish_predictions is True
+    assert upload.parent_model.endswith("/models/1")  # a new version of the one model
+    assert "v20261122t1" in model.version_aliases
+
+    (deploy,) = fake.sent("EndpointService/DeployModel")
+    assert deploy.endpoint.endswith("/endpoints/77")
+    deployed = deploy.deployed_model
+    assert deployed.service_account == "recloop-prod-predictor@recloop-prod.iam.gserviceaccount.com"
+    resources = deployed.dedicated_resources
+    assert resources.machine_spec.machine_type == "n1-standard-4"  # infra/environments/prod.toml
+    assert (resources.min_replica_count, resources.max_replica_count) == (2, 6)
+    assert dict(deploy.traffic_split) == {"0": 100}  # all traffic to the model being deployed
+
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == "old-1"
+    assert not fake.sent("EndpointService/CreateEndpoint")  # never a new endpoint
+
+
+def test_first_deploy_registers_the_model(fake):
+    settings = deployer_settings(fake, "dev")
+    with fake.install():
+        vertex.deploy("gs://recloop-dev-artifacts/policies/v1", "v1", settings)
+    (upload,) = fake.sent("ModelService/UploadModel")
+    assert upload.parent_model == ""
+    (deploy,) = fake.sent("EndpointService/DeployModel")
+    assert deploy.deployed_model.dedicated_resources.machine_spec.machine_type == "n1-standard-2"
+
+
+def test_deploy_refuses_local_settings_before_sending_anything(fake):
+    with fake.install(), pytest.raises(wiring.WiringError, match=r"cloud\.serving_image"):
+        vertex.deploy("gs://a/p/v1", "v1", load_settings("dev", environ={}))
+    assert fake.requests == []
+
+
+@pytest.fixture(scope="module")
+def retraining_template(tmp_path_factory) -> Path:
+    from pipelines.compile import compile_all
+
+    paths = compile_all(tmp_path_factory.mktemp("templates"), TRAINER)
+    return next(p for p in paths if p.stem == RETRAINING)
+
+
+def test_the_trigger_submits_a_job_vertex_accepts(fake, retraining_template):
+    """The real SDK checks the parameters against the compiled template, then sends them."""
+    settings = load_settings(environ=trigger_environment("prod", "projects/1/x/endpoints/77"))
+    with fake.install():
+        launcher = VertexLauncher(settings, str(retraining_template))
+        assert launcher.running() is False
+        launcher.start()
+
+    (create,) = fake.sent("PipelineService/CreatePipelineJob")
+    job = create.pipeline_job
+    assert create.parent == "projects/recloop-prod/locations/us-central1"
+    assert job.service_account == "recloop-prod-pipelines@recloop-prod.iam.gserviceaccount.com"
+    assert job.runtime_config.gcs_output_directory == "gs://recloop-prod-artifacts/pipeline-root"
+    assert dict(job.labels)["release"] == RELEASE
+    values = dict(job.runtime_config.parameter_values)
+    assert values["serving_image"] == SERVING
+    assert values["profile"] == "prod"
+    assert values["endpoint"] == "projects/1/x/endpoints/77"
+    assert values["predictor_machine_type"] == "n1-standard-4"
+    assert (values["predictor_min_replicas"], values["predictor_max_replicas"]) == (2, 6)
+    assert values["predictor_service_account"].startswith("recloop-prod-predictor@")
+    executors = job.pipeline_spec["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {TRAINER}
+
+
+def test_submission_needs_the_cloud_settings(fake, retraining_template):
+    environ = trigger_environment("dev", "projects/1/x/endpoints/77")
+    del environ["RECLOOP__CLOUD__SERVING_IMAGE"]
+    with fake.install(), pytest.raises(wiring.WiringError, match="RECLOOP__CLOUD__SERVING_IMAGE"):
+        VertexLauncher(load_settings(environ=environ), str(retraining_template)).start()
+    assert not fake.sent("PipelineService/CreatePipelineJob")
+
+
+def test_cli_submits_the_compiled_pipeline_to_vertex(fake, monkeypatch):
     from typer.testing import CliRunner
 
     from app.cli import app
 
-    aiplatform = mocker.patch("google.cloud.aiplatform")
-    aiplatform.PipelineJob.return_value.resource_name = (
-        "projects/1/locations/us-central1/pipelineJobs/7"
-    )
-    monkeypatch.setenv("RECLOOP__CLOUD__PROJECT_ID", "recloop-dev")
-    monkeypatch.setenv(
-        "RECLOOP__CLOUD__TRAINER_IMAGE", "us-docker.pkg.dev/recloop-dev/recloop/trainer@sha256:1"
-    )
-    result = CliRunner().invoke(app, ["pipeline", "run", "retraining", "--env", "dev"])
+    for name, value in trigger_environment("dev", "projects/1/x/endpoints/77").items():
+        if name != "RECLOOP_PROFILE":
+            monkeypatch.setenv(name, value)
+    with fake.install():
+        result = CliRunner().invoke(app, ["pipeline", "run", "retraining", "--env", "dev"])
     assert result.exit_code == 0, result.output
-    assert "submitted projects/1/locations/us-central1/pipelineJobs/7" in result.output
-    kwargs = aiplatform.PipelineJob.call_args.kwargs
-    assert kwargs["display_name"] == "recloop-retraining"
-    assert kwargs["template_path"].endswith("recloop-retraining.yaml")
-    assert kwargs["parameter_values"]["project_id"] == "recloop-dev"
-    assert kwargs["parameter_values"]["training_artifacts_dir"] == "gs://recloop-dev-artifacts"
-    assert kwargs["parameter_values"]["bigquery_dataset_id"] == "recloop_dev"
+    (create,) = fake.sent("PipelineService/CreatePipelineJob")
+    assert f"submitted {fake.pipeline_jobs[0].name}" in result.output
+    assert create.pipeline_job.display_name == RETRAINING
+    values = dict(create.pipeline_job.runtime_config.parameter_values)
+    assert values["project_id"] == "recloop-dev"
+    assert values["training_artifacts_dir"] == "gs://recloop-dev-artifacts"
+    assert values["bigquery_dataset_id"] == "recloop_dev"

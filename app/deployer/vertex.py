@@ -2,53 +2,50 @@
 
 Never a new endpoint per run: the endpoint is named in configuration (an infra output), the
 model is uploaded as a new version of the same registered model, traffic moves to it, and
-the versions it replaced are undeployed afterwards.
+the versions it replaced are undeployed afterwards. The model runs as the predictor account
+with the cloud profile, publishing its prediction logs to the topic infra declares
+(wiring.predictor_environment); machine type and replicas come from infra's environment
+config through the pipeline parameters. Request contents: tests/test_vertex_requests.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from app.config import ServingConfig
+from app import wiring
+from app.config import Settings
+
+MODEL_DISPLAY_NAME = "recloop-policy"
 
 
-@dataclass(frozen=True)
-class VertexTarget:
-    project_id: str
-    region: str
-    endpoint: str  # projects/…/locations/…/endpoints/… (the infra output)
-    model_display_name: str
-    serving_image: str
-    machine_type: str = "n1-standard-2"
-    min_replicas: int = 1
-    max_replicas: int = 2
-
-
-def deploy(policy_uri: str, version: str, target: VertexTarget, serving: ServingConfig) -> Any:
+def deploy(policy_uri: str, version: str, settings: Settings) -> Any:
     from google.cloud import aiplatform
 
-    aiplatform.init(project=target.project_id, location=target.region)
-    endpoint = aiplatform.Endpoint(target.endpoint)
-    existing = aiplatform.Model.list(filter=f'display_name="{target.model_display_name}"')
+    wiring.require(settings, wiring.PIPELINES)
+    cloud, serving = settings.cloud, settings.serving
+    aiplatform.init(project=cloud.project_id, location=cloud.region)
+    endpoint = aiplatform.Endpoint(str(settings.loop.vertex_endpoint))
+    existing = aiplatform.Model.list(filter=f'display_name="{MODEL_DISPLAY_NAME}"')
     model = aiplatform.Model.upload(
-        display_name=target.model_display_name,
+        display_name=MODEL_DISPLAY_NAME,
         parent_model=existing[0].resource_name if existing else None,
         is_default_version=True,
         version_aliases=[_alias(version)],
         artifact_uri=policy_uri,
-        serving_container_image_uri=target.serving_image,
+        serving_container_image_uri=cloud.serving_image,
         serving_container_predict_route=serving.predict_route,
         serving_container_health_route=serving.health_route,
         serving_container_ports=[serving.port],
+        serving_container_environment_variables=wiring.predictor_environment(settings),
     )
     previous = [m.id for m in endpoint.list_models()]
     endpoint.deploy(
         model=model,
-        deployed_model_display_name=f"{target.model_display_name}-{_alias(version)}",
-        machine_type=target.machine_type,
-        min_replica_count=target.min_replicas,
-        max_replica_count=target.max_replicas,
+        deployed_model_display_name=f"{MODEL_DISPLAY_NAME}-{_alias(version)}",
+        machine_type=cloud.predictor_machine_type,
+        min_replica_count=cloud.predictor_min_replicas,
+        max_replica_count=cloud.predictor_max_replicas,
+        service_account=cloud.predictor_service_account,
         traffic_percentage=100,
         sync=True,
     )

@@ -11,7 +11,7 @@ import logging
 from functools import cache
 from typing import Any
 
-from app import messages
+from app import messages, wiring
 from app.config import Settings, load_settings
 from app.functions.events import EventError, pubsub_message
 from app.warehouse.base import Warehouse
@@ -23,7 +23,7 @@ log = logging.getLogger("recloop.logger")
 
 @cache
 def _context() -> tuple[Settings, Warehouse]:
-    settings = load_settings()
+    settings = wiring.require_in_cloud(load_settings(), wiring.LOGGER)
     return settings, open_warehouse(settings)
 
 

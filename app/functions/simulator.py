@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from app import messages, movielens
+from app import messages, movielens, wiring
 from app.config import Settings, load_settings
 from app.environment import MovieLensBandit, factorize
 from app.functions.endpoints import Endpoint, endpoint_from
@@ -72,7 +72,7 @@ def environment(settings: Settings) -> MovieLensBandit:
 
 @cache
 def _context() -> tuple[Settings, Endpoint, Callable[[bytes], None]]:
-    settings = load_settings()
+    settings = wiring.require_in_cloud(load_settings(), wiring.SIMULATOR)
     publisher = publisher_for(settings.pubsub)
 
     def publish(data: bytes) -> None:

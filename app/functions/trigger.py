@@ -16,12 +16,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from app import wiring
 from app.config import Settings, load_settings
+from app.loop.parameters import RETRAINING
 from app.warehouse.base import Warehouse
 from app.warehouse.factory import open_warehouse
 
 log = logging.getLogger("recloop.trigger")
-RETRAINING = "recloop-retraining"
 LOCK_FILE = "retraining.lock"
 
 
@@ -82,7 +83,17 @@ class VertexLauncher:
         from app.loop.pipeline_jobs import submit_vertex, vertex_parameters
 
         submit_vertex(
-            RETRAINING, self.settings, self.template_path, vertex_parameters(self.settings)
+            RETRAINING,
+            self.settings,
+            self.template_path,
+            vertex_parameters(RETRAINING, self.settings),
+        )
+        log.info(
+            "release %s: %s, trainer %s, serving %s",
+            self.settings.cloud.release,
+            self.template_path,
+            self.settings.cloud.trainer_image,
+            self.settings.cloud.serving_image,
         )
 
 
@@ -98,7 +109,7 @@ def decide(warehouse: Warehouse, launcher: Launcher, min_new_examples: int) -> s
 
 @cache
 def _context() -> tuple[Settings, Warehouse, Launcher]:
-    settings = load_settings()
+    settings = wiring.require_in_cloud(load_settings(), wiring.TRIGGER)
     launcher: Launcher
     if settings.loop.retraining_template:
         launcher = VertexLauncher(settings, settings.loop.retraining_template)

@@ -4,34 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import wiring
 from app.config import Settings
+from app.loop.parameters import PipelineParameters
 
 
-def vertex_parameters(settings: Settings) -> dict[str, Any]:
+def vertex_parameters(pipeline: str, settings: Settings) -> dict[str, Any]:
     """Pipeline parameters of a cloud environment, all taken from its configuration."""
-    return {
-        "project_id": settings.cloud.project_id,
-        "training_artifacts_dir": settings.artifacts_dir,
-        "bigquery_dataset_id": settings.warehouse.dataset,
-        "bigquery_location": settings.warehouse.location,
-        "rank_k": settings.loop.rank_k,
-        "num_actions": settings.loop.num_actions,
-        "agent_alpha": settings.loop.agent_alpha,
-        "tikhonov_weight": settings.loop.tikhonov_weight,
-        "endpoint": settings.loop.vertex_endpoint or "",
-        "serving_image": settings.cloud.serving_image or "",
-        "region": settings.cloud.region,
-    }
+    return PipelineParameters.from_settings(settings).values(pipeline)
 
 
 def submit_vertex(
     name: str, settings: Settings, template_path: str, parameters: dict[str, Any]
 ) -> Any:
+    """Submits the job as the pipelines account, its root on GCS, labelled with the release;
+    a setting the pipelines need that is missing fails here, before anything is sent
+    (request contents: tests/test_vertex_requests.py)."""
     from google.cloud import aiplatform
 
+    wiring.require(settings, wiring.PIPELINES)
     cloud = settings.cloud
-    if not cloud.project_id:
-        raise ValueError("cloud.project_id is not set (RECLOOP__CLOUD__PROJECT_ID)")
     aiplatform.init(project=cloud.project_id, location=cloud.region)
     job = aiplatform.PipelineJob(
         display_name=name,
@@ -39,6 +31,7 @@ def submit_vertex(
         pipeline_root=settings.loop.pipeline_root,
         parameter_values=parameters,
         enable_caching=False,
+        labels={"release": cloud.release} if cloud.release else None,
     )
-    job.submit(service_account=cloud.service_account)
+    job.submit(service_account=cloud.pipelines_service_account)
     return job

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from app import wiring
 from app.config import ServingConfig, load_settings
 from app.predictor.asgi import storage_uri_of
 
@@ -33,7 +34,7 @@ def serve(serving: ServingConfig, storage_uri: str) -> None:
 
 
 def main() -> int:
-    settings = load_settings()
+    settings = wiring.require_in_cloud(load_settings(), wiring.PREDICTOR)
     serve(settings.serving, storage_uri_of(settings.serving, settings.artifacts_dir))
     return 0
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.agents import AGENTS, LINUCB
+from app.hyperparameters import DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,13 @@ class TrainingArgs:
     data_path: str | None = None
     artifacts_dir: str | None = None
     profiler_dir: str | None = None
-    batch_size: int = 8
+    batch_size: int = DEFAULTS.batch_size
     training_loops: int = 300
     steps_per_loop: int = 2
-    rank_k: int = 20
-    num_actions: int = 20
-    tikhonov_weight: float = 0.001
-    agent_alpha: float = 10.0
+    rank_k: int = DEFAULTS.rank_k
+    num_actions: int = DEFAULTS.num_actions
+    tikhonov_weight: float = DEFAULTS.tikhonov_weight
+    agent_alpha: float = DEFAULTS.agent_alpha
     run_hyperparameter_tuning: bool = False
     train_with_best_hyperparameters: bool = False
     agent: str = LINUCB

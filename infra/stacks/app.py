@@ -6,13 +6,21 @@ import base64
 import hashlib
 from pathlib import Path
 
-from cdktf import AssetType, TerraformAsset, TerraformOutput, TerraformStack
+from cdktf import (
+    AssetType,
+    TerraformAsset,
+    TerraformOutput,
+    TerraformStack,
+    TerraformVariable,
+    TerraformVariableValidationConfig,
+)
 from cdktf_cdktf_provider_google.bigquery_dataset_iam_member import BigqueryDatasetIamMember
 from cdktf_cdktf_provider_google.cloud_scheduler_job import (
     CloudSchedulerJob,
     CloudSchedulerJobPubsubTarget,
 )
 from cdktf_cdktf_provider_google.project_iam_member import ProjectIamMember
+from cdktf_cdktf_provider_google.pubsub_topic import PubsubTopic
 from cdktf_cdktf_provider_google.pubsub_topic_iam_member import PubsubTopicIamMember
 from cdktf_cdktf_provider_google.service_account_iam_member import ServiceAccountIamMember
 from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
@@ -20,13 +28,23 @@ from cdktf_cdktf_provider_google.storage_bucket_object import StorageBucketObjec
 from cdktf_cdktf_provider_google.vertex_ai_endpoint import VertexAiEndpoint
 from constructs import Construct
 
+from app import wiring
+from app.config import SettingPath
+from app.loop.parameters import RETRAINING
 from infra.checks import skip
 from infra.components.function import PubSubFunction
 from infra.config import EnvironmentConfig
 from infra.stacks.common import provider, remote_state
 from infra.stacks.data import DataStack
 
-RETRAINING_TEMPLATE = "pipelines/recloop-retraining.yaml"
+# Contract 1: the release inputs of the app stack (TF_VAR_trainer_image, …).
+IMAGE_PATTERN = "@sha256:[0-9a-f]{64}$"
+RELEASE_PATTERN = "^[0-9a-f]{40}$"
+
+
+def release_template(artifacts: str, release: str, pipeline: str) -> str:
+    """Where a release's compiled pipeline lives (written once per release, never overwritten)."""
+    return f"{artifacts}/pipelines/{release}/{pipeline}.yaml"
 
 
 def endpoint_number(name: str) -> str:
@@ -71,25 +89,38 @@ class AppStack(TerraformStack):
             name=f"functions/{asset.asset_hash}.zip",
             source=asset.path,
         )
-        environment = {
-            "RECLOOP_PROFILE": config.env,
-            "RECLOOP__CLOUD__PROJECT_ID": project,
-            "RECLOOP__CLOUD__REGION": config.region,
-            "RECLOOP__CLOUD__SERVICE_ACCOUNT": accounts["pipelines"],
-            "RECLOOP__ARTIFACTS_DIR": artifacts,
-            "RECLOOP__WAREHOUSE__DATASET": data.warehouse.dataset.dataset_id,
-            "RECLOOP__WAREHOUSE__LOCATION": config.bigquery_location,
-            "RECLOOP__PUBSUB__PROJECT_ID": project,
-            "RECLOOP__PUBSUB__DEAD_LETTER_TOPIC": messaging.dead_letter.name,
-            "RECLOOP__LOOP__VERTEX_ENDPOINT": self.endpoint.id,
-            "RECLOOP__LOOP__PIPELINE_ROOT": f"{artifacts}/pipeline-root",
-            "RECLOOP__LOOP__RETRAINING_TEMPLATE": f"{artifacts}/{RETRAINING_TEMPLATE}",
+        release = self._release_variables()
+        topics: dict[SettingPath, PubsubTopic] = {
+            ("pubsub", "prediction_logs_topic"): messaging.prediction_logs,
+            ("pubsub", "feedback_topic"): messaging.feedback,
+            ("pubsub", "simulate_topic"): messaging.simulate,
+            ("pubsub", "retrain_topic"): messaging.retrain,
         }
-        functions = {
-            "simulator": ("simulator", messaging.simulate.id, "simulator"),
-            "logger-predictions": ("logger", messaging.prediction_logs.id, "logger"),
-            "logger-feedback": ("logger", messaging.feedback.id, "logger"),
-            "trigger": ("trigger", messaging.retrain.id, "trigger"),
+        # What infra knows, by setting; each function gets what its component needs
+        # (app/wiring.py), under the variable names app/config.py reads.
+        values: dict[SettingPath, str] = {
+            ("profile",): config.env,
+            ("artifacts_dir",): artifacts,
+            ("cloud", "project_id"): project,
+            ("cloud", "region"): config.region,
+            ("cloud", "pipelines_service_account"): accounts["pipelines"],
+            ("cloud", "predictor_service_account"): accounts["predictor"],
+            ("cloud", "predictor_machine_type"): config.predictor_machine_type,
+            ("cloud", "predictor_min_replicas"): str(config.predictor_min_replicas),
+            ("cloud", "predictor_max_replicas"): str(config.predictor_max_replicas),
+            ("cloud", "serving_image"): release["serving_image"],
+            ("cloud", "trainer_image"): release["trainer_image"],
+            ("cloud", "release"): release["release"],
+            ("warehouse", "dataset"): data.warehouse.dataset.dataset_id,
+            ("warehouse", "location"): config.bigquery_location,
+            ("pubsub", "project_id"): project,
+            ("pubsub", "dead_letter_topic"): messaging.dead_letter.name,
+            **{path: topic.name for path, topic in topics.items()},
+            ("loop", "vertex_endpoint"): self.endpoint.id,
+            ("loop", "pipeline_root"): f"{artifacts}/pipeline-root",
+            ("loop", "retraining_template"): release_template(
+                artifacts, release["release"], RETRAINING
+            ),
         }
         self.functions = {
             name: PubSubFunction(
@@ -97,15 +128,16 @@ class AppStack(TerraformStack):
                 name.replace("-", "_"),
                 config=config,
                 name=config.name(name),
-                entry_point=entry_point,
-                topic_id=topic,
-                service_account=accounts[account],
+                entry_point=component.name,
+                topic_id=topics[topic].id,
+                service_account=accounts[component.account],
                 source_bucket=data.sources.name,
                 source_object=source.name,
-                environment=environment,
-                memory="1G" if name == "simulator" else "512M",
+                environment=wiring.environment(component, values),
+                memory="1G" if component is wiring.SIMULATOR else "512M",
             ).function
-            for name, (entry_point, topic, account) in functions.items()
+            for component in wiring.FUNCTIONS
+            for name, topic in component.triggers
         }
 
         # IAM: each workload gets exactly the roles its code uses.
@@ -192,3 +224,27 @@ class AppStack(TerraformStack):
         TerraformOutput(self, "endpoint_name", value=self.endpoint.name)
         for name, function in self.functions.items():
             TerraformOutput(self, f"function_{name.replace('-', '_')}", value=function.name)
+
+    def _release_variables(self) -> dict[str, str]:
+        """`trainer_image`, `serving_image` (by digest) and `release` (the commit SHA)."""
+
+        def variable(name: str, pattern: str, what: str) -> str:
+            return TerraformVariable(
+                self,
+                name,
+                type="string",
+                description=what,
+                validation=[
+                    TerraformVariableValidationConfig(
+                        condition=f'${{can(regex("{pattern}", var.{name}))}}',
+                        error_message=f"{name} must be {what}.",
+                    )
+                ],
+            ).string_value
+
+        digest = "an image reference by digest (…@sha256:<64 hex>)"
+        return {
+            "trainer_image": variable("trainer_image", IMAGE_PATTERN, digest),
+            "serving_image": variable("serving_image", IMAGE_PATTERN, digest),
+            "release": variable("release", RELEASE_PATTERN, "the git commit SHA (40 hex)"),
+        }

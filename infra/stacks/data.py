@@ -8,6 +8,7 @@ from cdktf_cdktf_provider_google.service_account import ServiceAccount
 from cdktf_cdktf_provider_google.storage_bucket import StorageBucket
 from constructs import Construct
 
+from app import wiring
 from infra.checks import GOOGLE_MANAGED, skip
 from infra.components.apis import Apis
 from infra.components.bucket import SecureBucket
@@ -29,8 +30,9 @@ SERVICES = [
     "run.googleapis.com",
     "storage.googleapis.com",
 ]
-# One identity per workload; the app stack grants each only what it needs.
-ACCOUNTS = ("simulator", "logger", "trigger", "predictor", "pipelines")
+# One identity per workload (declared in app/wiring.py); the app stack grants each only
+# what it needs.
+ACCOUNTS = wiring.ACCOUNTS
 
 
 class DataStack(TerraformStack):

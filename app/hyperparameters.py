@@ -1,0 +1,26 @@
+"""The loop's hyper-parameter defaults, declared once.
+
+The trainer's flags (app/trainer/flags.py), the loop's configuration (app/config.py
+LoopConfig) and the pipeline parameters (app/loop/parameters.py) all read them from here
+(tests/test_pipelines.py::test_hyperparameter_defaults_have_one_source).
+
+The Vertex sample's pipeline defaults (alpha 10, tikhonov 0.01) keep exploring for thousands
+of interactions; the loop's short cycles learn with alpha 1 and tikhonov 1, which also keeps
+TF-Agents' float32 solve well conditioned (see the parity tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    rank_k: int = 20
+    num_actions: int = 20
+    batch_size: int = 8
+    agent_alpha: float = 1.0
+    tikhonov_weight: float = 1.0
+
+
+DEFAULTS = Hyperparameters()

@@ -1,0 +1,97 @@
+"""The pipelines' parameters, declared once.
+
+Both pipeline signatures are generated from these fields (pipelines/definitions.py), the
+components take them by these names, the Trigger and `pipelines.run` build them from the
+settings (`from_settings`), and a step turns them back into settings (`settings`). A field
+with a `setting` is that setting carried across the pipeline boundary; the others belong to
+the pipeline only. Names are the Vertex sample's where it has them.
+
+Proved by tests/test_pipelines.py (compiled signatures, kfp.local run) and
+tests/test_vertex_requests.py (the Trigger's job request matches the compiled template).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.config import SettingPath, Settings, env_name, env_value, load_settings, lookup
+from app.hyperparameters import DEFAULTS
+
+STARTUP = "recloop-startup"
+RETRAINING = "recloop-retraining"
+STARTUP_ONLY = ("driver_steps",)  # parameters the re-training pipeline does not take
+
+
+def _carries(path: SettingPath, default: Any) -> Any:
+    return field(default=default, metadata={"setting": path})
+
+
+@dataclass(frozen=True)
+class PipelineParameters:
+    profile: str = _carries(("profile",), "local")
+    project_id: str = _carries(("cloud", "project_id"), "")
+    region: str = _carries(("cloud", "region"), "")
+    raw_data_path: str = ""
+    training_artifacts_dir: str = _carries(("artifacts_dir",), ".recloop/artifacts")
+    bigquery_dataset_id: str = _carries(("warehouse", "dataset"), "recloop")
+    bigquery_location: str = _carries(("warehouse", "location"), "US")
+    bigquery_max_rows: int = 10000
+    batch_size: int = DEFAULTS.batch_size
+    rank_k: int = _carries(("loop", "rank_k"), DEFAULTS.rank_k)
+    num_actions: int = _carries(("loop", "num_actions"), DEFAULTS.num_actions)
+    driver_steps: int = 3  # start-up pipeline only
+    num_epochs: int = 5
+    tikhonov_weight: float = _carries(("loop", "tikhonov_weight"), DEFAULTS.tikhonov_weight)
+    agent_alpha: float = _carries(("loop", "agent_alpha"), DEFAULTS.agent_alpha)
+    endpoint: str = _carries(("loop", "vertex_endpoint"), "")
+    serving_image: str = _carries(("cloud", "serving_image"), "")
+    predictor_service_account: str = _carries(("cloud", "predictor_service_account"), "")
+    predictor_machine_type: str = _carries(("cloud", "predictor_machine_type"), "n1-standard-2")
+    predictor_min_replicas: int = _carries(("cloud", "predictor_min_replicas"), 1)
+    predictor_max_replicas: int = _carries(("cloud", "predictor_max_replicas"), 1)
+    pubsub_project_id: str = _carries(("pubsub", "project_id"), "")
+    prediction_logs_topic: str = _carries(("pubsub", "prediction_logs_topic"), "")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **pipeline_only: Any) -> PipelineParameters:
+        """Every carried setting from `settings` (unset: ""), the rest from `pipeline_only`."""
+        carried = {
+            f.name: _plain(lookup(settings, f.metadata["setting"]))
+            for f in dataclasses.fields(cls)
+            if "setting" in f.metadata
+        }
+        return cls(**carried, **pipeline_only)
+
+    @classmethod
+    def pick(cls, names: dict[str, Any]) -> PipelineParameters:
+        """A component's own arguments (`locals()` at its start) as parameters."""
+        return cls(**{k: v for k, v in names.items() if k in FIELDS})
+
+    def values(self, pipeline: str) -> dict[str, Any]:
+        """The parameter values `pipeline` (STARTUP or RETRAINING) takes."""
+        values = dataclasses.asdict(self)
+        if pipeline != STARTUP:
+            for name in STARTUP_ONLY:
+                del values[name]
+        return values
+
+    def settings(self) -> Settings:
+        """The settings a step runs with: its profile, the process environment, and the
+        carried settings laid over them (a parameter left empty keeps the profile's value)."""
+        overrides = {
+            env_name(f.metadata["setting"]): env_value(value)
+            for f in dataclasses.fields(self)
+            if "setting" in f.metadata
+            and f.name != "profile"
+            and (value := getattr(self, f.name)) != ""
+        }
+        return load_settings(self.profile, overrides=overrides)
+
+
+def _plain(value: Any) -> Any:
+    return "" if value is None else value
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(PipelineParameters))

@@ -1,0 +1,1 @@
+"""Running the cloud components as deployed, against local or request-capturing services."""

@@ -1,0 +1,277 @@
+"""Request-capturing fakes of Google APIs, for tests and `make rehearse`.
+
+`FakeVertex` stands in for Vertex AI at the gRPC channel: the real google-cloud-aiplatform
+SDK builds every request, serializes it to wire bytes, and the fake decodes those bytes,
+records them (`requests`) and answers like the service would (done long-running operations,
+models, endpoints, pipeline jobs). Assertions then look at what Vertex receives, not at the
+calls our code makes. Credentials are anonymous; nothing leaves the process.
+
+`FakeBigQueryHttp` stands in for BigQuery's REST API as the google-cloud-bigquery client's
+HTTP session (`client._http`): it records method, path and JSON body of every request and
+answers `GET` of datasets and tables it was told exist (404 otherwise).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+PROJECT_NUMBER = "123456789"
+
+
+@dataclass
+class Request:
+    method: str  # e.g. "ModelService/UploadModel"
+    body: Any  # the request message, decoded from the bytes the SDK sent
+
+
+class _Call:
+    def trailing_metadata(self) -> tuple[()]:
+        return ()
+
+
+class _UnaryUnary:
+    def __init__(self, vertex: FakeVertex, method: str, serialize: Any, deserialize: Any):
+        self.vertex, self.method = vertex, method
+        self.serialize, self.deserialize = serialize, deserialize
+
+    def with_call(self, request: Any, **_: Any) -> tuple[Any, _Call]:
+        wire = self.serialize(request)
+        decoded = _decode(type(request), wire)
+        name = self.method.rsplit(".", 1)[-1]  # "/google.cloud.aiplatform.v1.X/Y" → "X/Y"
+        self.vertex.requests.append(Request(name, decoded))
+        response = self.vertex.answer(name, decoded)
+        return self.deserialize(_encode(response)), _Call()
+
+    def __call__(self, request: Any, **kwargs: Any) -> Any:
+        return self.with_call(request, **kwargs)[0]
+
+
+class _Channel:
+    """Just enough of grpc.Channel for the gapic transports (unary calls only)."""
+
+    def __init__(self, vertex: FakeVertex):
+        self.vertex = vertex
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> _UnaryUnary:
+        return _UnaryUnary(self.vertex, method, request_serializer, response_deserializer)
+
+    def close(self) -> None:
+        pass
+
+
+def _decode(kind: type, wire: bytes) -> Any:
+    return kind.deserialize(wire) if hasattr(kind, "deserialize") else kind.FromString(wire)
+
+
+def _encode(message: Any) -> bytes:
+    kind = type(message)
+    return kind.serialize(message) if hasattr(kind, "serialize") else message.SerializeToString()
+
+
+@dataclass
+class FakeVertex:
+    """Vertex AI in one region of one project, as the SDK's gRPC transport sees it."""
+
+    project: str = "recloop-dev"
+    location: str = "us-central1"
+    requests: list[Request] = field(default_factory=list)
+    models: dict[str, Any] = field(default_factory=dict)  # resource name → Model
+    endpoints: dict[str, Any] = field(default_factory=dict)  # resource name → Endpoint
+    pipeline_jobs: list[Any] = field(default_factory=list)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{PROJECT_NUMBER}/locations/{self.location}"
+
+    def add_endpoint(self, endpoint_id: str, deployed_model_ids: tuple[str, ...] = ()) -> str:
+        """An endpoint infra created, with models already deployed on it."""
+        from google.cloud.aiplatform_v1 import types
+
+        name = f"{self.parent}/endpoints/{endpoint_id}"
+        self.endpoints[name] = types.Endpoint(
+            name=name,
+            display_name=f"endpoint-{endpoint_id}",
+            deployed_models=[types.DeployedModel(id=i) for i in deployed_model_ids],
+            traffic_split={i: 100 // max(1, len(deployed_model_ids)) for i in deployed_model_ids},
+        )
+        return name
+
+    def add_model(self, display_name: str) -> str:
+        from google.cloud.aiplatform_v1 import types
+
+        name = f"{self.parent}/models/{next(self._ids)}"
+        self.models[name] = types.Model(name=name, display_name=display_name, version_id="1")
+        return name
+
+    def sent(self, method: str) -> list[Any]:
+        """Bodies of the requests of one method ("ModelService/UploadModel"), in order."""
+        return [r.body for r in self.requests if r.method == method]
+
+    @contextlib.contextmanager
+    def install(self) -> Iterator[FakeVertex]:
+        """Routes every Vertex AI gRPC channel the SDK opens to this fake."""
+        import google.auth
+        from google.api_core import grpc_helpers
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud.aiplatform.utils import gcs_utils
+
+        with (
+            mock.patch.object(grpc_helpers, "create_channel", lambda *a, **k: _Channel(self)),
+            mock.patch.object(
+                google.auth, "default", lambda *a, **k: (AnonymousCredentials(), self.project)
+            ),
+            # The SDK checks the pipeline root's bucket over the GCS JSON API; record it.
+            mock.patch.object(
+                gcs_utils,
+                "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist",
+                lambda **kwargs: self.requests.append(Request("Storage/EnsureBucket", kwargs)),
+            ),
+        ):
+            yield self
+
+    def answer(self, method: str, body: Any) -> Any:
+        handler: Callable[[Any], Any] | None = getattr(
+            self, "_" + method.replace("/", "_").lower(), None
+        )
+        if handler is None:
+            raise NotImplementedError(f"FakeVertex does not answer {method}")
+        return handler(body)
+
+    # --- answers, named after the RPCs -------------------------------------------------
+    def _done(self, response: Any) -> Any:
+        from google.longrunning import operations_pb2
+        from google.protobuf import any_pb2
+
+        packed = any_pb2.Any()
+        packed.Pack(type(response).pb(response))
+        return operations_pb2.Operation(
+            name=f"{self.parent}/operations/{next(self._ids)}", done=True, response=packed
+        )
+
+    def _endpointservice_getendpoint(self, body: Any) -> Any:
+        return self.endpoints[body.name]
+
+    def _modelservice_listmodels(self, body: Any) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        wanted = body.filter.partition('display_name="')[2].rstrip('"')
+        return types.ListModelsResponse(
+            models=[m for m in self.models.values() if not wanted or m.display_name == wanted]
+        )
+
+    def _modelservice_getmodel(self, body: Any) -> Any:
+        return self.models[body.name.split("@")[0]]
+
+    def _modelservice_uploadmodel(self, body: Any) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        name = body.parent_model or f"{self.parent}/models/{next(self._ids)}"
+        version = str(next(self._ids))
+        model = types.Model(body.model)
+        model.name, model.version_id = name, version
+        # What Vertex reports for a custom-container model; without it the SDK drops
+        # machine_type and replica counts from DeployModel.
+        model.supported_deployment_resources_types = [
+            types.Model.DeploymentResourcesType.DEDICATED_RESOURCES
+        ]
+        self.models[name] = model
+        return self._done(types.UploadModelResponse(model=name, model_version_id=version))
+
+    def _endpointservice_deploymodel(self, body: Any) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        endpoint = self.endpoints[body.endpoint]
+        deployed = types.DeployedModel(body.deployed_model)
+        deployed.id = str(next(self._ids))
+        endpoint.deployed_models.append(deployed)
+        split = dict(body.traffic_split)
+        endpoint.traffic_split = {deployed.id if k == "0" else k: v for k, v in split.items()}
+        return self._done(types.DeployModelResponse(deployed_model=deployed))
+
+    def _endpointservice_undeploymodel(self, body: Any) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        endpoint = self.endpoints[body.endpoint]
+        kept = [d for d in endpoint.deployed_models if d.id != body.deployed_model_id]
+        del endpoint.deployed_models[:]
+        endpoint.deployed_models.extend(kept)
+        return self._done(types.UndeployModelResponse())
+
+    def _pipelineservice_createpipelinejob(self, body: Any) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        job = types.PipelineJob(body.pipeline_job)
+        job.name = f"{self.parent}/pipelineJobs/{body.pipeline_job_id or next(self._ids)}"
+        job.state = types.PipelineState.PIPELINE_STATE_PENDING
+        self.pipeline_jobs.append(job)
+        return job
+
+    def _pipelineservice_listpipelinejobs(self, body: Any) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        running = types.PipelineState.PIPELINE_STATE_RUNNING
+        jobs = [j for j in self.pipeline_jobs if j.state == running]
+        return types.ListPipelineJobsResponse(pipeline_jobs=jobs)
+
+
+@dataclass
+class _Response:
+    status_code: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=lambda: {"content-type": "application/json"})
+
+    @property
+    def content(self) -> bytes:
+        return json.dumps(self.body).encode()
+
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
+    def json(self) -> dict[str, Any]:
+        return self.body
+
+    @property
+    def request(self) -> Any:
+        return mock.Mock(url="", method="")
+
+
+@dataclass
+class FakeBigQueryHttp:
+    """The BigQuery REST API as `client._http` (a requests.Session) of the real client."""
+
+    existing: set[str] = field(default_factory=set)  # "dataset" or "dataset.table"
+    requests: list[tuple[str, str, Any]] = field(default_factory=list)  # method, path, body
+
+    def request(self, method: str, url: str, data: Any = None, **_: Any) -> _Response:
+        path = url.split("/bigquery/v2", 1)[-1].split("?", 1)[0]
+        body = json.loads(data) if data else None
+        self.requests.append((method, path, body))
+        parts = path.strip("/").split("/")  # projects/p/datasets/d[/tables/t]
+        if method == "GET" and len(parts) in (4, 6) and parts[2] == "datasets":
+            key = parts[3] if len(parts) == 4 else f"{parts[3]}.{parts[5]}"
+            if key in self.existing:
+                kind = "table" if len(parts) == 6 else "dataset"
+                return _Response(200, _resource(kind, parts))
+            return _Response(404, {"error": {"code": 404, "message": f"Not found: {path}"}})
+        return _Response(501, {"error": {"code": 501, "message": f"fake: {method} {path}"}})
+
+
+def _resource(kind: str, parts: list[str]) -> dict[str, Any]:
+    reference = {"projectId": parts[1], "datasetId": parts[3]}
+    if kind == "table":
+        return {"tableReference": {**reference, "tableId": parts[5]}, "schema": {"fields": []}}
+    return {"datasetReference": reference}
