@@ -1,13 +1,15 @@
-"""The DuckDB warehouse for real, the BigQuery one with its client mocked."""
+"""The DuckDB warehouse for real; the BigQuery one with its client mocked, or the real client
+against a request-capturing fake of the REST API."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from app.rehearsal.fakes import FakeBigQueryHttp
 from app.schemas import FEEDBACK, PREDICTIONS, TABLES, bigquery_fields, duckdb_ddl
 from app.warehouse.base import EPOCH
-from app.warehouse.bigquery_store import BigQueryWarehouse
+from app.warehouse.bigquery_store import BigQueryWarehouse, MissingTables
 from app.warehouse.duckdb_store import DuckDBWarehouse
 from app.warehouse.records import FeedbackRecord, PredictionRecord, TrainingRunRecord
 
@@ -114,14 +116,72 @@ def test_bigquery_rejected_rows_raise(mocker):
         BigQueryWarehouse("p", "d", "US", client=client).insert_feedback([reward("r", 0, 1.0)])
 
 
-def test_bigquery_tables_created_from_the_schemas(mocker):
-    client = mocker.MagicMock()
-    BigQueryWarehouse("proj", "ds", "EU", client=client).ensure_tables()
-    dataset = client.create_dataset.call_args.args[0]
-    assert (dataset.dataset_id, dataset.location) == ("ds", "EU")
-    tables = {c.args[0].table_id: c.args[0] for c in client.create_table.call_args_list}
-    assert set(tables) == {"predictions", "feedback", "training_runs"}
-    predictions = tables["predictions"]
-    assert [f.name for f in predictions.schema] == PREDICTIONS.column_names
-    assert predictions.time_partitioning.field == "time"
-    assert predictions.clustering_fields == ["policy_version"]
+def bigquery_client(http, project="proj", location="EU"):
+    """The real BigQuery client, speaking to a fake REST API (app/rehearsal/fakes.py)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.bigquery import client
+
+    return client.Client(
+        project=project, location=location, credentials=AnonymousCredentials(), _http=http
+    )
+
+
+ALL_TABLES = {"ds", *(f"ds.{t.name}" for t in TABLES)}
+
+
+def test_bigquery_checks_the_tables_infra_created_and_creates_none():
+    http = FakeBigQueryHttp(existing=ALL_TABLES)
+    BigQueryWarehouse("proj", "ds", "EU", client=bigquery_client(http)).ensure_tables()
+    assert {(m, p) for m, p, _ in http.requests} == {
+        ("GET", "/projects/proj/datasets/ds"),
+        *(("GET", f"/projects/proj/datasets/ds/tables/{t.name}") for t in TABLES),
+    }
+
+
+def test_a_missing_bigquery_table_is_named_not_created():
+    http = FakeBigQueryHttp(existing=ALL_TABLES - {"ds.feedback"})
+    with pytest.raises(
+        MissingTables, match=r"BigQuery has no proj\.ds\.feedback: .*deploy <env>-data"
+    ):
+        BigQueryWarehouse("proj", "ds", "EU", client=bigquery_client(http)).ensure_tables()
+    assert all(method == "GET" for method, _, _ in http.requests)
+
+
+def test_cloud_generator_creates_no_dataset_or_table(movielens_dir, monkeypatch):
+    """Defect 4: the start-up pipeline's Generator, in a cloud profile, sends BigQuery
+    checks and rows, never a dataset or table creation (its account may not create them)."""
+    import functools
+
+    from google.cloud import bigquery
+
+    from app.loop.parameters import PipelineParameters
+    from app.loop.steps import run_generator
+
+    for name in [n for n in __import__("os").environ if n.startswith("RECLOOP")]:
+        monkeypatch.delenv(name)
+    http = FakeBigQueryHttp(existing={"recloop_dev", *(f"recloop_dev.{t.name}" for t in TABLES)})
+    monkeypatch.setattr(bigquery, "Client", functools.partial(bigquery_client, http), raising=True)
+    parameters = PipelineParameters(
+        profile="dev",
+        project_id="proj",
+        region="us-central1",
+        raw_data_path=str(movielens_dir),
+        training_artifacts_dir="gs://recloop-dev-artifacts",
+        bigquery_dataset_id="recloop_dev",
+        rank_k=5,
+        num_actions=10,
+        driver_steps=2,
+        endpoint="projects/1/locations/us-central1/endpoints/77",
+        serving_image="r/predictor@sha256:" + "b" * 64,
+        predictor_service_account="p@proj.iam.gserviceaccount.com",
+        pubsub_project_id="proj",
+        prediction_logs_topic="recloop-prediction-logs",
+    )
+    assert run_generator(parameters=parameters) == 16
+    creations = [(m, p) for m, p, _ in http.requests if m == "POST" and "insertAll" not in p]
+    assert creations == []
+    inserted = [p for m, p, _ in http.requests if p.endswith("/insertAll")]
+    assert inserted == [
+        "/projects/proj/datasets/recloop_dev/tables/predictions/insertAll",
+        "/projects/proj/datasets/recloop_dev/tables/feedback/insertAll",
+    ]

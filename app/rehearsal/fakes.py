@@ -7,8 +7,9 @@ models, endpoints, pipeline jobs). Assertions then look at what Vertex receives,
 calls our code makes. Credentials are anonymous; nothing leaves the process.
 
 `FakeBigQueryHttp` stands in for BigQuery's REST API as the google-cloud-bigquery client's
-HTTP session (`client._http`): it records method, path and JSON body of every request and
-answers `GET` of datasets and tables it was told exist (404 otherwise).
+HTTP session (`client._http`): it records method, path and JSON body of every request,
+answers `GET` of datasets and tables it was told exist (404 otherwise), accepts streaming
+inserts, and refuses everything else (501), creation included.
 """
 
 from __future__ import annotations
@@ -71,12 +72,12 @@ class _Channel:
         pass
 
 
-def _decode(kind: type, wire: bytes) -> Any:
+def _decode(kind: Any, wire: bytes) -> Any:
     return kind.deserialize(wire) if hasattr(kind, "deserialize") else kind.FromString(wire)
 
 
 def _encode(message: Any) -> bytes:
-    kind = type(message)
+    kind: Any = type(message)
     return kind.serialize(message) if hasattr(kind, "serialize") else message.SerializeToString()
 
 
@@ -180,7 +181,7 @@ class FakeVertex:
 
         name = body.parent_model or f"{self.parent}/models/{next(self._ids)}"
         version = str(next(self._ids))
-        model = types.Model(body.model)
+        model: Any = types.Model(body.model)
         model.name, model.version_id = name, version
         # What Vertex reports for a custom-container model; without it the SDK drops
         # machine_type and replica counts from DeployModel.
@@ -213,7 +214,7 @@ class FakeVertex:
     def _pipelineservice_createpipelinejob(self, body: Any) -> Any:
         from google.cloud.aiplatform_v1 import types
 
-        job = types.PipelineJob(body.pipeline_job)
+        job: Any = types.PipelineJob(body.pipeline_job)
         job.name = f"{self.parent}/pipelineJobs/{body.pipeline_job_id or next(self._ids)}"
         job.state = types.PipelineState.PIPELINE_STATE_PENDING
         self.pipeline_jobs.append(job)
@@ -255,6 +256,7 @@ class FakeBigQueryHttp:
 
     existing: set[str] = field(default_factory=set)  # "dataset" or "dataset.table"
     requests: list[tuple[str, str, Any]] = field(default_factory=list)  # method, path, body
+    is_mtls: bool = False  # read by the client to pick its endpoint
 
     def request(self, method: str, url: str, data: Any = None, **_: Any) -> _Response:
         path = url.split("/bigquery/v2", 1)[-1].split("?", 1)[0]
@@ -267,6 +269,8 @@ class FakeBigQueryHttp:
                 kind = "table" if len(parts) == 6 else "dataset"
                 return _Response(200, _resource(kind, parts))
             return _Response(404, {"error": {"code": 404, "message": f"Not found: {path}"}})
+        if method == "POST" and path.endswith("/insertAll"):
+            return _Response(200, {"kind": "bigquery#tableDataInsertAllResponse"})
         return _Response(501, {"error": {"code": 501, "message": f"fake: {method} {path}"}})
 
 

@@ -17,7 +17,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Warehouse(Protocol):
-    def ensure_tables(self) -> None: ...
+    def ensure_tables(self) -> None:
+        """The tables exist afterwards: DuckDB creates its own; in BigQuery infra creates
+        them and this only checks, failing with a message that names what is missing."""
 
     def insert_predictions(self, rows: Sequence[PredictionRecord]) -> None:
         """Stores rows; a row whose key is already stored is ignored (redelivery is harmless)."""

@@ -1,4 +1,4 @@
-"""The cloud warehouse: BigQuery tables created from the same schema declarations."""
+"""The cloud warehouse: the BigQuery tables infra creates from app/schemas.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TRAINING_RUNS, TableSchema, bigquery_fields
+from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TRAINING_RUNS, TableSchema
 from app.warehouse.base import EPOCH
 from app.warehouse.records import (
     FeedbackRecord,
@@ -16,6 +16,10 @@ from app.warehouse.records import (
     TrainingRunRecord,
     examples_query,
 )
+
+
+class MissingTables(RuntimeError):
+    """The dataset or a table infra should have created does not exist."""
 
 
 class BigQueryWarehouse:
@@ -29,24 +33,27 @@ class BigQueryWarehouse:
         return f"{self.project}.{self.dataset}.{table.name}"
 
     def ensure_tables(self) -> None:
-        """Creates what infra has not (infra declares the same tables; this is for new datasets)."""
-        from google.cloud import bigquery
+        """Checks that the dataset and every table exist. Infra creates them (from the same
+        schemas); the pipelines account may not create datasets, so this never tries
+        (tests/test_warehouse.py::test_cloud_generator_creates_no_dataset_or_table)."""
+        from google.api_core.exceptions import NotFound
 
-        dataset = bigquery.Dataset(f"{self.project}.{self.dataset}")
-        dataset.location = self.location
-        self.client.create_dataset(dataset, exists_ok=True)
-        for schema in TABLES:
-            table = bigquery.Table(
-                self.table_id(schema),
-                schema=[bigquery.SchemaField.from_api_repr(f) for f in bigquery_fields(schema)],
+        missing = []
+        for name in [self.dataset, *(self.table_id(s).split(".", 1)[1] for s in TABLES)]:
+            try:
+                if "." in name:
+                    self.client.get_table(f"{self.project}.{name}")
+                else:
+                    self.client.get_dataset(f"{self.project}.{name}")
+            except NotFound:
+                missing.append(f"{self.project}.{name}")
+                if "." not in name:
+                    break  # no dataset, no tables
+        if missing:
+            raise MissingTables(
+                f"BigQuery has no {', '.join(missing)}: the environment's data stack creates "
+                "them: deploy <env>-data first (docs/operations.md)"
             )
-            if schema.partition_by:
-                table.time_partitioning = bigquery.TimePartitioning(
-                    type_=bigquery.TimePartitioningType.DAY, field=schema.partition_by
-                )
-            if schema.cluster_by:
-                table.clustering_fields = list(schema.cluster_by)
-            self.client.create_table(table, exists_ok=True)
 
     def _insert(self, schema: TableSchema, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
