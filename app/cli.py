@@ -64,7 +64,7 @@ def tune(
 
         path = run_tuning_job(
             args,
-            settings.cloud,
+            settings,
             artifacts_dir,
             f"recloop-tune-{time.strftime('%Y%m%d-%H%M%S')}",
             trials,

@@ -91,6 +91,9 @@ class FakeVertex:
     models: dict[str, Any] = field(default_factory=dict)  # resource name → Model
     endpoints: dict[str, Any] = field(default_factory=dict)  # resource name → Endpoint
     pipeline_jobs: list[Any] = field(default_factory=list)
+    tuning_jobs: dict[str, Any] = field(default_factory=dict)
+    # Trials a tuning job reports when it finishes: ({parameter: value}, final_regret).
+    tuning_trials: list[tuple[dict[str, float], float]] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -226,6 +229,33 @@ class FakeVertex:
         running = types.PipelineState.PIPELINE_STATE_RUNNING
         jobs = [j for j in self.pipeline_jobs if j.state == running]
         return types.ListPipelineJobsResponse(pipeline_jobs=jobs)
+
+    def _jobservice_createhyperparametertuningjob(self, body: Any) -> Any:
+        """The job is accepted and, at once, finished with `tuning_trials`."""
+        from google.cloud.aiplatform_v1 import types
+
+        job: Any = types.HyperparameterTuningJob(body.hyperparameter_tuning_job)
+        job.name = f"{self.parent}/hyperparameterTuningJobs/{next(self._ids)}"
+        job.state = types.JobState.JOB_STATE_SUCCEEDED
+        metric = job.study_spec.metrics[0].metric_id
+        for i, (values, objective) in enumerate(self.tuning_trials):
+            job.trials.append(
+                types.Trial(
+                    id=str(i + 1),
+                    state=types.Trial.State.SUCCEEDED,
+                    parameters=[
+                        types.Trial.Parameter(parameter_id=k, value=v) for k, v in values.items()
+                    ],
+                    final_measurement=types.Measurement(
+                        metrics=[types.Measurement.Metric(metric_id=metric, value=objective)]
+                    ),
+                )
+            )
+        self.tuning_jobs[job.name] = job
+        return job
+
+    def _jobservice_gethyperparametertuningjob(self, body: Any) -> Any:
+        return self.tuning_jobs[body.name]
 
 
 @dataclass

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.config import CloudConfig
+from app import wiring
+from app.config import Settings
 from app.policy_store import join
 from app.trainer.flags import TrainingArgs, to_argv
 from app.tuning import space
 
 TRAINER_COMMAND = ["python", "-m", "app.trainer"]
-
-
-class VertexConfigError(ValueError):
-    """A cloud setting the tuning job needs is missing."""
-
-
-def _require(cloud: CloudConfig) -> None:
-    for name in ("project_id", "staging_bucket", "trainer_image"):
-        if not getattr(cloud, name):
-            raise VertexConfigError(f"cloud.{name} is not set (RECLOOP__CLOUD__{name.upper()})")
 
 
 def trial_args(args: TrainingArgs) -> list[str]:
@@ -33,12 +24,14 @@ def trial_args(args: TrainingArgs) -> list[str]:
 
 
 def build_tuning_job(
-    args: TrainingArgs, cloud: CloudConfig, display_name: str, max_trials: int, parallel_trials: int
+    args: TrainingArgs, settings: Settings, display_name: str, max_trials: int, parallel_trials: int
 ) -> Any:
+    """The job, staged in `cloud.staging_bucket`, trials in `cloud.trainer_image`: both, like
+    the account it runs as, from the environment the app stack outputs (wiring.TRAINER)."""
     from google.cloud import aiplatform
     from google.cloud.aiplatform import hyperparameter_tuning as hpt
 
-    _require(cloud)
+    cloud = wiring.require(settings, wiring.TRAINER).cloud
     aiplatform.init(
         project=cloud.project_id, location=cloud.region, staging_bucket=cloud.staging_bucket
     )
@@ -90,7 +83,7 @@ def best_trial(trials: list[Any]) -> tuple[dict[str, float], float]:
 
 def run_tuning_job(
     args: TrainingArgs,
-    cloud: CloudConfig,
+    settings: Settings,
     artifacts_dir: str,
     display_name: str,
     max_trials: int,
@@ -99,8 +92,8 @@ def run_tuning_job(
     """Runs the job and writes the winner where `--train-with-best-hyperparameters` reads it."""
     import tensorflow as tf
 
-    job = build_tuning_job(args, cloud, display_name, max_trials, parallel_trials)
-    job.run(sync=True)
+    job = build_tuning_job(args, settings, display_name, max_trials, parallel_trials)
+    job.run(service_account=settings.cloud.pipelines_service_account, sync=True)
     params, value = best_trial(list(job.trials))
     path = join(artifacts_dir, space.BEST_FILE)
     with tf.io.gfile.GFile(path, "w") as f:

@@ -104,6 +104,7 @@ class AppStack(TerraformStack):
             ("cloud", "project_id"): project,
             ("cloud", "region"): config.region,
             ("cloud", "pipelines_service_account"): accounts["pipelines"],
+            ("cloud", "staging_bucket"): f"{artifacts}/staging",
             ("cloud", "predictor_service_account"): accounts["predictor"],
             ("cloud", "predictor_machine_type"): config.predictor_machine_type,
             ("cloud", "predictor_min_replicas"): str(config.predictor_min_replicas),
@@ -220,6 +221,10 @@ class AppStack(TerraformStack):
                 pubsub_target=CloudSchedulerJobPubsubTarget(topic_name=topic, data=tick),
             )
 
+        # What `recloop tune --vertex` needs, for the operator's shell (docs/operations.md).
+        TerraformOutput(
+            self, "trainer_environment", value=wiring.environment(wiring.TRAINER, values)
+        )
         TerraformOutput(self, "endpoint_id", value=self.endpoint.id)
         TerraformOutput(self, "endpoint_name", value=self.endpoint.name)
         for name, function in self.functions.items():

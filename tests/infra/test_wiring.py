@@ -127,3 +127,13 @@ def test_accounts_are_the_declared_identities(stacks, env):
     assert {a["account_id"] for a in accounts} >= {
         f"recloop-{env}-{name}" for name in wiring.ACCOUNTS
     }
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_vertex_tuning_gets_its_staging_bucket_and_trainer_image_from_the_app_stack(stacks, env):
+    """`recloop tune --vertex` runs with the environment the app stack outputs."""
+    output = stacks[f"{env}-app"]["output"]["trainer_environment"]["value"]
+    environ = {k: resolve(v, f"{env}-app", stacks, RELEASE) for k, v in output.items()}
+    settings = wiring.require(load_settings(env, environ=environ), wiring.TRAINER)
+    assert settings.cloud.staging_bucket == f"gs://recloop-{env}-artifacts/staging"
+    assert settings.cloud.trainer_image == RELEASE["trainer_image"]
