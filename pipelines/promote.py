@@ -38,7 +38,9 @@ def promote(template: dict[str, Any], source_registry: str, target_registry: str
     return template
 
 
-def promote_folder(source: Path, target: Path, source_registry: str, target_registry: str) -> list[Path]:
+def promote_folder(
+    source: Path, target: Path, source_registry: str, target_registry: str
+) -> list[Path]:
     """Promotes every `*.yaml` template in `source` into `target`; writes nothing on any error."""
     templates = sorted(source.glob("*.yaml"))
     if not templates:

@@ -41,7 +41,7 @@ def problems(
     expected_image: str,
     submitted: datetime,
 ) -> list[str]:
-    """Why these predictions did not come from the deployment the smoke run made (none: they did)."""
+    """Why these predictions did not come from the smoke run's deployment (none: they did)."""
     found = []
     if not predictions:
         found.append("the endpoint returned no prediction")
@@ -94,9 +94,11 @@ def run(settings: Settings, template: str) -> list[str]:
     endpoint = aiplatform.Endpoint(endpoint_name)
     observation = [round(0.1 * (i % 10 + 1), 1) for i in range(settings.loop.rank_k)]
     response = endpoint.predict(instances=[{"observation": observation}])
+    if not response.model_resource_name:
+        return ["the endpoint's answer names no model: nothing is deployed"]
     model = aiplatform.Model(response.model_resource_name, version=response.model_version_id)
     served = ServedBy(
-        image=model.container_spec.image_uri,
+        image=model.container_spec.image_uri if model.container_spec else "",
         version_aliases=list(model.version_aliases),
         created=model.version_create_time,
     )
