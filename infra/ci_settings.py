@@ -1,9 +1,11 @@
 """`python -m infra.ci_settings ENV`: what a workflow job needs to know of an environment.
 
-Project, region, registry and bucket names are not secrets and already have one home,
-infra/environments/<env>.toml; the workflows read them from here (as `name=value` lines for
-`$GITHUB_OUTPUT`) instead of keeping copies in GitHub. Values that come out of GitHub secrets
-would make GitHub drop every job output derived from them (issue 8, defect 6). That these
+Project, region, registry, bucket and account names are not secrets and already have one
+home, infra/environments/<env>.toml; the workflows read them from here (as `name=value` lines
+for `$GITHUB_OUTPUT`) instead of keeping copies in GitHub. Values that come out of GitHub
+secrets would make GitHub drop every job output derived from them (issue 8, defect 6). Only
+the Workload Identity provider's name, which holds the project's number, is a GitHub
+environment variable (`vars.GCP_WORKLOAD_IDENTITY_PROVIDER`). That these
 names are the ones the stacks create is checked against the golden stacks by
 tests/test_workflows.py::test_ci_settings_name_what_the_stacks_create.
 """
@@ -24,6 +26,10 @@ def ci_settings(config: EnvironmentConfig) -> dict[str, str]:
         "registry": f"{config.region}-docker.pkg.dev/{config.project_id}/{REGISTRY_REPOSITORY}",
         "artifacts_bucket": config.name("artifacts"),
         "trigger_function": config.name("trigger"),
+        # The bootstrap stack's deployer account (its output `deployer_service_account`).
+        "deployer_service_account": (
+            f"{config.name('deployer')}@{config.project_id}.iam.gserviceaccount.com"
+        ),
     }
 
 

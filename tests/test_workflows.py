@@ -215,7 +215,7 @@ def test_no_setting_is_kept_as_a_secret_and_every_variable_is_documented():
     text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
     assert not re.findall(r"secrets\.\w+", text)
     used = set(re.findall(r"\bvars\.(\w+)", text))
-    assert used == {"GCP_WORKLOAD_IDENTITY_PROVIDER", "GCP_DEPLOYER_SERVICE_ACCOUNT"}
+    assert used == {"GCP_WORKLOAD_IDENTITY_PROVIDER"}
     docs = OPERATIONS.read_text()
     for name in used:
         assert f"`{name}`" in docs, f"vars.{name} is not documented in docs/operations.md"
@@ -235,6 +235,11 @@ def test_ci_settings_name_what_the_stacks_create(env: str):
     assert settings["artifacts_bucket"] in buckets
     functions = {f["name"] for f in app["google_cloudfunctions2_function"].values()}
     assert settings["trigger_function"] in functions
+    bootstrap = json.loads((ROOT / "infra" / "golden" / f"{env}-bootstrap.json").read_text())
+    (deployer,) = bootstrap["resource"]["google_service_account"].values()
+    assert settings["deployer_service_account"] == (
+        f"{deployer['account_id']}@{deployer['project']}.iam.gserviceaccount.com"
+    )
     assert settings["project_id"] == registry["project"]
     assert settings["region"] == registry["location"]
 
