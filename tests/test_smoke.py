@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.config import ConfigError
-from app.deployer.smoke import ServedBy, main, problems, settings_from
+from app.config import ConfigError, Settings, load_settings
+from app.deployer.smoke import ServedBy, main, problems, run, settings_from
+from app.deployer.vertex import _alias as version_alias
+from app.loop.parameters import STARTUP
+from app.rehearsal.fakes import FakeVertex
+from tests.test_vertex_requests import TRAINER, trigger_environment
 
 NEW = "us-central1-docker.pkg.dev/recloop-dev/recloop/predictor@sha256:" + "b" * 64
 OLD = "us-central1-docker.pkg.dev/recloop-dev/recloop/predictor@sha256:" + "a" * 64
@@ -67,3 +72,114 @@ def test_an_unreadable_environment_is_one_line(tmp_path: Path, capsys: pytest.Ca
     assert main([*args, "--template", "gs://b/pipelines/c/recloop-startup.yaml"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("smoke: ") and len(err.strip().splitlines()) == 1
+
+
+# --- the SDK's requests and Vertex's answers: app/rehearsal/fakes.py at the gRPC channel ----
+
+OLD_VERSION = "v20261122T090000Z"
+NEW_VERSION = "v20261123T151000Z"
+
+
+class VertexAfterTheRun(FakeVertex):
+    """Vertex as the smoke test finds it: the start-up run succeeds and, if `deploys` names an
+    image, its Deployer has put a new model version with that image on the endpoint;
+    predictions name the policy version of the model version that serves."""
+
+    deploys: str | None = None
+    serving: str = OLD_VERSION
+
+    def deploy_version(self, image: str, version: str, created: datetime) -> None:
+        from google.cloud.aiplatform_v1 import types
+
+        (name,) = self.models
+        self.models[name] = types.Model(
+            name=name,
+            display_name="recloop-policy",
+            version_id=str(int(self.models[name].version_id) + 1),
+            version_aliases=[version_alias(version)],
+            version_create_time=created,
+            container_spec=types.ModelContainerSpec(image_uri=image),
+        )
+        self.serving = version
+
+    def _pipelineservice_getpipelinejob(self, body: Any) -> Any:
+        from google.cloud.aiplatform_v1 import types
+
+        job = next(j for j in self.pipeline_jobs if j.name == body.name)
+        if job.state != types.PipelineState.PIPELINE_STATE_SUCCEEDED and self.deploys:
+            self.deploy_version(self.deploys, NEW_VERSION, datetime.now(UTC))
+        job.state = types.PipelineState.PIPELINE_STATE_SUCCEEDED
+        return job
+
+    def _predictionservice_predict(self, body: Any) -> Any:
+        from google.cloud.aiplatform_v1 import types
+        from google.protobuf import json_format, struct_pb2
+
+        (name,) = self.models
+        response = types.PredictResponse(
+            deployed_model_id="9", model=name, model_version_id=self.models[name].version_id
+        )
+        raw = types.PredictResponse.pb(response)  # repeated Value: filled on the raw message
+        for _ in body.instances:
+            prediction = {"action": 1, "policy_version": self.serving}
+            raw.predictions.append(json_format.ParseDict(prediction, struct_pb2.Value()))
+        return response
+
+
+@pytest.fixture(autouse=True)
+def _streaming_stubs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prediction client prepares streaming stubs too; the fake's channel is unary only
+    (none of them is called)."""
+    from app.rehearsal import fakes
+
+    def refuse(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        def call(*_: Any, **__: Any) -> Any:
+            raise NotImplementedError(f"FakeVertex does not stream ({method})")
+
+        return call
+
+    for kind in ("unary_stream", "stream_unary", "stream_stream"):
+        monkeypatch.setattr(fakes._Channel, kind, refuse, raising=False)
+
+
+@pytest.fixture(scope="module")
+def startup_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from pipelines.compile import compile_all
+
+    paths = compile_all(tmp_path_factory.mktemp("templates"), TRAINER)
+    return str(next(p for p in paths if p.stem == STARTUP))
+
+
+def vertex_with_the_previous_deployment(deploys: str | None) -> tuple[VertexAfterTheRun, Settings]:
+    fake = VertexAfterTheRun(project="recloop-dev")
+    fake.deploys = deploys
+    endpoint = fake.add_endpoint("77", ("old-1",))
+    fake.add_model("recloop-policy")
+    fake.deploy_version(OLD, OLD_VERSION, SUBMITTED - timedelta(days=1))
+    environment = trigger_environment("dev", endpoint)
+    return fake, load_settings(environ={**environment, "RECLOOP__CLOUD__SERVING_IMAGE": NEW})
+
+
+def test_the_smoke_run_submits_the_release_startup_pipeline_and_accepts_its_deployment(
+    startup_template: str,
+):
+    fake, settings = vertex_with_the_previous_deployment(deploys=NEW)
+    with fake.install():
+        assert run(settings, startup_template) == []
+    (create,) = fake.sent("PipelineService/CreatePipelineJob")
+    assert create.pipeline_job.display_name == STARTUP
+    values = dict(create.pipeline_job.runtime_config.parameter_values)
+    assert values["serving_image"] == NEW  # the run deploys the new predictor
+    assert values["endpoint"] == settings.loop.vertex_endpoint
+    (predict,) = fake.sent("PredictionService/Predict")
+    assert predict.endpoint == settings.loop.vertex_endpoint
+
+
+def test_the_smoke_run_fails_when_the_endpoint_still_serves_the_previous_deployment(
+    startup_template: str,
+):
+    fake, settings = vertex_with_the_previous_deployment(deploys=None)
+    with fake.install():
+        found = run(settings, startup_template)
+    assert any("not the new" in p for p in found), found
+    assert any("before this run" in p for p in found), found

@@ -79,6 +79,7 @@ def run(settings: Settings, template: str) -> list[str]:
     """Runs the start-up pipeline to completion, then checks one prediction; returns problems."""
     from google.cloud import aiplatform
 
+    from app.loop.parameters import STARTUP
     from app.loop.pipeline_jobs import submit_vertex, vertex_parameters
 
     endpoint_name = settings.loop.vertex_endpoint
@@ -86,7 +87,7 @@ def run(settings: Settings, template: str) -> list[str]:
     if not endpoint_name:
         raise ConfigError("loop.vertex_endpoint is not set (RECLOOP__LOOP__VERTEX_ENDPOINT)")
     submitted = datetime.now(UTC)
-    job = submit_vertex("recloop-startup", settings, template, vertex_parameters(settings))
+    job = submit_vertex(STARTUP, settings, template, vertex_parameters(STARTUP, settings))
     try:
         job.wait()
     except RuntimeError as err:  # the SDK's word for a failed or cancelled pipeline run
