@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings
 from app.deployer.smoke import ServedBy, main, problems, run, settings_from
 from app.deployer.vertex import _alias as version_alias
 from app.loop.parameters import STARTUP
@@ -53,7 +53,7 @@ def test_settings_are_the_triggers_environment_with_the_new_image(tmp_path: Path
                 "RECLOOP_PROFILE": "dev",
                 "RECLOOP__CLOUD__PROJECT_ID": "recloop-dev",
                 "RECLOOP__LOOP__VERTEX_ENDPOINT": "projects/1/locations/us-central1/endpoints/7",
-                "RECLOOP__CLOUD__SERVING_IMAGE": OLD,
+                "RECLOOP__CLOUD__SERVING_IMAGE": NEW,
             }
         )
     )
@@ -61,6 +61,8 @@ def test_settings_are_the_triggers_environment_with_the_new_image(tmp_path: Path
     assert settings.profile == "dev" and settings.cloud.project_id == "recloop-dev"
     assert settings.loop.vertex_endpoint == "projects/1/locations/us-central1/endpoints/7"
     assert settings.cloud.serving_image == NEW
+    with pytest.raises(ConfigError, match="did not take this release"):
+        settings_from(environment, OLD)
 
 
 def test_an_unreadable_environment_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -150,20 +152,24 @@ def startup_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(next(p for p in paths if p.stem == STARTUP))
 
 
-def vertex_with_the_previous_deployment(deploys: str | None) -> tuple[VertexAfterTheRun, Settings]:
+def vertex_with_the_previous_deployment(
+    deploys: str | None, folder: Path
+) -> tuple[VertexAfterTheRun, Settings]:
+    """Vertex serving an older policy in the old image; the Trigger deployed with the new one."""
     fake = VertexAfterTheRun(project="recloop-dev")
     fake.deploys = deploys
     endpoint = fake.add_endpoint("77", ("old-1",))
     fake.add_model("recloop-policy")
     fake.deploy_version(OLD, OLD_VERSION, SUBMITTED - timedelta(days=1))
-    environment = trigger_environment("dev", endpoint)
-    return fake, load_settings(environ={**environment, "RECLOOP__CLOUD__SERVING_IMAGE": NEW})
+    trigger = {**trigger_environment("dev", endpoint), "RECLOOP__CLOUD__SERVING_IMAGE": NEW}
+    (folder / "trigger.json").write_text(json.dumps(trigger))
+    return fake, settings_from(folder / "trigger.json", NEW)
 
 
 def test_the_smoke_run_submits_the_release_startup_pipeline_and_accepts_its_deployment(
-    startup_template: str,
+    startup_template: str, tmp_path: Path
 ):
-    fake, settings = vertex_with_the_previous_deployment(deploys=NEW)
+    fake, settings = vertex_with_the_previous_deployment(NEW, tmp_path)
     with fake.install():
         assert run(settings, startup_template) == []
     (create,) = fake.sent("PipelineService/CreatePipelineJob")
@@ -176,9 +182,9 @@ def test_the_smoke_run_submits_the_release_startup_pipeline_and_accepts_its_depl
 
 
 def test_the_smoke_run_fails_when_the_endpoint_still_serves_the_previous_deployment(
-    startup_template: str,
+    startup_template: str, tmp_path: Path
 ):
-    fake, settings = vertex_with_the_previous_deployment(deploys=None)
+    fake, settings = vertex_with_the_previous_deployment(None, tmp_path)
     with fake.install():
         found = run(settings, startup_template)
     assert any("not the new" in p for p in found), found

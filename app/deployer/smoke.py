@@ -63,7 +63,8 @@ def problems(
 
 
 def settings_from(environment_file: Path, serving_image: str) -> Settings:
-    """The Trigger's deployed environment, with the release's predictor image."""
+    """The Trigger's deployed environment, which must carry the release's predictor image
+    (else the deploy did not take this release)."""
     try:
         environment = json.loads(environment_file.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -71,7 +72,12 @@ def settings_from(environment_file: Path, serving_image: str) -> Settings:
     if not isinstance(environment, dict):
         raise ConfigError(f"{environment_file}: not a JSON object of variables")
     environ = {str(k): str(v) for k, v in environment.items()}
-    environ["RECLOOP__CLOUD__SERVING_IMAGE"] = serving_image
+    deployed = environ.get("RECLOOP__CLOUD__SERVING_IMAGE")
+    if deployed != serving_image:
+        raise ConfigError(
+            f"the Trigger is deployed with serving image {deployed!r}, not the new "
+            f"{serving_image}: the deploy did not take this release"
+        )
     return load_settings(environ=environ)
 
 
