@@ -48,6 +48,7 @@ EXPECTED_ROLES = {
         "roles/bigquery.jobUser",
         "roles/aiplatform.user",
         "roles/storage.objectAdmin",
+        "roles/iam.serviceAccountUser",  # on the predictor account only (test_wiring.py)
     },
 }
 

@@ -137,3 +137,17 @@ def test_vertex_tuning_gets_its_staging_bucket_and_trainer_image_from_the_app_st
     settings = wiring.require(load_settings(env, environ=environ), wiring.TRAINER)
     assert settings.cloud.staging_bucket == f"gs://recloop-{env}-artifacts/staging"
     assert settings.cloud.trainer_image == RELEASE["trainer_image"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_deployer_may_act_as_the_predictor_account_and_no_other(stacks, env):
+    app = stacks[f"{env}-app"]
+    grants = [
+        (resolve(g["service_account_id"], f"{env}-app", stacks, RELEASE), g["member"])
+        for g in resources(app, "google_service_account_iam_member").values()
+        if g["role"] == "roles/iam.serviceAccountUser" and "sa_pipelines" in g["member"]
+    ]
+    assert [account for account, _ in grants] == [
+        f"projects/recloop-{env}/serviceAccounts/"
+        f"recloop-{env}-predictor@recloop-{env}.iam.gserviceaccount.com"
+    ]
