@@ -26,10 +26,10 @@ from rich.live import Live
 from rich.table import Table
 
 from app import movielens
-from app.config import Settings, load_settings
+from app.config import Settings, env_name, load_settings
 from app.environment import Factorization, factorize
 from app.local import pubsub_emulator
-from app.local.stack import LocalStack, local_stack
+from app.local.stack import DUCKDB_PATH, LocalStack, local_stack
 from app.warehouse.duckdb_store import DuckDBWarehouse
 
 CYCLES = 6
@@ -104,7 +104,7 @@ def _cycles(
     random_reward: float,
     cycles: int,
 ) -> list[Cycle]:
-    warehouse = DuckDBWarehouse(stack.env["RECLOOP__WAREHOUSE__DUCKDB_PATH"])
+    warehouse = DuckDBWarehouse(stack.env[env_name(DUCKDB_PATH)])
     optimal = {
         _key(u): r
         for u, r in zip(truth.user_features, truth.approx_ratings.max(axis=1), strict=True)

@@ -19,13 +19,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.config import Settings, load_settings
+from app.config import (
+    PROFILE_VARIABLE,
+    SettingPath,
+    Settings,
+    env_name,
+    env_value,
+    load_settings,
+)
 from app.local import pubsub_emulator
 from app.local.processes import PYTHON, free_port, port_open, running
 from app.policy_store import join
 from app.transport import Publisher, publisher_for
 
 PROJECT = "recloop-local"
+DUCKDB_PATH: SettingPath = ("warehouse", "duckdb_path")
 FUNCTIONS_SOURCE = Path(__file__).resolve().parent.parent / "functions" / "main.py"
 
 
@@ -45,22 +53,25 @@ class LocalStack:
 
 
 def stack_environment(state_dir: Path, predictor_port: int, settings: Settings) -> dict[str, str]:
-    """Configuration every local process shares, as RECLOOP__* variables."""
+    """Configuration every local process shares, as the variables app/config.py reads."""
     data = {"MOVIELENS_DIR": settings.data.movielens_dir} if settings.data.movielens_dir else {}
+    values: dict[SettingPath, object] = {
+        ("state_dir",): state_dir,
+        ("artifacts_dir",): state_dir / "artifacts",
+        DUCKDB_PATH: state_dir / "warehouse.duckdb",
+        ("pubsub", "project_id"): PROJECT,
+        ("pubsub", "publish_predictions"): True,
+        ("loop", "endpoint_url"): f"http://127.0.0.1:{predictor_port}/predict",
+        ("loop", "pipeline_root"): state_dir / "pipeline-root",
+        ("loop", "simulated_users"): settings.loop.simulated_users,
+        ("loop", "min_new_examples"): settings.loop.min_new_examples,
+        ("loop", "rank_k"): settings.loop.rank_k,
+        ("loop", "num_actions"): settings.loop.num_actions,
+    }
     return {
         **data,
-        "RECLOOP_PROFILE": "local",
-        "RECLOOP__STATE_DIR": str(state_dir),
-        "RECLOOP__ARTIFACTS_DIR": str(state_dir / "artifacts"),
-        "RECLOOP__WAREHOUSE__DUCKDB_PATH": str(state_dir / "warehouse.duckdb"),
-        "RECLOOP__PUBSUB__PROJECT_ID": PROJECT,
-        "RECLOOP__PUBSUB__PUBLISH_PREDICTIONS": "true",
-        "RECLOOP__LOOP__ENDPOINT_URL": f"http://127.0.0.1:{predictor_port}/predict",
-        "RECLOOP__LOOP__PIPELINE_ROOT": str(state_dir / "pipeline-root"),
-        "RECLOOP__LOOP__SIMULATED_USERS": str(settings.loop.simulated_users),
-        "RECLOOP__LOOP__MIN_NEW_EXAMPLES": str(settings.loop.min_new_examples),
-        "RECLOOP__LOOP__RANK_K": str(settings.loop.rank_k),
-        "RECLOOP__LOOP__NUM_ACTIONS": str(settings.loop.num_actions),
+        PROFILE_VARIABLE: "local",
+        **{env_name(path): env_value(v) for path, v in values.items()},
     }
 
 
@@ -91,7 +102,7 @@ def local_stack(
             )
             env["PUBSUB_EMULATOR_HOST"] = host
         else:
-            env["RECLOOP__PUBSUB__PUSH_ENDPOINTS"] = ",".join(
+            env[env_name(("pubsub", "push_endpoints"))] = ",".join(
                 f"{topic}=http://127.0.0.1:{ports[target]}/"
                 for target, topics in routes.items()
                 for topic in topics
@@ -132,7 +143,7 @@ def local_stack(
                         PROJECT, topic, f"{topic}-to-{target}", f"http://127.0.0.1:{port}/"
                     )
 
-        policies = join(env["RECLOOP__ARTIFACTS_DIR"], "policies")
+        policies = join(env[env_name(("artifacts_dir",))], "policies")
         predictor_env = {**env, "AIP_STORAGE_URI": policies, "AIP_HTTP_PORT": str(predictor_port)}
         stack.enter_context(
             running(

@@ -10,7 +10,7 @@ import os
 import sys
 
 from app import wiring
-from app.config import ServingConfig, load_settings
+from app.config import ServingConfig, env_name, load_settings
 from app.predictor.asgi import storage_uri_of
 
 
@@ -20,7 +20,7 @@ def serve(serving: ServingConfig, storage_uri: str) -> None:
     from granian.log import LogLevels
 
     # Workers build the app from configuration; hand them the policy location chosen here.
-    os.environ["RECLOOP__SERVING__STORAGE_URI"] = storage_uri
+    os.environ[env_name(("serving", "storage_uri"))] = storage_uri
     Granian(
         "app.predictor.asgi:create",
         factory=True,
