@@ -268,6 +268,10 @@ def test_the_build_compiles_the_templates_once_against_the_trainer_digest_and_ke
     assert "--no-clobber" in publish["run"]
     assert '"gs://${BUCKET}/pipelines/${SHA}/"' in publish["run"]
     assert publish["env"]["SHA"] == "${{ github.sha }}"
+    assert "| cmp - " in publish["run"]  # an existing release path must hold these very files
+    # A re-run reuses the commit's images instead of building new digests.
+    push = step_by_id(build, "push")["run"]
+    assert push.index('images describe "${REGISTRY}/${image}:${SHA}"') < push.index("docker build")
 
 
 def test_prod_takes_the_build_templates_never_a_bucket():
@@ -291,6 +295,7 @@ def test_prod_takes_the_build_templates_never_a_bucket():
     assert "build/release/pipelines" in upload["with"]["path"]
     publish = next(s for s in jobs["prod"]["steps"] if "gcloud storage cp" in s.get("run", ""))
     assert "--no-clobber build/release/pipelines/*.yaml" in publish["run"]
+    assert "| cmp - " in publish["run"]
 
 
 def test_prod_copies_the_tested_images_by_digest_and_never_builds():
