@@ -236,7 +236,7 @@ def test_ci_settings_name_what_the_stacks_create(env: str):
     functions = {f["name"] for f in app["google_cloudfunctions2_function"].values()}
     assert settings["trigger_function"] in functions
     bootstrap = json.loads((ROOT / "infra" / "golden" / f"{env}-bootstrap.json").read_text())
-    (deployer,) = bootstrap["resource"]["google_service_account"].values()
+    deployer = bootstrap["resource"]["google_service_account"]["deployer"]
     assert settings["deployer_service_account"] == (
         f"{deployer['account_id']}@{deployer['project']}.iam.gserviceaccount.com"
     )
