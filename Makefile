@@ -98,6 +98,7 @@ deploy: synth infra/node_modules
 # `terraform show`), `make apply` applies exactly those saved plans — it never synthesises, so
 # the plans can be made in one job and applied in another (deploy.yml). Terraform refuses a
 # saved plan whose stack state changed since it was made.
+# (tests/test_workflows.py::test_make_plan_saves_plans_with_the_release_and_make_apply_applies_exactly_them)
 plan: synth
 	set -euo pipefail; for stack in $(PLAN_STACKS); do \
 	  terraform -chdir=$(STACKS_DIR)/$$stack init -input=false -no-color; \

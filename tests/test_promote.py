@@ -68,3 +68,13 @@ def test_cli_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     )
     err = capsys.readouterr().err
     assert err.startswith("promote: ") and len(err.strip().splitlines()) == 1
+
+
+def test_compiling_and_promoting_again_gives_the_same_bytes(compiled: Path, tmp_path: Path):
+    """deploy.yml re-runs compare a release path's files byte for byte with a new compile."""
+    again = compile_all(tmp_path / "again", f"{DEV}/trainer@{DIGEST}")
+    for path in again:
+        assert path.read_bytes() == (compiled / path.name).read_bytes()
+    first = promote_folder(compiled, tmp_path / "p1", DEV, PROD)
+    second = promote_folder(tmp_path / "again", tmp_path / "p2", DEV, PROD)
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]

@@ -236,7 +236,7 @@ def test_ci_settings_name_what_the_stacks_create(env: str):
     functions = {f["name"] for f in app["google_cloudfunctions2_function"].values()}
     assert settings["trigger_function"] in functions
     bootstrap = json.loads((ROOT / "infra" / "golden" / f"{env}-bootstrap.json").read_text())
-    (deployer,) = bootstrap["resource"]["google_service_account"].values()
+    deployer = bootstrap["resource"]["google_service_account"]["deployer"]
     assert settings["deployer_service_account"] == (
         f"{deployer['account_id']}@{deployer['project']}.iam.gserviceaccount.com"
     )
@@ -268,6 +268,10 @@ def test_the_build_compiles_the_templates_once_against_the_trainer_digest_and_ke
     assert "--no-clobber" in publish["run"]
     assert '"gs://${BUCKET}/pipelines/${SHA}/"' in publish["run"]
     assert publish["env"]["SHA"] == "${{ github.sha }}"
+    assert "| cmp - " in publish["run"]  # an existing release path must hold these very files
+    # A re-run reuses the commit's images instead of building new digests.
+    push = step_by_id(build, "push")["run"]
+    assert push.index('images describe "${REGISTRY}/${image}:${SHA}"') < push.index("docker build")
 
 
 def test_prod_takes_the_build_templates_never_a_bucket():
@@ -291,6 +295,7 @@ def test_prod_takes_the_build_templates_never_a_bucket():
     assert "build/release/pipelines" in upload["with"]["path"]
     publish = next(s for s in jobs["prod"]["steps"] if "gcloud storage cp" in s.get("run", ""))
     assert "--no-clobber build/release/pipelines/*.yaml" in publish["run"]
+    assert "| cmp - " in publish["run"]
 
 
 def test_prod_copies_the_tested_images_by_digest_and_never_builds():
@@ -351,8 +356,10 @@ def test_prod_applies_only_the_saved_plan_a_reviewer_saw():
     download = step_index(prod, lambda s: s.get("uses", "").startswith("actions/download-art"))
     assert prod["steps"][download]["with"] == {"name": saved["name"], "path": "."}
     apply = step_index(prod, lambda s: "make apply" in s.get("run", ""))
-    assert download < apply == len(prod["steps"]) - 1
+    assert download < apply
     assert prod["steps"][apply]["run"] == "make apply ENV=prod"
+    after = "\n".join(s.get("run", "") for s in prod["steps"][apply + 1 :])
+    assert "terraform" not in after and "make " not in after  # nothing else changes prod
 
 
 def test_every_job_installs_before_it_authenticates_to_google_cloud():
