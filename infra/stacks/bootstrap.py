@@ -55,7 +55,9 @@ DEPLOYER_ROLES: dict[str, str | None] = {
         "grants each function's account run.invoker on its own service: "
         "services.setIamPolicy is only in run.admin"
     ),
-    "roles/serviceusage.serviceUsageAdmin": "enables the APIs the data stack lists",
+    "roles/serviceusage.serviceUsageAdmin": (
+        "enables the APIs the data stack lists: services.enable is only in serviceUsageAdmin"
+    ),
     "roles/storage.admin": (
         "creates the buckets and grants workloads on them; reads and writes Terraform state: "
         "buckets.setIamPolicy is only in storage.admin"
