@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from infra.checkov_gate import main as checkov_gate
+from infra.checkov_gate import resolved_copy
 
 CHECKOV = Path(__file__).resolve().parents[2] / ".venv-checkov" / "bin" / "checkov"
 pytestmark = pytest.mark.skipif(
@@ -96,3 +97,23 @@ def test_skips_are_keyed_by_type_and_references_are_resolved(tmp_path, capsys):
         "STALE   CKV_GCP_62 on names/google_pubsub_topic.shared",
         "FAILED  CKV_GCP_42 on references/google_project_iam_member.robot_admin",
     }
+
+
+def test_the_scanned_copy_of_the_real_stacks_resolves_references_across_stacks(
+    stacks_dir, tmp_path
+):
+    resolved_copy(stacks_dir, tmp_path)
+    copies = {p.parent.name: json.loads(p.read_text()) for p in tmp_path.glob("*/cdk.tf.json")}
+    for name, document in copies.items():
+        text = json.dumps(document["resource"])
+        assert "${" not in text, name  # resolved, or marked as known only after apply
+    for env in ("dev", "prod"):
+        members = {
+            body["member"]
+            for layer in ("app", "bootstrap")
+            for body in copies[f"{env}-{layer}"]["resource"]["google_project_iam_member"].values()
+        }
+        assert members == {
+            f"serviceAccount:recloop-{env}-{account}@recloop-{env}.iam.gserviceaccount.com"
+            for account in ("simulator", "trigger", "pipelines", "deployer")
+        }
