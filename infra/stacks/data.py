@@ -1,10 +1,11 @@
-"""`<env>-data`: everything that holds state, each resource with prevent_destroy.
+"""`<env>-data`: everything that holds state, each stateful resource with prevent_destroy.
 
 Never torn down by a make target or workflow (docs/operations.md). It also holds the Vertex
 AI endpoint: the pipelines deploy models to it outside Terraform, so destroying it would be
 an outage (and fails while models are deployed); the stateless app stack only refers to it.
 The workload accounts are created by `<env>-bootstrap` (the deployer cannot create or delete
 identities); this stack looks them up, so a missing one fails the plan.
+Proved by tests/infra/test_stack_lifecycle.py.
 """
 
 from __future__ import annotations
