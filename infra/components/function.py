@@ -1,6 +1,7 @@
 """A Cloud Function (gen2) fed by one Pub/Sub topic through its own push subscription:
 internal ingress only, its own service account, invoked by that account alone (no public
-invoker), poison messages dead-lettered after bounded retries (infra/components/messaging.py).
+invoker), poison messages dead-lettered after bounded retries (infra/components/messaging.py),
+built by Cloud Build as the builder account into the functions' own image repository.
 
 The function has no Eventarc trigger: Pub/Sub pushes to its service URL, and the
 functions-framework turns a push request into the same `messagePublished` CloudEvent
@@ -40,6 +41,8 @@ class PubSubFunction(Construct):
         environment: dict[str, str],
         dead_letter_topic: str,
         pubsub_agent: str,
+        builder: str,
+        image_repository: str,
         memory: str = "512M",
     ):
         super().__init__(scope, id)
@@ -53,6 +56,8 @@ class PubSubFunction(Construct):
             build_config=Cloudfunctions2FunctionBuildConfig(
                 runtime=RUNTIME,
                 entry_point=entry_point,
+                service_account=builder,
+                docker_repository=image_repository,
                 source=Cloudfunctions2FunctionBuildConfigSource(
                     storage_source=Cloudfunctions2FunctionBuildConfigSourceStorageSource(
                         bucket=source_bucket, object=source_object

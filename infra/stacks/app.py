@@ -119,6 +119,8 @@ class AppStack(TerraformStack):
                 environment=wiring.environment(component, values),
                 dead_letter_topic=messaging.dead_letter.id,
                 pubsub_agent=data.pubsub_agent,
+                builder=data.builder.name,
+                image_repository=data.function_images.id,
                 memory="1G" if component is wiring.SIMULATOR else "512M",
             ).function
             for component in wiring.FUNCTIONS

@@ -3,8 +3,9 @@
 Creates what the deployer must not be able to change: the remote-state bucket, GitHub
 Workload Identity (a pool whose provider admits only this repository, by its numeric ids,
 and for prod only its main branch and named workflows), the workload identities and who may
-act as whom, and the environment's deployer account with exactly what deploying the data and
-app stacks needs. Proved by tests/infra/test_bootstrap.py.
+act as whom, the identity Cloud Build builds the functions as, and the environment's
+deployer account with exactly what deploying the data and app stacks needs.
+Proved by tests/infra/test_bootstrap.py.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ from infra.stacks.data import ACCOUNTS
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 # Project-level roles the app stack grants workloads: the only roles the deployer may grant.
 WORKLOAD_PROJECT_ROLES = ("roles/aiplatform.user", "roles/bigquery.jobUser")
+# Cloud Build builds the functions as this account (the project's default build account may
+# lack the permissions since Cloud Build's July 2024 change; Google's "Custom Service
+# Account for Cloud Build" guide). It writes build logs here, and (data stack) reads the
+# function sources and writes images to the functions' own repository only.
+BUILDER = "builder"
+BUILDER_PROJECT_ROLES = ("roles/logging.logWriter",)
 # Workload → the account it starts work as (the Trigger submits pipeline runs as the
 # pipelines account; the pipelines deploy the predictor as the predictor account).
 ACTS_AS = {"trigger": "pipelines", "pipelines": "predictor"}
@@ -152,6 +159,23 @@ class BootstrapStack(TerraformStack):
             )
             for name in ACCOUNTS
         }
+        self.builder = keep(
+            ServiceAccount(
+                self,
+                "sa_builder",
+                project=project,
+                account_id=config.name(BUILDER),
+                display_name=f"recloop {config.env} function builds",
+            )
+        )
+        for role in BUILDER_PROJECT_ROLES:
+            ProjectIamMember(
+                self,
+                f"builder_{role.split('/')[1].replace('.', '_')}",
+                project=project,
+                role=role,
+                member=self.builder.member,
+            )
         for actor, target in ACTS_AS.items():
             ServiceAccountIamMember(
                 self,
@@ -209,8 +233,9 @@ class BootstrapStack(TerraformStack):
             iam_admin,
             CKV_GCP_42="conditioned: may grant or revoke only WORKLOAD_PROJECT_ROLES",
         )
-        # Deploying functions (and push subscriptions' tokens) as the workload accounts.
-        for name, account in self.workloads.items():
+        # Deploying functions (built as the builder; run, and pushed to, as the workload
+        # accounts) and push subscriptions' tokens.
+        for name, account in {**self.workloads, BUILDER: self.builder}.items():
             ServiceAccountIamMember(
                 self,
                 f"deployer_acts_as_{name}",

@@ -20,6 +20,7 @@ from cdktf_cdktf_provider_google.artifact_registry_repository_iam_member import 
 from cdktf_cdktf_provider_google.data_google_project import DataGoogleProject
 from cdktf_cdktf_provider_google.data_google_service_account import DataGoogleServiceAccount
 from cdktf_cdktf_provider_google.storage_bucket import StorageBucket
+from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
 from cdktf_cdktf_provider_google.vertex_ai_endpoint import VertexAiEndpoint
 from constructs import Construct
 
@@ -49,6 +50,7 @@ SERVICES = [
 # One identity per workload (declared in app/wiring.py); the app stack grants each only
 # what it needs.
 ACCOUNTS = wiring.ACCOUNTS
+BUILDER = "builder"  # Cloud Build's identity for the functions (infra/stacks/bootstrap.py)
 
 
 def endpoint_number(name: str) -> str:
@@ -113,6 +115,7 @@ class DataStack(TerraformStack):
             ),
             CKV2_GCP_24=GOOGLE_MANAGED,
         )
+        self._function_builds(config)
         self.accounts = {
             name: DataGoogleServiceAccount(
                 self, f"sa_{name}", project=config.project_id, account_id=config.name(name)
@@ -120,6 +123,42 @@ class DataStack(TerraformStack):
             for name in ACCOUNTS
         }
         self._outputs()
+
+    def _function_builds(self, config: EnvironmentConfig) -> None:
+        """The builder reads the function sources and writes the functions' images to their
+        own repository: it cannot touch the trainer and predictor images."""
+        self.builder = DataGoogleServiceAccount(
+            self, "sa_builder", project=config.project_id, account_id=config.name(BUILDER)
+        )
+        self.function_images = keep(
+            ArtifactRegistryRepository(
+                self,
+                "function_images",
+                project=config.project_id,
+                location=config.region,
+                repository_id="recloop-functions",
+                format="DOCKER",
+                description="recloop Cloud Functions images (built by Cloud Build)",
+                labels=config.all_labels,
+            )
+        )
+        skip(self.function_images, CKV_GCP_84=GOOGLE_MANAGED)
+        ArtifactRegistryRepositoryIamMember(
+            self,
+            "builder_writes_function_images",
+            project=config.project_id,
+            location=config.region,
+            repository=self.function_images.name,
+            role="roles/artifactregistry.writer",
+            member=self.builder.member,
+        )
+        StorageBucketIamMember(
+            self,
+            "builder_reads_sources",
+            bucket=self.sources.name,
+            role="roles/storage.objectViewer",
+            member=self.builder.member,
+        )
 
     def _bucket(self, id: str, name: str) -> StorageBucket:
         c = self.config

@@ -77,7 +77,8 @@ def test_actas_only_on_named_workload_accounts(stacks, env):
         for key, body in resources(bootstrap, "google_service_account").items()
     }
     assert set(accounts.values()) == {f"recloop-{env}-{a}" for a in ACCOUNTS} | {
-        f"recloop-{env}-deployer"
+        f"recloop-{env}-deployer",
+        f"recloop-{env}-builder",
     }
     act_as: dict[str, set[str]] = {}
     for binding in resources(bootstrap, "google_service_account_iam_member").values():
@@ -89,7 +90,7 @@ def test_actas_only_on_named_workload_accounts(stacks, env):
         actor = binding["member"].split(".")[1]
         act_as.setdefault(actor, set()).add(accounts[target].removeprefix(f"recloop-{env}-"))
     assert act_as == {
-        "deployer": set(ACCOUNTS),
+        "deployer": set(ACCOUNTS) | {"builder"},
         "sa_trigger": {"pipelines"},
         "sa_pipelines": {"predictor"},
     }
@@ -130,15 +131,18 @@ def test_repository_ids_are_typed(tmp_path, monkeypatch):
 
 
 def test_prod_deployer_reads_the_dev_registry_only(stacks):
-    (grant,) = resources(
-        stacks["dev-data"], "google_artifact_registry_repository_iam_member"
-    ).values()
+    grant = one(
+        stacks["dev-data"],
+        "google_artifact_registry_repository_iam_member",
+        role="roles/artifactregistry.reader",
+    )
     assert grant["role"] == "roles/artifactregistry.reader"
     assert grant["member"] == (
         "serviceAccount:recloop-prod-deployer@recloop-prod.iam.gserviceaccount.com"
     )
     assert grant["repository"] == "${google_artifact_registry_repository.registry.name}"
-    assert not resources(stacks["prod-data"], "google_artifact_registry_repository_iam_member")
+    readers = resources(stacks["prod-data"], "google_artifact_registry_repository_iam_member")
+    assert all(r["role"] != "roles/artifactregistry.reader" for r in readers.values())
     # The name granted is the name bootstrap gives prod's deployer.
     prod = config.load("prod")
     deployer = one(
@@ -148,3 +152,27 @@ def test_prod_deployer_reads_the_dev_registry_only(stacks):
         grant["member"]
         == f"serviceAccount:{deployer['account_id']}@{deployer['project']}.iam.gserviceaccount.com"
     )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_functions_build_as_the_builder_into_their_own_repository(stacks, env):
+    data, app = stacks[f"{env}-data"], stacks[f"{env}-app"]
+    repository = one(data, "google_artifact_registry_repository", repository_id="recloop-functions")
+    assert repository["lifecycle"] == {"prevent_destroy": True}
+    writer = one(
+        data, "google_artifact_registry_repository_iam_member", role="roles/artifactregistry.writer"
+    )
+    assert writer["repository"] == "${google_artifact_registry_repository.function_images.name}"
+    assert writer["member"] == "${data.google_service_account.sa_builder.member}"
+    reader = one(data, "google_storage_bucket_iam_member", role="roles/storage.objectViewer")
+    assert reader["member"] == writer["member"] and "sources" in reader["bucket"]
+    for function in resources(app, "google_cloudfunctions2_function").values():
+        build = function["build_config"]
+        assert "sa_buildername" in build["service_account"]
+        assert "function_imagesid" in build["docker_repository"]
+    (logs,) = [
+        b
+        for b in resources(stacks[f"{env}-bootstrap"], "google_project_iam_member").values()
+        if b["member"] == "${google_service_account.sa_builder.member}"
+    ]
+    assert logs["role"] == "roles/logging.logWriter"

@@ -115,5 +115,5 @@ def test_the_scanned_copy_of_the_real_stacks_resolves_references_across_stacks(
         }
         assert members == {
             f"serviceAccount:recloop-{env}-{account}@recloop-{env}.iam.gserviceaccount.com"
-            for account in ("simulator", "trigger", "pipelines", "deployer")
+            for account in ("simulator", "trigger", "pipelines", "deployer", "builder")
         }
