@@ -113,18 +113,22 @@ apply:
 	  terraform -chdir=$(STACKS_DIR)/$$stack apply -input=false -no-color tfplan; \
 	done
 
-# Destroys the stateless app stack. The data stack only with STACK=data CONFIRM=<env>-data.
-destroy: synth infra/node_modules
-ifeq ($(STACK),data)
-	@test "$(CONFIRM)" = "$(ENV)-data" || { echo "refusing: destroying $(ENV)-data deletes data; add CONFIRM=$(ENV)-data"; exit 2; }
-	$(CDKTF) destroy --skip-synth --auto-approve $(ENV)-app $(ENV)-data
-else
-	$(CDKTF) destroy --skip-synth --auto-approve $(ENV)-app
+# Destroys the stateless app stack only. Data stacks hold prevent_destroy resources and no
+# target or workflow destroys one (docs/operations.md, "Deleting data").
+ifneq ($(filter destroy rebuild,$(MAKECMDGOALS)),)
+ifneq ($(STACK),app)
+$(error refusing: make destroy/rebuild act on $(ENV)-app only; $(ENV)-$(STACK) is never destroyed by a make target (see docs/operations.md, "Deleting data"))
+endif
 endif
 
-rebuild: synth infra/node_modules
+destroy: synth infra/node_modules
 	$(CDKTF) destroy --skip-synth --auto-approve $(ENV)-app
-	$(CDKTF) deploy --skip-synth --auto-approve $(ENV)-app
+
+# `make rebuild ENV=… TRAINER_IMAGE=… SERVING_IMAGE=… RELEASE=…` (the app stack's release inputs).
+# cdktf deploys a stack only together with the stacks it depends on: $(ENV)-app needs
+# $(ENV)-data (a no-op plan when nothing changed there).
+rebuild: destroy
+	$(CDKTF) deploy --skip-synth --auto-approve $(ENV)-data $(ENV)-app
 
 clean:
 	rm -rf .recloop .pytest_cache .mypy_cache .ruff_cache infra/cdktf.out infra/build

@@ -2,7 +2,8 @@
 
 checkov's terraform_json scanner reads no inline suppressions, so each skip is written into
 the resource's Terraform JSON "//" comment as `checkov:skip=<id>:<reason>`, and
-`python -m infra.checkov_gate` accepts a failed check only where that resource declares it.
+`python -m infra.checkov_gate` accepts a failed check only where that resource (by stack,
+type and name) declares it, and fails on a declared skip that hides no failure.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """functions-framework entry points (`--target simulator|logger|trigger`).
 
 Cloud Functions gen2 and the local demo load this same file; each target is a CloudEvent
-function fed by a Pub/Sub topic (an Eventarc trigger in cloud, an emulator push
-subscription locally).
+function fed by a Pub/Sub push subscription (infra/components/function.py in the cloud, the
+emulator locally); functions-framework turns a push request into a `messagePublished`
+CloudEvent (tests/test_function_entry_points.py).
 """
 
 from __future__ import annotations

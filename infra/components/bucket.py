@@ -1,4 +1,5 @@
-"""A bucket as recloop keeps them: uniform access, public access prevented, versioned."""
+"""A bucket as recloop keeps them: uniform access, public access prevented, versioned, and
+never destroyed by Terraform (prevent_destroy)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from cdktf_cdktf_provider_google.storage_bucket import (
 from constructs import Construct
 
 from infra.checks import skip
+from infra.lifecycle import keep
 
 
 class SecureBucket(Construct):
@@ -35,4 +37,5 @@ class SecureBucket(Construct):
             force_destroy=False,
             labels=labels,
         )
+        keep(self.bucket)
         skip(self.bucket, CKV_GCP_62="Cloud Audit Logs record data access; no separate log bucket")

@@ -1,5 +1,11 @@
-"""A Cloud Function (gen2) fed by one Pub/Sub topic: internal ingress only, its own service
-account, invoked by that account alone (no public invoker)."""
+"""A Cloud Function (gen2) fed by one Pub/Sub topic through its own push subscription:
+internal ingress only, its own service account, invoked by that account alone (no public
+invoker), poison messages dead-lettered after bounded retries (infra/components/messaging.py),
+built by Cloud Build as the builder account into the functions' own image repository.
+
+The function has no Eventarc trigger: Pub/Sub pushes to its service URL, and the
+functions-framework turns a push request into the same `messagePublished` CloudEvent
+(tests/test_function_entry_points.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +15,14 @@ from cdktf_cdktf_provider_google.cloudfunctions2_function import (
     Cloudfunctions2FunctionBuildConfig,
     Cloudfunctions2FunctionBuildConfigSource,
     Cloudfunctions2FunctionBuildConfigSourceStorageSource,
-    Cloudfunctions2FunctionEventTrigger,
     Cloudfunctions2FunctionServiceConfig,
 )
 from constructs import Construct
 
+from infra.components.messaging import PushSubscription
 from infra.config import EnvironmentConfig
 
 RUNTIME = "python311"
-PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
 class PubSubFunction(Construct):
@@ -34,6 +39,10 @@ class PubSubFunction(Construct):
         source_bucket: str,
         source_object: str,
         environment: dict[str, str],
+        dead_letter_topic: str,
+        pubsub_agent: str,
+        builder: str,
+        image_repository: str,
         memory: str = "512M",
     ):
         super().__init__(scope, id)
@@ -47,6 +56,8 @@ class PubSubFunction(Construct):
             build_config=Cloudfunctions2FunctionBuildConfig(
                 runtime=RUNTIME,
                 entry_point=entry_point,
+                service_account=builder,
+                docker_repository=image_repository,
                 source=Cloudfunctions2FunctionBuildConfigSource(
                     storage_source=Cloudfunctions2FunctionBuildConfigSourceStorageSource(
                         bucket=source_bucket, object=source_object
@@ -62,15 +73,8 @@ class PubSubFunction(Construct):
                 max_instance_count=config.function_max_instances,
                 environment_variables=environment,
             ),
-            event_trigger=Cloudfunctions2FunctionEventTrigger(
-                trigger_region=config.region,
-                event_type=PUBLISHED,
-                pubsub_topic=topic_id,
-                retry_policy="RETRY_POLICY_RETRY",
-                service_account_email=service_account,
-            ),
         )
-        # Eventarc calls the function as its own service account, which alone may invoke it.
+        # Pub/Sub presents a token of the function's own account, which alone may invoke it.
         CloudRunV2ServiceIamMember(
             self,
             "invoker",
@@ -80,3 +84,14 @@ class PubSubFunction(Construct):
             role="roles/run.invoker",
             member=f"serviceAccount:{service_account}",
         )
+        self.subscription = PushSubscription(
+            self,
+            "consumer",
+            config=config,
+            name=name,
+            topic=topic_id,
+            endpoint=self.function.service_config.uri,
+            identity=service_account,
+            dead_letter_topic=dead_letter_topic,
+            agent=pubsub_agent,
+        ).subscription

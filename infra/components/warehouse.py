@@ -14,6 +14,7 @@ from constructs import Construct
 from app.schemas import TABLES, bigquery_fields
 from infra.checks import GOOGLE_MANAGED, skip
 from infra.config import EnvironmentConfig
+from infra.lifecycle import keep
 
 
 class Warehouse(Construct):
@@ -49,6 +50,8 @@ class Warehouse(Construct):
             )
             for schema in TABLES
         }
+        keep(self.dataset)
         skip(self.dataset, CKV_GCP_81=GOOGLE_MANAGED)
         for table in self.tables.values():
+            keep(table)
             skip(table, CKV_GCP_80=GOOGLE_MANAGED)

@@ -1,9 +1,13 @@
-"""`<env>-app`: everything stateless. Safe to destroy and rebuild; holds no data."""
+"""`<env>-app`: everything stateless. Safe to destroy and rebuild; holds no data.
+
+The functions, their push subscriptions, the schedules and the workloads' IAM. The Vertex
+endpoint (which holds deployed models) lives in `<env>-data`; who may act as which account
+is bootstrap's (infra/stacks/bootstrap.py), since the deployer cannot change it.
+"""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 from pathlib import Path
 
 from cdktf import (
@@ -22,18 +26,16 @@ from cdktf_cdktf_provider_google.cloud_scheduler_job import (
 from cdktf_cdktf_provider_google.project_iam_member import ProjectIamMember
 from cdktf_cdktf_provider_google.pubsub_topic import PubsubTopic
 from cdktf_cdktf_provider_google.pubsub_topic_iam_member import PubsubTopicIamMember
-from cdktf_cdktf_provider_google.service_account_iam_member import ServiceAccountIamMember
 from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
 from cdktf_cdktf_provider_google.storage_bucket_object import StorageBucketObject
-from cdktf_cdktf_provider_google.vertex_ai_endpoint import VertexAiEndpoint
 from constructs import Construct
 
 from app import wiring
 from app.config import SettingPath
 from app.loop.parameters import RETRAINING
-from infra.checks import skip
 from infra.components.function import PubSubFunction
 from infra.config import EnvironmentConfig
+from infra.stacks.bootstrap import WORKLOAD_PROJECT_ROLES
 from infra.stacks.common import provider, remote_state
 from infra.stacks.data import DataStack
 
@@ -45,11 +47,6 @@ RELEASE_PATTERN = "^[0-9a-f]{40}$"
 def release_template(artifacts: str, release: str, pipeline: str) -> str:
     """Where a release's compiled pipeline lives (written once per release, never overwritten)."""
     return f"{artifacts}/pipelines/{release}/{pipeline}.yaml"
-
-
-def endpoint_number(name: str) -> str:
-    """Vertex endpoint ids are numeric; derive a stable one from the name."""
-    return str(int(hashlib.sha256(name.encode()).hexdigest(), 16) % 9_000_000_000 + 1_000_000_000)
 
 
 class AppStack(TerraformStack):
@@ -64,21 +61,6 @@ class AppStack(TerraformStack):
         messaging = data.messaging
         artifacts = f"gs://{data.artifacts.name}"
 
-        self.endpoint = VertexAiEndpoint(
-            self,
-            "endpoint",
-            project=project,
-            location=config.region,
-            region=config.region,
-            name=endpoint_number(config.name("endpoint")),
-            display_name=config.name("endpoint"),
-            labels=config.all_labels,
-        )
-        skip(
-            self.endpoint,
-            CKV2_GCP_33="reached over the Vertex API, behind IAM; no public invoker",
-            CKV2_GCP_24="Google-managed encryption; the endpoint stores no data",
-        )
         asset = TerraformAsset(
             self, "function_source", path=str(function_source), type=AssetType.ARCHIVE
         )
@@ -117,7 +99,7 @@ class AppStack(TerraformStack):
             ("pubsub", "project_id"): project,
             ("pubsub", "dead_letter_topic"): messaging.dead_letter.name,
             **{path: topic.name for path, topic in topics.items()},
-            ("loop", "vertex_endpoint"): self.endpoint.id,
+            ("loop", "vertex_endpoint"): data.endpoint.id,
             ("loop", "pipeline_root"): f"{artifacts}/pipeline-root",
             ("loop", "retraining_template"): release_template(
                 artifacts, release["release"], RETRAINING
@@ -135,6 +117,10 @@ class AppStack(TerraformStack):
                 source_bucket=data.sources.name,
                 source_object=source.name,
                 environment=wiring.environment(component, values),
+                dead_letter_topic=messaging.dead_letter.id,
+                pubsub_agent=data.pubsub_agent,
+                builder=data.builder.name,
+                image_repository=data.function_images.id,
                 memory="1G" if component is wiring.SIMULATOR else "512M",
             ).function
             for component in wiring.FUNCTIONS
@@ -143,6 +129,8 @@ class AppStack(TerraformStack):
 
         # IAM: each workload gets exactly the roles its code uses.
         def project_role(key: str, account: str, role: str) -> None:
+            if role not in WORKLOAD_PROJECT_ROLES:  # the deployer may grant no other
+                raise ValueError(f"{role} is not in bootstrap.WORKLOAD_PROJECT_ROLES")
             ProjectIamMember(
                 self, key, project=project, role=role, member=f"serviceAccount:{accounts[account]}"
             )
@@ -176,26 +164,17 @@ class AppStack(TerraformStack):
                 member=f"serviceAccount:{accounts[account]}",
             )
 
-        for account in ("simulator", "logger", "trigger"):
-            project_role(f"{account}_event_receiver", account, "roles/eventarc.eventReceiver")
         # Logger: writes rows; forwards malformed messages to the dead-letter topic.
         dataset_role("logger_data_editor", "logger", "roles/bigquery.dataEditor")
         topic_role("logger_dead_letter", "logger", messaging.dead_letter.name)
         # Simulator: asks the endpoint, publishes feedback.
         project_role("simulator_predict", "simulator", "roles/aiplatform.user")
         topic_role("simulator_feedback", "simulator", messaging.feedback.name)
-        # Trigger: counts examples, starts the pipeline as the pipelines account.
+        # Trigger: counts examples, starts the pipeline as the pipelines account (bootstrap).
         dataset_role("trigger_data_viewer", "trigger", "roles/bigquery.dataViewer")
         project_role("trigger_jobs", "trigger", "roles/bigquery.jobUser")
         project_role("trigger_pipelines", "trigger", "roles/aiplatform.user")
         bucket_role("trigger_template", "trigger", "roles/storage.objectViewer")
-        ServiceAccountIamMember(
-            self,
-            "trigger_acts_as_pipelines",
-            service_account_id=data.accounts["pipelines"].name,
-            role="roles/iam.serviceAccountUser",
-            member=f"serviceAccount:{accounts['trigger']}",
-        )
         # Predictor: reads the policy, logs predictions.
         bucket_role("predictor_policies", "predictor", "roles/storage.objectViewer")
         topic_role("predictor_logs", "predictor", messaging.prediction_logs.name)
@@ -234,8 +213,6 @@ class AppStack(TerraformStack):
         TerraformOutput(
             self, "trainer_environment", value=wiring.environment(wiring.TRAINER, values)
         )
-        TerraformOutput(self, "endpoint_id", value=self.endpoint.id)
-        TerraformOutput(self, "endpoint_name", value=self.endpoint.name)
         for name, function in self.functions.items():
             TerraformOutput(self, f"function_{name.replace('-', '_')}", value=function.name)
 

@@ -1,20 +1,38 @@
-"""`<env>-data`: everything that holds state. Never torn down casually."""
+"""`<env>-data`: everything that holds state, each stateful resource with prevent_destroy.
+
+Never torn down by a make target or workflow (docs/operations.md). It also holds the Vertex
+AI endpoint: the pipelines deploy models to it outside Terraform, so destroying it would be
+an outage (and fails while models are deployed); the stateless app stack only refers to it.
+The workload accounts are created by `<env>-bootstrap` (the deployer cannot create or delete
+identities); this stack looks them up, so a missing one fails the plan.
+Proved by tests/infra/test_stack_lifecycle.py.
+"""
 
 from __future__ import annotations
 
+import hashlib
+
 from cdktf import TerraformOutput, TerraformStack
 from cdktf_cdktf_provider_google.artifact_registry_repository import ArtifactRegistryRepository
-from cdktf_cdktf_provider_google.service_account import ServiceAccount
+from cdktf_cdktf_provider_google.artifact_registry_repository_iam_member import (
+    ArtifactRegistryRepositoryIamMember,
+)
+from cdktf_cdktf_provider_google.data_google_project import DataGoogleProject
+from cdktf_cdktf_provider_google.data_google_service_account import DataGoogleServiceAccount
 from cdktf_cdktf_provider_google.storage_bucket import StorageBucket
+from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
+from cdktf_cdktf_provider_google.vertex_ai_endpoint import VertexAiEndpoint
 from constructs import Construct
 
 from app import wiring
+from infra import config as environments
 from infra.checks import GOOGLE_MANAGED, skip
 from infra.components.apis import Apis
 from infra.components.bucket import SecureBucket
-from infra.components.messaging import Messaging
+from infra.components.messaging import Messaging, pubsub_agent
 from infra.components.warehouse import Warehouse
 from infra.config import EnvironmentConfig
+from infra.lifecycle import keep
 from infra.stacks.common import provider, remote_state
 
 SERVICES = [
@@ -24,7 +42,6 @@ SERVICES = [
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
-    "eventarc.googleapis.com",
     "iam.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
@@ -33,6 +50,12 @@ SERVICES = [
 # One identity per workload (declared in app/wiring.py); the app stack grants each only
 # what it needs.
 ACCOUNTS = wiring.ACCOUNTS
+BUILDER = "builder"  # Cloud Build's identity for the functions (infra/stacks/bootstrap.py)
+
+
+def endpoint_number(name: str) -> str:
+    """Vertex endpoint ids are numeric; derive a stable one from the name."""
+    return str(int(hashlib.sha256(name.encode()).hexdigest(), 16) % 9_000_000_000 + 1_000_000_000)
 
 
 class DataStack(TerraformStack):
@@ -41,33 +64,101 @@ class DataStack(TerraformStack):
         self.config = config
         remote_state(self, config, "data")
         provider(self, config)
+        project = DataGoogleProject(self, "project", project_id=config.project_id)
+        self.pubsub_agent = pubsub_agent(project.number)
         self.apis = Apis(self, "apis", config.project_id, SERVICES)
         self.warehouse = Warehouse(self, "warehouse", config)
         self.artifacts = self._bucket("artifacts", config.name("artifacts"))
         self.sources = self._bucket("sources", config.name("function-sources"))
-        self.messaging = Messaging(self, "messaging", config)
-        self.registry = ArtifactRegistryRepository(
-            self,
-            "registry",
-            project=config.project_id,
-            location=config.region,
-            repository_id="recloop",
-            format="DOCKER",
-            description="recloop trainer and predictor images",
-            labels=config.all_labels,
+        self.messaging = Messaging(self, "messaging", config, self.pubsub_agent)
+        self.registry = keep(
+            ArtifactRegistryRepository(
+                self,
+                "registry",
+                project=config.project_id,
+                location=config.region,
+                repository_id="recloop",
+                format="DOCKER",
+                description="recloop trainer and predictor images",
+                labels=config.all_labels,
+            )
         )
         skip(self.registry, CKV_GCP_84=GOOGLE_MANAGED)
-        self.accounts = {
-            name: ServiceAccount(
+        # Promotion copies the tested images by digest: the next environment's deployer reads.
+        for target in config.promotes_to:
+            ArtifactRegistryRepositoryIamMember(
                 self,
-                f"sa_{name}",
+                f"registry_reader_{target}_deployer",
                 project=config.project_id,
-                account_id=config.name(name),
-                display_name=f"recloop {config.env} {name}",
+                location=config.region,
+                repository=self.registry.name,
+                role="roles/artifactregistry.reader",
+                member=f"serviceAccount:{environments.load(target).deployer_email}",
+            )
+        self.endpoint = keep(
+            VertexAiEndpoint(
+                self,
+                "endpoint",
+                project=config.project_id,
+                location=config.region,
+                region=config.region,
+                name=endpoint_number(config.name("endpoint")),
+                display_name=config.name("endpoint"),
+                labels=config.all_labels,
+            )
+        )
+        skip(
+            self.endpoint,
+            CKV2_GCP_33=(
+                "a public endpoint only in network terms: predicting needs IAM "
+                "(aiplatform.endpoints.predict); a private one needs a VPC peering recloop lacks"
+            ),
+            CKV2_GCP_24=GOOGLE_MANAGED,
+        )
+        self._function_builds(config)
+        self.accounts = {
+            name: DataGoogleServiceAccount(
+                self, f"sa_{name}", project=config.project_id, account_id=config.name(name)
             )
             for name in ACCOUNTS
         }
         self._outputs()
+
+    def _function_builds(self, config: EnvironmentConfig) -> None:
+        """The builder reads the function sources and writes the functions' images to their
+        own repository: it cannot touch the trainer and predictor images."""
+        self.builder = DataGoogleServiceAccount(
+            self, "sa_builder", project=config.project_id, account_id=config.name(BUILDER)
+        )
+        self.function_images = keep(
+            ArtifactRegistryRepository(
+                self,
+                "function_images",
+                project=config.project_id,
+                location=config.region,
+                repository_id="recloop-functions",
+                format="DOCKER",
+                description="recloop Cloud Functions images (built by Cloud Build)",
+                labels=config.all_labels,
+            )
+        )
+        skip(self.function_images, CKV_GCP_84=GOOGLE_MANAGED)
+        ArtifactRegistryRepositoryIamMember(
+            self,
+            "builder_writes_function_images",
+            project=config.project_id,
+            location=config.region,
+            repository=self.function_images.name,
+            role="roles/artifactregistry.writer",
+            member=self.builder.member,
+        )
+        StorageBucketIamMember(
+            self,
+            "builder_reads_sources",
+            bucket=self.sources.name,
+            role="roles/storage.objectViewer",
+            member=self.builder.member,
+        )
 
     def _bucket(self, id: str, name: str) -> StorageBucket:
         c = self.config
@@ -86,5 +177,7 @@ class DataStack(TerraformStack):
             "simulate_topic": self.messaging.simulate.name,
             "retrain_topic": self.messaging.retrain.name,
             "dead_letter_topic": self.messaging.dead_letter.name,
+            "endpoint_id": self.endpoint.id,
+            "endpoint_name": self.endpoint.name,
         }.items():
             TerraformOutput(self, f"{key}_output", value=value)

@@ -12,7 +12,7 @@ FUNCTIONS = {
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_functions_are_pubsub_triggered_internal_and_built_from_the_archive(stacks, env):
+def test_functions_are_pubsub_fed_internal_and_built_from_the_archive(stacks, env):
     app = stacks[f"{env}-app"]
     functions = {f["name"]: f for f in resources(app, "google_cloudfunctions2_function").values()}
     assert set(functions) == {f"recloop-{env}-{name}" for name in FUNCTIONS}
@@ -27,11 +27,14 @@ def test_functions_are_pubsub_triggered_internal_and_built_from_the_archive(stac
         assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
         assert service["environment_variables"]["RECLOOP_PROFILE"] == env
         assert f"sa_{entry_point}" in service["service_account_email"]  # the data stack's account
-        trigger = function["event_trigger"]
-        assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
-        assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
-        assert f"messaging_{topic}" in trigger["pubsub_topic"]  # the data stack's topic
-        assert trigger["service_account_email"] == service["service_account_email"]
+        key = next(
+            k for k, f in resources(app, "google_cloudfunctions2_function").items() if f is function
+        )
+        subscription = one(app, "google_pubsub_subscription", name=function["name"])
+        assert subscription["push_config"]["push_endpoint"] == (
+            f"${{google_cloudfunctions2_function.{key}.service_config[0].uri}}"
+        )
+        assert f"messaging_{topic}" in subscription["topic"]  # the data stack's topic
     source = one(app, "google_storage_bucket_object", name="functions/<archive-hash>.zip")
     assert source["source"] == "assets/function_source/<archive-hash>/archive.zip"
 
@@ -58,15 +61,6 @@ def test_schedules_publish_ticks(stacks, env):
     ) == expected
     for job in jobs.values():
         assert job["pubsub_target"]["data"] == "e30="  # {}
-
-
-@pytest.mark.parametrize("env", ENVS)
-def test_one_vertex_endpoint_named_for_the_environment(stacks, env):
-    endpoint = one(
-        stacks[f"{env}-app"], "google_vertex_ai_endpoint", display_name=f"recloop-{env}-endpoint"
-    )
-    assert endpoint["name"].isdigit() and len(endpoint["name"]) == 10
-    assert "endpoint_id" in stacks[f"{env}-app"]["output"]
 
 
 def test_app_stack_refers_to_data_stack_names_not_copies(stacks):

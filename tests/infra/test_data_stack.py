@@ -46,11 +46,9 @@ def test_topics_dead_letter_and_registry(stacks, env):
         "recloop-feedback",
         "recloop-simulate",
         "recloop-retrain",
-        "recloop-prediction-logs-dead-letter",
+        "recloop-dead-letter",
     }
-    subscription = one(
-        data, "google_pubsub_subscription", name="recloop-prediction-logs-dead-letter"
-    )
+    subscription = one(data, "google_pubsub_subscription", name="recloop-dead-letter")
     assert subscription["retry_policy"] == {"minimum_backoff": "10s", "maximum_backoff": "600s"}
     assert (
         one(data, "google_artifact_registry_repository", repository_id="recloop")["format"]

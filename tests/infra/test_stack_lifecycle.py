@@ -1,0 +1,125 @@
+"""Teardown and rebuild as an operator runs them: which stacks each make target hands cdktf,
+checked against the dependency graph cdktf itself synthesised (manifest.json), and what
+refuses to be destroyed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.infra.helpers import one, resources
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVS = ("dev", "prod")
+# Resources that hold data or identity: losing one loses data or breaks what refers to it.
+STATEFUL = {
+    "google_artifact_registry_repository",
+    "google_bigquery_dataset",
+    "google_bigquery_table",
+    "google_iam_workload_identity_pool",
+    "google_pubsub_topic",
+    "google_service_account",
+    "google_storage_bucket",
+    "google_vertex_ai_endpoint",
+}
+
+
+def dependencies(stacks_dir: Path) -> dict[str, list[str]]:
+    manifest = json.loads((stacks_dir.parent / "manifest.json").read_text())
+    return {name: stack["dependencies"] for name, stack in manifest["stacks"].items()}
+
+
+def cdktf_commands(*args: str) -> tuple[int, list[tuple[str, list[str]]], str]:
+    """`make -n` of a target: its exit code, the cdktf (verb, stacks) it would run, stderr."""
+    run = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "-o", "infra/node_modules", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    commands = []
+    for line in run.stdout.splitlines():
+        if m := re.search(r"\bcdktf (deploy|destroy|apply)\b(.*)", line):
+            stacks = [t for t in m.group(2).split() if not t.startswith("-")]
+            commands.append((m.group(1), stacks))
+    return run.returncode, commands, run.stderr
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("target", ["rebuild", "destroy"])
+def test_make_targets_hand_cdktf_every_stack_it_requires(stacks_dir, env, target):
+    """cdktf refuses to deploy a stack without its dependencies and to destroy one without
+    its dependants (checkIfAllDependenciesAreIncluded / ...DependantsAreIncluded)."""
+    graph = dependencies(stacks_dir)
+    code, commands, stderr = cdktf_commands(target, f"ENV={env}")
+    assert code == 0, stderr
+    assert commands
+    for verb, stacks in commands:
+        assert set(stacks) <= set(graph), stacks
+        if verb == "deploy":
+            missing = {d for s in stacks for d in graph[s]} - set(stacks)
+        else:
+            missing = {s for s, deps in graph.items() for d in deps if d in stacks} - set(stacks)
+        assert not missing, f"make {target} ENV={env}: cdktf {verb} {stacks} lacks {missing}"
+        if verb == "destroy":
+            assert stacks == [f"{env}-app"]  # never data, never bootstrap
+    if target == "rebuild":
+        assert commands[0] == ("destroy", [f"{env}-app"])
+        assert commands[-1][0] == "deploy" and f"{env}-app" in commands[-1][1]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_no_make_target_destroys_a_data_stack(env):
+    for stack in ("data", "bootstrap"):
+        for confirm in ("", f"CONFIRM={env}-{stack}"):
+            args = ["destroy", f"ENV={env}", f"STACK={stack}"] + ([confirm] if confirm else [])
+            code, commands, stderr = cdktf_commands(*args)
+            assert code != 0 and not commands
+            assert "refusing" in stderr and "Deleting data" in stderr
+
+
+def test_no_workflow_destroys_anything_but_an_app_stack():
+    for path in (ROOT / ".github" / "workflows").glob("*.yml"):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job.get("steps", []):
+                script = step.get("run", "")
+                assert not re.search(r"\b(cdktf|terraform)\b[^\n]*\bdestroy\b", script), path
+                assert "STACK=" not in script, path
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_stateful_resource_refuses_destruction(stacks, env):
+    found = set()
+    for layer in ("data", "bootstrap"):
+        for kind, items in stacks[f"{env}-{layer}"]["resource"].items():
+            for name, body in items.items():
+                if kind in STATEFUL or (kind == "google_pubsub_subscription" and layer == "data"):
+                    found.add(kind)
+                    assert body.get("lifecycle") == {"prevent_destroy": True}, (layer, kind, name)
+    assert found == STATEFUL | {"google_pubsub_subscription"}
+    app = stacks[f"{env}-app"]["resource"]
+    assert not STATEFUL & set(app)
+    assert not any("lifecycle" in body for items in app.values() for body in items.values())
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_endpoint_lives_with_the_data_and_the_app_refers_to_it(stacks, env):
+    endpoint = one(
+        stacks[f"{env}-data"], "google_vertex_ai_endpoint", display_name=f"recloop-{env}-endpoint"
+    )
+    assert endpoint["name"].isdigit() and len(endpoint["name"]) == 10
+    assert endpoint["lifecycle"] == {"prevent_destroy": True}
+    assert "endpoint_id_output" in stacks[f"{env}-data"]["output"]
+    assert not resources(stacks[f"{env}-app"], "google_vertex_ai_endpoint")
+    for function in resources(stacks[f"{env}-app"], "google_cloudfunctions2_function").values():
+        value = function["service_config"]["environment_variables"][
+            "RECLOOP__LOOP__VERTEX_ENDPOINT"
+        ]
+        assert re.fullmatch(
+            r"\$\{data\.terraform_remote_state\.[^}]*google_vertex_ai_endpoint[^}]*\}", value
+        )
