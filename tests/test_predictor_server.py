@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
+from hypothesis import given, settings
 from tf_agents.trajectories import time_step as ts
 
 from app.local.processes import PYTHON, free_port, running
+from app.predictor.policy import load_policy
+from tests.test_predictor_fuzz import FUZZ, bodies, check_answer
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +89,21 @@ def test_oversized_bodies_get_a_readable_413(server: str, size: int):
         assert payload["error"] == f"request body is {len(body)} bytes; the limit is 1500000"
     ok = httpx.post(server, json={"instances": [{"observation": [0.1, 0.2, 0.3, 0.4, 0.5]}]})
     assert ok.status_code == 200
+
+
+def test_fuzzed_bodies_through_the_real_server_never_get_a_5xx(server: str, trained_policy: Path):
+    """The fuzz of tests/test_predictor_fuzz.py, fewer bodies, through Granian's HTTP stack."""
+    policy = load_policy(str(trained_policy))
+    with httpx.Client(timeout=30) as client:
+
+        @settings(FUZZ, max_examples=300)
+        @given(body=bodies)
+        def fuzz(body: bytes) -> None:
+            response = client.post(
+                server, content=body, headers={"content-type": "application/json"}
+            )
+            check_answer(policy, body, response.status_code, response.json(), limit=1_500_000)
+
+        fuzz()
+        ok = client.post(server, json={"instances": [{"observation": [0.1, 0.2, 0.3, 0.4, 0.5]}]})
+        assert ok.status_code == 200

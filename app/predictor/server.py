@@ -188,9 +188,7 @@ class PredictorApp:
             }
         content = await body.read(self.max_body_bytes)
         if content is None:
-            return 413, {
-                "error": f"request body exceeds the limit of {self.max_body_bytes} bytes"
-            }
+            return 413, {"error": f"request body exceeds the limit of {self.max_body_bytes} bytes"}
         try:
             request = parse(content, policy.rank_k)
         except BadRequest as err:
