@@ -34,6 +34,7 @@ def train_on_policy(
     history = history or History()
     started = time.perf_counter()
     for loop in range(len(history.loops), training_loops):
+        learner.start_loop(loop)
         observations: list[Observation] = []
         actions: list[np.ndarray] = []
         outcomes: list[Outcome] = []
