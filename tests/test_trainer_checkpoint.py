@@ -86,13 +86,13 @@ class Died(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("agent", ["linucb", "lints", "neural_epsilon_greedy"])
+@pytest.mark.parametrize("agent", ["linucb", "lints", "neural_epsilon_greedy", "neural_linucb"])
 def test_a_run_that_dies_resumes_to_the_same_result(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent: str
 ):
     """Dies right after the checkpoint of loop 8; run again, it ends where an
     uninterrupted run ends: same metrics, same policy parameters (RNG states included)."""
-    loops = 12 if agent == "neural_epsilon_greedy" else 30
+    loops = 10 if agent.startswith("neural") else 30
     args = dataclasses.replace(SMALL, agent=agent, training_loops=loops)
     straight_settings = elsewhere(settings, tmp_path, "straight")
     straight = run(args, straight_settings)

@@ -87,7 +87,9 @@ class Checkpoints:
             )
         learner.load(folder)
         env.rng.bit_generator.state = progress["environment_rng"]
-        return History.from_json(progress["history"])
+        history = History.from_json(progress["history"])
+        history.seconds = float(progress["seconds"])
+        return history
 
     def save(self, learner: Learner, env: Environment, history: History) -> str:
         """Writes a checkpoint of the run after `len(history.loops)` loops; returns its folder."""
@@ -107,6 +109,7 @@ class Checkpoints:
             "run": self.run,
             "environment_rng": env.rng.bit_generator.state,
             "history": history.to_json(),
+            "seconds": history.seconds,
         }
         with tf.io.gfile.GFile(join(folder, PROGRESS_FILE), "w") as f:
             f.write(json.dumps(progress))
