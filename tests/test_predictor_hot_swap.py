@@ -211,3 +211,35 @@ def test_reloads_do_not_leak(trained_policy: Path):
     assert alive == [0, len(built) - 1]
     assert after - before < 2 * 2**20, f"{after - before} bytes kept over 40 reloads"
     gc.unfreeze()  # leave the collector as other tests expect it
+
+
+def test_the_watcher_waits_for_the_first_load(trained_policy: Path):
+    policy = load_policy(str(trained_policy))
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_loader() -> ServingPolicy:
+        calls.append(1)
+        release.wait(10)
+        return policy
+
+    app = PredictorApp(slow_loader, marker=lambda: "v1", reload_seconds=0.01)
+
+    async def scenario() -> int:
+        lifespan: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await lifespan.put({"type": "lifespan.startup"})
+
+        async def send(message: dict[str, Any]) -> None:
+            pass
+
+        running_app = asyncio.create_task(app({"type": "lifespan"}, lifespan.get, send))
+        await asyncio.sleep(0.3)  # many watch periods while the first load is still going
+        release.set()
+        while app.policy is None:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        await lifespan.put({"type": "lifespan.shutdown"})
+        await running_app
+        return len(calls)
+
+    assert asyncio.run(scenario()) == 1

@@ -100,8 +100,13 @@ class PredictorApp:
         log.info("serving policy %s from %s", policy.version, policy.uri)
 
     async def watch(self) -> None:
-        """Follows the deployment pointer; a failed reload keeps the current policy serving."""
+        """Follows the deployment pointer; a failed reload keeps the current policy serving.
+
+        Starts once the first load has finished: loading the same policy twice at once would
+        double start-up time and memory (tests/test_predictor_hot_swap.py)."""
         assert self.marker is not None
+        if self._loading is not None:
+            await self._loading
         while True:
             await asyncio.sleep(self.reload_seconds)
             try:

@@ -154,7 +154,8 @@ class TfAgentLearner:
     def start_loop(self, loop: int) -> None:
         """Re-seeds TensorFlow from (seed, loop): a loop's random draws then depend only on
         them and the agent's variables, so a run resumed from a checkpoint draws what an
-        uninterrupted one would (TensorFlow's global RNG state cannot be checkpointed)."""
+        uninterrupted one would (TensorFlow's global RNG state cannot be checkpointed;
+        tests/test_trainer_checkpoint.py::test_a_run_that_dies_resumes_to_the_same_result)."""
         import tensorflow as tf
 
         if self.seed is not None:
