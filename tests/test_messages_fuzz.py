@@ -10,8 +10,10 @@ store nothing from a bad message, and still store a good one afterwards.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -166,6 +168,41 @@ def test_built_messages_parse_back_exactly(request_id, time, version, rows):
     assert [(r.instance_index, r.reward, r.time) for r in back] == [
         (i, r, time.astimezone(UTC)) for i, r in rewards
     ]
+
+
+def test_memory_stays_flat_while_parsing_bad_and_good_messages():
+    rows = [{"instance_index": 0, "observation": [1.0], "action": 1, "propensity": None}]
+    corpus = [
+        b"",
+        b"{",
+        b'{"kind": "feedback", "time": "0001-01-01T00:00:00+05:00"}',
+        json.dumps({"kind": "prediction_log", "predictions": [{"observation": [1e308] * 50}]}),
+        messages.prediction_log("r", NOW, "v", rows * 20),
+        messages.feedback("r", [(i, 1.0) for i in range(20)], "s", NOW),
+    ]
+    events_ = [
+        envelope(base64.b64encode(d if isinstance(d, bytes) else d.encode()).decode())
+        for d in corpus
+    ]
+    events_ += [envelope("é"), envelope(1), {"message": None}]
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            for event in events_:
+                with contextlib.suppress(EventError, messages.MessageError):
+                    messages.parse(pubsub_message(event).data)
+
+    rounds(50)
+    tracemalloc.start()
+    try:
+        rounds(50)
+        before = tracemalloc.take_snapshot()
+        rounds(300)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert growth < 128 * 1024, f"{growth} bytes kept after 2,700 more messages"
 
 
 # -- CloudEvents -------------------------------------------------------------------------------
