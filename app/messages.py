@@ -1,7 +1,8 @@
 """The closed loop's Pub/Sub messages: what the predictor, the simulator and users publish.
 
 Every message is JSON. Parsing is strict and every error names the offending field, because
-the Logger must reject a malformed message with a reason rather than store half of it.
+the Logger must reject a malformed message with a reason rather than store half of it: any
+input either parses or raises MessageError (tests/test_messages_fuzz.py).
 """
 
 from __future__ import annotations
@@ -151,8 +152,8 @@ def _time(m: dict[str, Any], key: str) -> datetime:
     value = m.get(key)
     try:
         parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise MessageError(f"{key} must be an ISO 8601 time with a zone, got {value!r}")
-    return parsed.astimezone(UTC)
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: no UTC time at the calendar's edge
+        pass
+    raise MessageError(f"{key} must be an ISO 8601 time with a zone, got {value!r}")

@@ -200,8 +200,8 @@ def test_json_with_charset_is_fine(app: PredictorApp):
 def test_bodies_over_the_vertex_limit_are_refused(app: PredictorApp):
     filler = b'{"instances": [{"observation": [0,0,0,0,0]}], "pad": "' + b"x" * 1_500_000 + b'"}'
     response = call(app, "POST", "/p", content=filler, headers={"content-type": "application/json"})
-    assert response.status_code == 400
-    assert "limit" in response.json()["error"]
+    assert response.status_code == 413
+    assert "limit is 1500000" in response.json()["error"]
 
 
 def test_routes_and_methods(app: PredictorApp):

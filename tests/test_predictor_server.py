@@ -1,14 +1,21 @@
 """`python -m app.predictor` as Vertex AI runs the container: configured by AIP_* only."""
 
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import requests
 import tensorflow as tf
+from hypothesis import given, settings
 from tf_agents.trajectories import time_step as ts
 
 from app.local.processes import PYTHON, free_port, running
+from app.predictor.policy import load_policy
+from tests.test_predictor_fuzz import FUZZ, bodies, check_answer
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +52,58 @@ def test_streamed_body_over_the_limit_is_refused_and_the_server_keeps_serving(se
         yield b'"}'
 
     response = httpx.post(server, content=chunks(), headers={"content-type": "application/json"})
-    assert response.status_code == 400 and "exceeds the limit" in response.json()["error"]
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
     for body in (b"", b"{", b'{"instances": [{"observation": [1, "a", 3, 4, 5]}]}'):
         bad = httpx.post(server, content=body, headers={"content-type": "application/json"})
         assert bad.status_code == 400
     ok = httpx.post(server, json={"instances": [{"observation": [0.1, 0.2, 0.3, 0.4, 0.5]}]})
     assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
+
+
+def oversized(size: int) -> bytes:
+    return b'{"instances": [{"observation": [0,0,0,0,0]}], "pad": "' + b"x" * size + b'"}'
+
+
+def post_with_urllib(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.mark.parametrize("size", [2_000_000, 20_000_000])
+def test_oversized_bodies_get_a_readable_413(server: str, size: int):
+    """Clients that send their whole body before reading (urllib, requests) read the 413 too:
+    the server drains the refused body instead of closing on it (a reset, before)."""
+    body = oversized(size)
+    headers = {"content-type": "application/json"}
+    answers = [
+        post_with_urllib(server, body),
+        (lambda r: (r.status_code, r.json()))(requests.post(server, data=body, headers=headers)),
+        (lambda r: (r.status_code, r.json()))(httpx.post(server, content=body, headers=headers)),
+    ]
+    for status, payload in answers:
+        assert status == 413
+        assert payload["error"] == f"request body is {len(body)} bytes; the limit is 1500000"
+    ok = httpx.post(server, json={"instances": [{"observation": [0.1, 0.2, 0.3, 0.4, 0.5]}]})
+    assert ok.status_code == 200
+
+
+def test_fuzzed_bodies_through_the_real_server_never_get_a_5xx(server: str, trained_policy: Path):
+    """The fuzz of tests/test_predictor_fuzz.py, fewer bodies, through Granian's HTTP stack."""
+    policy = load_policy(str(trained_policy))
+    with httpx.Client(timeout=30) as client:
+
+        @settings(FUZZ, max_examples=300)
+        @given(body=bodies)
+        def fuzz(body: bytes) -> None:
+            response = client.post(
+                server, content=body, headers={"content-type": "application/json"}
+            )
+            check_answer(policy, body, response.status_code, response.json(), limit=1_500_000)
+
+        fuzz()
+        ok = client.post(server, json={"instances": [{"observation": [0.1, 0.2, 0.3, 0.4, 0.5]}]})
+        assert ok.status_code == 200

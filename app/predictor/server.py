@@ -1,11 +1,14 @@
 """The prediction server: a small ASGI app speaking Vertex AI's custom-container contract.
 
 Routes come from AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE. Health answers 200 only once a
-policy is loaded (Vertex routes no traffic before). Every bad request gets a 400 naming the
-problem; the server itself never falls over on input. When a deployment moves the policy
-pointer, the new version is loaded beside the old one and swapped in: requests in flight
-finish on the policy they started with. Served predictions go to an optional sink (the
-Pub/Sub prediction log) after the response is sent, so logging never delays an answer.
+policy is loaded (Vertex routes no traffic before). Every bad request gets a 4xx naming the
+problem and the server never answers 5xx to input (tests/test_predictor_fuzz.py); a body over
+the limit gets a 413 that the client can read, because the body is drained before answering
+(tests/test_predictor_server.py::test_oversized_bodies_get_a_readable_413). When a deployment
+moves the policy pointer, the new version is loaded beside the old one and swapped in:
+requests in flight finish on the policy they started with, and no response mixes versions
+(tests/test_predictor_hot_swap.py). Served predictions go to an optional sink (the Pub/Sub
+prediction log) after the response is sent, so logging never delays an answer.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# A refused body is read and thrown away up to this size before answering: a client that
+# sends its whole body before reading (urllib, requests) sees a reset, not the answer, if the
+# server stops reading early. Past it the connection is closed without reading the rest.
+DRAIN_BYTES = 64 * 2**20
 
 
 class PredictionSink(Protocol):
@@ -80,16 +87,26 @@ class PredictorApp:
             self.load_error = f"{type(err).__name__}: {err}"
             log.error("could not load the policy: %s", self.load_error)
             return
+        first = self.policy is None
         self.policy, self._loaded_marker, self.load_error = policy, marker, None
-        # TensorFlow leaves millions of long-lived objects behind; moving them out of the
-        # collector's sight keeps full collections, and so tail latency, short.
-        gc.collect()
-        gc.freeze()
+        if first:
+            # TensorFlow leaves millions of long-lived objects behind; moving them out of the
+            # collector's sight keeps full collections, and so tail latency, short. Only once:
+            # frozen objects are never collected, so freezing on every reload would keep each
+            # replaced policy (and whatever else was alive then) forever
+            # (tests/test_predictor_hot_swap.py::test_reloads_do_not_leak).
+            gc.collect()
+            gc.freeze()
         log.info("serving policy %s from %s", policy.version, policy.uri)
 
     async def watch(self) -> None:
-        """Follows the deployment pointer; a failed reload keeps the current policy serving."""
+        """Follows the deployment pointer; a failed reload keeps the current policy serving.
+
+        Starts once the first load has finished: loading the same policy twice at once would
+        double start-up time and memory (tests/test_predictor_hot_swap.py)."""
         assert self.marker is not None
+        if self._loading is not None:
+            await self._loading
         while True:
             await asyncio.sleep(self.reload_seconds)
             try:
@@ -124,35 +141,42 @@ class PredictorApp:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        body = RequestBody(receive)
+        served: tuple[Any, ...] | None = None
+        status: int
+        payload: dict[str, Any] | bytes
         if path == self.predict_route:
             if scope["method"] != "POST":
-                await _respond(send, 405, {"error": f"{path} takes POST"})
-                return
-            status, payload, served = await self._predict(scope, receive)
-            await _respond(send, status, payload)
-            if served is not None and self.sink is not None:
-                try:
-                    self.sink.record(*served)
-                except Exception as err:  # the answer is out; logging must not matter to it
-                    log.warning("prediction log failed: %s", err)
+                status, payload = 405, {"error": f"{path} takes POST"}
+            else:
+                status, payload, served = await self._predict(scope, body)
         elif path == self.health_route:
             if self.policy is not None:
-                await _respond(send, 200, {"status": "ok", "policy_version": self.policy.version})
+                status, payload = 200, {"status": "ok", "policy_version": self.policy.version}
             else:
                 reason = self.load_error or "loading"
-                await _respond(send, 503, {"status": "unavailable", "reason": reason})
+                status, payload = 503, {"status": "unavailable", "reason": reason}
         else:
-            await _respond(send, 404, {"error": f"no route {path}"})
+            status, payload = 404, {"error": f"no route {path}"}
+        await body.drain(DRAIN_BYTES)
+        await _respond(send, status, payload)
+        if served is not None and self.sink is not None:
+            try:
+                self.sink.record(*served)
+            except Exception as err:  # the answer is out; logging must not matter to it
+                log.warning("prediction log failed: %s", err)
 
     async def _predict(
-        self, scope: Scope, receive: Receive
+        self, scope: Scope, body: RequestBody
     ) -> tuple[int, dict[str, Any] | bytes, tuple[Any, ...] | None]:
-        status, payload = await self._answer(scope, receive)
+        status, payload = await self._answer(scope, body)
         if status != 200:
             return status, payload, None
         return status, payload["response"], payload["served"]
 
-    async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
+    async def _answer(self, scope: Scope, body: RequestBody) -> tuple[int, dict[str, Any]]:
+        """One policy is read once per request: every prediction of a response comes from
+        the same version, whatever a reload does meanwhile."""
         policy = self.policy
         if policy is None:
             return 503, {"error": "no policy loaded yet"}
@@ -163,22 +187,22 @@ class PredictorApp:
             return 400, {"error": f"content type must be application/json, got {shown}"}
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return 400, {
+            return 413, {
                 "error": f"request body is {declared.decode()} bytes; "
                 f"the limit is {self.max_body_bytes}"
             }
-        body = await _read_body(receive, self.max_body_bytes)
-        if body is None:
-            return 400, {"error": f"request body exceeds the limit of {self.max_body_bytes} bytes"}
+        content = await body.read(self.max_body_bytes)
+        if content is None:
+            return 413, {"error": f"request body exceeds the limit of {self.max_body_bytes} bytes"}
         try:
-            request = parse(body, policy.rank_k)
+            request = parse(content, policy.rank_k)
         except BadRequest as err:
             return 400, {"error": str(err)}
         actions = policy.actions(request.observations)
         request_id = uuid.uuid4().hex
-        body = _predictions(policy, actions, request.layout, request_id)
+        response = _predictions(policy, actions, request.layout, request_id)
         served = (request_id, datetime.now(UTC), policy, request.observations, actions)
-        return 200, {"response": body, "served": served}
+        return 200, {"response": response, "served": served}
 
 
 def _predictions(
@@ -217,18 +241,36 @@ def _predictions(
     return orjson.dumps({"predictions": out})
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+class RequestBody:
+    """The request body as the server hands it over, read at most once to its end."""
+
+    def __init__(self, receive: Receive):
+        self.receive = receive
+        self.ended = False
+
+    async def _next(self) -> bytes:
+        message = await self.receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.ended = True  # the last chunk, or the client went away
+        return bytes(message.get("body", b""))
+
+    async def read(self, limit: int) -> bytes | None:
+        """The whole body, or None as soon as it grows past `limit` bytes."""
+        chunks: list[bytes] = []
+        size = 0
+        while not self.ended:
+            chunk = await self._next()
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def drain(self, limit: int) -> None:
+        """Reads and drops what is left of the body, up to `limit` bytes."""
+        drained = 0
+        while not self.ended and drained <= limit:
+            drained += len(await self._next())
 
 
 async def _respond(send: Send, status: int, payload: dict[str, Any] | bytes) -> None:

@@ -17,6 +17,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m app.trainer")
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if result.resumed_from_loop:
+        print(f"resumed from the checkpoint after loop {result.resumed_from_loop}")
     print(
         f"trained {result.args.agent}: {result.history.interactions} interactions at "
         f"{result.history.interactions_per_second:,.0f}/s, {result.objective:.4f} "

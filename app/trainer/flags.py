@@ -33,6 +33,7 @@ class TrainingArgs:
     agent: str = LINUCB
     per_arm: bool = False
     seed: int = 0
+    checkpoint_every: int = 50
     policy_version: str | None = None
     progress: bool = True
 
@@ -104,6 +105,12 @@ def build_parser(prog: str = "python -m app.trainer") -> argparse.ArgumentParser
         help="environment steps collected per loop",
     )
     loop.add_argument("--seed", type=int, default=d.seed, help="same seed, same numbers")
+    loop.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=d.checkpoint_every,
+        help="loops between checkpoints in AIP_CHECKPOINT_DIR (a restarted job resumes there)",
+    )
     loop.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
     )

@@ -6,12 +6,19 @@ over a TF-Agents agent for saving; which path does the math stays out of the loo
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Protocol
 
 import numpy as np
 
-from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_bandit, state_from_agent
+from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_bandit
 from app.environment import Observation
+from app.linear import LinearState
+from app.policy_store import join
+
+LINEAR_STATE_FILE = "linear_state.npz"
+AGENT_CHECKPOINT = "agent"
 
 
 class Learner(Protocol):
@@ -26,8 +33,14 @@ class Learner(Protocol):
     def export_agent(self):
         """The TF-Agents agent holding the learned parameters."""
 
-    def restore(self, agent) -> None:
-        """Continues from the parameters in `agent` (a restored checkpoint)."""
+    def start_loop(self, loop: int) -> None:
+        """Called before each training loop's first `act`."""
+
+    def save(self, directory: str) -> None:
+        """Writes into `directory` all that `load` needs to continue exactly as this one."""
+
+    def load(self, directory: str) -> None:
+        """Continues from what `save` wrote."""
 
 
 class LinearLearner:
@@ -50,9 +63,41 @@ class LinearLearner:
         copy_state_to_agent(self.model.state, self._agent)
         return self._agent
 
-    def restore(self, agent) -> None:
-        self._agent = agent
-        self.model.set_state(state_from_agent(agent))
+    def start_loop(self, loop: int) -> None:
+        pass
+
+    def save(self, directory: str) -> None:
+        """The float64 state itself (the agent's variables are float32) and the sampling RNG."""
+        import tensorflow as tf
+
+        s = self.model.state
+        buffer = io.BytesIO()
+        rng = json.dumps(self.model.rng.bit_generator.state)
+        np.savez(
+            buffer,
+            cov_matrix=s.cov_matrix,
+            data_vector=s.data_vector,
+            num_samples=s.num_samples,
+            rng=np.array(rng),
+        )
+        with tf.io.gfile.GFile(join(directory, LINEAR_STATE_FILE), "wb") as f:
+            f.write(buffer.getvalue())
+
+    def load(self, directory: str) -> None:
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(join(directory, LINEAR_STATE_FILE), "rb") as f:
+            saved = np.load(io.BytesIO(f.read()))
+        state = LinearState(saved["cov_matrix"], saved["data_vector"], saved["num_samples"])
+        expected = self.model.state
+        for name in ("cov_matrix", "data_vector", "num_samples"):
+            if getattr(state, name).shape != getattr(expected, name).shape:
+                raise ValueError(
+                    f"{directory}: {name} has shape {getattr(state, name).shape}, "
+                    f"this agent needs {getattr(expected, name).shape}"
+                )
+        self.model.set_state(state)
+        self.model.rng.bit_generator.state = json.loads(str(saved["rng"]))
 
 
 class TfAgentLearner:
@@ -64,6 +109,7 @@ class TfAgentLearner:
         if seed is not None:
             tf.random.set_seed(seed)
         self.spec = spec
+        self.seed = seed
         self.agent = create_agent(spec)
         self.agent.initialize()
         self._pending_info: list = []
@@ -105,8 +151,26 @@ class TfAgentLearner:
     def export_agent(self):
         return self.agent
 
-    def restore(self, agent) -> None:
-        self.agent = agent
+    def start_loop(self, loop: int) -> None:
+        """Re-seeds TensorFlow from (seed, loop): a loop's random draws then depend only on
+        them and the agent's variables, so a run resumed from a checkpoint draws what an
+        uninterrupted one would (TensorFlow's global RNG state cannot be checkpointed;
+        tests/test_trainer_checkpoint.py::test_a_run_that_dies_resumes_to_the_same_result)."""
+        import tensorflow as tf
+
+        if self.seed is not None:
+            tf.random.set_seed((self.seed * 1_000_003 + loop) % 2**31)
+
+    def save(self, directory: str) -> None:
+        import tensorflow as tf
+
+        tf.train.Checkpoint(agent=self.agent).write(join(directory, AGENT_CHECKPOINT))
+
+    def load(self, directory: str) -> None:
+        import tensorflow as tf
+
+        status = tf.train.Checkpoint(agent=self.agent).read(join(directory, AGENT_CHECKPOINT))
+        status.assert_existing_objects_matched()
 
 
 def make_learner(spec: AgentSpec, seed: int | None = None) -> Learner:

@@ -34,6 +34,7 @@ def train_on_policy(
     history = history or History()
     started = time.perf_counter()
     for loop in range(len(history.loops), training_loops):
+        learner.start_loop(loop)
         observations: list[Observation] = []
         actions: list[np.ndarray] = []
         outcomes: list[Outcome] = []
@@ -46,7 +47,9 @@ def train_on_policy(
         chosen = np.concatenate(actions)
         learner.learn(_stack(observations), chosen, np.concatenate([o.rewards for o in outcomes]))
         metrics = history.record(loop, chosen, outcomes)
+        now = time.perf_counter()
+        history.seconds += now - started  # training time only: progress and checkpoints aside
         if on_loop is not None:
             on_loop(metrics)
-    history.seconds += time.perf_counter() - started
+        started = time.perf_counter()
     return history

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,13 +16,26 @@ from app.config import Settings
 from app.environment import MovieLensBandit, MovieLensPerArmBandit, factorize, factorize_per_arm
 from app.policy_store import PolicyMetadata, join, save_policy
 from app.trainer import report
+from app.trainer.checkpoint import Checkpoints
 from app.trainer.flags import TrainingArgs
 from app.trainer.learners import Learner, make_learner
 from app.trainer.loop import train_on_policy
-from app.trainer.metrics import History
+from app.trainer.metrics import History, LoopMetrics
 from app.tuning import space
 
-HISTORY_FILE = "history.json"
+# What a resumed run must share with the run that wrote the checkpoint.
+RUN_IDENTITY = (
+    "data_path",
+    "agent",
+    "per_arm",
+    "rank_k",
+    "num_actions",
+    "batch_size",
+    "steps_per_loop",
+    "agent_alpha",
+    "tikhonov_weight",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,7 @@ class TrainingResult:
     objective: float
     policy_dir: str
     metrics_path: str
+    resumed_from_loop: int = 0
 
 
 def resolve_args(args: TrainingArgs, settings: Settings) -> TrainingArgs:
@@ -88,16 +103,22 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
     env, titles = build_environment(args, settings)
     learner = make_learner(agent_spec(args), args.seed)
     checkpoint_dir = settings.vertex_job.checkpoint_dir
-    history = _restore(checkpoint_dir, learner) if checkpoint_dir else History()
+    checkpoints = Checkpoints(checkpoint_dir, _identity(args)) if checkpoint_dir else None
+    history = checkpoints.restore(learner, env) if checkpoints else History()
+    resumed_from_loop = len(history.loops)
 
-    history = _train_with_progress(env, learner, args, history)
+    def after_loop(metrics: LoopMetrics) -> None:
+        if checkpoints and (metrics.loop + 1) % args.checkpoint_every == 0:
+            checkpoints.save(learner, env, history)
+
+    history = _train_with_progress(env, learner, args, history, after_loop)
+    if checkpoints:
+        checkpoints.save(learner, env, history)
     objective = space.objective(history)
     agent = learner.export_agent()
     import tensorflow as tf
 
     tf.io.gfile.makedirs(artifacts_dir)
-    if checkpoint_dir:
-        _checkpoint(checkpoint_dir, agent, history)
 
     policy_dir = settings.vertex_job.model_dir or join(artifacts_dir, "policy")
     version = args.policy_version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
@@ -127,6 +148,7 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
         objective={"name": space.METRIC, "value": objective},
         policy_dir=policy_dir,
         policy_version=version,
+        resumed_from_loop=resumed_from_loop,
     )
     report.write_plot(
         artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)"
@@ -142,11 +164,21 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
             metric_value=objective,
             global_step=len(history.loops),
         )
-    return TrainingResult(args, history, objective, policy_dir, metrics_path)
+    return TrainingResult(args, history, objective, policy_dir, metrics_path, resumed_from_loop)
 
 
-def _train_with_progress(env, learner: Learner, args: TrainingArgs, history: History) -> History:
-    def train(on_loop=None) -> History:
+def _identity(args: TrainingArgs) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in RUN_IDENTITY}
+
+
+def _train_with_progress(
+    env,
+    learner: Learner,
+    args: TrainingArgs,
+    history: History,
+    after_loop: Callable[[LoopMetrics], None],
+) -> History:
+    def train(on_loop: Callable[[LoopMetrics], None]) -> History:
         if args.profiler_dir:
             import tensorflow as tf
 
@@ -160,7 +192,7 @@ def _train_with_progress(env, learner: Learner, args: TrainingArgs, history: His
                 tf.profiler.experimental.stop()
 
     if not args.progress:
-        return train()
+        return train(after_loop)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -181,29 +213,9 @@ def _train_with_progress(env, learner: Learner, args: TrainingArgs, history: His
             "train", total=args.training_loops, agent=args.agent, regret=np.nan
         )
         progress.update(task, completed=len(history.loops))
-        return train(lambda m: progress.update(task, advance=1, regret=m.regret))
 
+        def on_loop(m: LoopMetrics) -> None:
+            after_loop(m)
+            progress.update(task, advance=1, regret=m.regret)
 
-def _checkpoint(directory: str, agent, history: History) -> None:
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(directory)
-    tf.train.Checkpoint(agent=agent).write(join(directory, "agent"))
-    with tf.io.gfile.GFile(join(directory, HISTORY_FILE), "w") as f:
-        f.write(history.dumps())
-
-
-def _restore(directory: str, learner: Learner) -> History:
-    """Resumes a pre-empted Vertex job from AIP_CHECKPOINT_DIR, if it left a checkpoint."""
-    import tensorflow as tf
-
-    history_path = join(directory, HISTORY_FILE)
-    if not tf.io.gfile.exists(history_path):
-        return History()
-    agent = learner.export_agent()
-    tf.train.Checkpoint(agent=agent).read(
-        join(directory, "agent")
-    ).assert_existing_objects_matched()
-    learner.restore(agent)
-    with tf.io.gfile.GFile(history_path) as f:
-        return History.from_json(json.load(f))
+        return train(on_loop)
