@@ -64,23 +64,7 @@ class DirectPublisher:
 
     def _deliver(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         message_id = uuid.uuid4().hex
-        now = datetime.now(UTC).isoformat()
-        body = {
-            "message": {
-                "data": base64.b64encode(data).decode(),
-                "attributes": attributes,
-                "messageId": message_id,
-                "publishTime": now,
-            },
-            "subscription": f"projects/{self.project_id}/subscriptions/{topic}-direct",
-        }
-        headers = {
-            "ce-id": message_id,
-            "ce-specversion": "1.0",
-            "ce-type": CLOUD_EVENT_TYPE,
-            "ce-source": f"//pubsub.googleapis.com/projects/{self.project_id}/topics/{topic}",
-            "ce-time": now,
-        }
+        body, headers = push_request(self.project_id, topic, data, attributes, message_id)
         for url in self.routes[topic]:
             self._post_until_accepted(url, body, headers)
         return message_id
@@ -101,6 +85,30 @@ class DirectPublisher:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, longest)
+
+
+def push_request(
+    project_id: str, topic: str, data: bytes, attributes: dict[str, str], message_id: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and headers of the CloudEvent a push subscription (Eventarc) delivers."""
+    now = datetime.now(UTC).isoformat()
+    body = {
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "attributes": attributes,
+            "messageId": message_id,
+            "publishTime": now,
+        },
+        "subscription": f"projects/{project_id}/subscriptions/{topic}-direct",
+    }
+    headers = {
+        "ce-id": message_id,
+        "ce-specversion": "1.0",
+        "ce-type": CLOUD_EVENT_TYPE,
+        "ce-source": f"//pubsub.googleapis.com/projects/{project_id}/topics/{topic}",
+        "ce-time": now,
+    }
+    return body, headers
 
 
 def parse_routes(text: str) -> dict[str, list[str]]:

@@ -16,6 +16,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from app.warehouse.factory import open_warehouse
 
 log = logging.getLogger("recloop.trigger")
 LOCK_FILE = "retraining.lock"
+RETRAINING_COMMAND = (sys.executable, "-m", "pipelines.run", "retraining")
 UNDER_WAY = ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_QUEUED", "PIPELINE_STATE_RUNNING")
 UNDER_WAY_FILTER = (
     f'display_name="{RETRAINING}" AND ('
@@ -46,8 +48,9 @@ class Launcher(Protocol):
 class LocalLauncher:
     """Runs `python -m pipelines.run retraining` (kfp.local) in its own process group."""
 
-    def __init__(self, state_dir: str):
+    def __init__(self, state_dir: str, command: Sequence[str] = RETRAINING_COMMAND):
         self.lock = Path(state_dir) / LOCK_FILE
+        self.command = list(command)
 
     def _acquire(self) -> int | None:
         """An open descriptor holding the lock, or None when a run holds it."""
@@ -74,7 +77,7 @@ class LocalLauncher:
         try:
             # The child inherits the locked descriptor: the lock lives exactly as long as it.
             process = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.run", "retraining"],
+                self.command,
                 start_new_session=True,
                 stdout=open(self.lock.with_suffix(".log"), "ab"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
