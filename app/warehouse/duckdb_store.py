@@ -10,6 +10,7 @@ WarehouseBusy, and the Logger returns an error so that the message is delivered 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import astuple
@@ -29,6 +30,7 @@ from app.warehouse.records import (
 )
 
 LOCK_WAIT_S = 30.0
+_DDL_LOCK = threading.Lock()
 SQL = ledger.DUCKDB
 
 
@@ -55,9 +57,12 @@ class DuckDBWarehouse:
                 time.sleep(0.05)
         try:
             connection.execute("SET TimeZone = 'UTC'")
-            for table in TABLES:
-                connection.execute(duckdb_ddl(table))
+            with _DDL_LOCK:  # threads of one process share the database: one creates at a time
+                for table in TABLES:
+                    connection.execute(duckdb_ddl(table))
             yield connection
+        except duckdb.TransactionException as err:  # a concurrent write won: try again later
+            raise WarehouseBusy(f"{self.path}: conflicting concurrent write ({err})") from None
         finally:
             connection.close()
 
