@@ -18,6 +18,7 @@ from app.agents import LINUCB, AgentSpec, linear_bandit
 from app.deployer import local
 from app.functions import logger
 from app.loop import steps
+from app.loop.parameters import PipelineParameters
 from app.policy_store import join
 from app.warehouse.duckdb_store import DuckDBWarehouse
 
@@ -155,19 +156,52 @@ class Loop:
             if outcome.startswith("rejected"):
                 raise ValueError(outcome)
 
-    def retrain(self, run_id: str, max_rows: int = 100_000) -> str:
-        """Ingester → Trainer → Deployer of the re-training pipeline, for one run id."""
-        run = self.state / "runs" / run_id
-        examples, policy = str(run / "examples"), str(run / "policy")
+    def parameters(self, max_rows: int = 100_000) -> PipelineParameters:
+        return PipelineParameters(
+            training_artifacts_dir=self.artifacts,
+            bigquery_max_rows=max_rows,
+            batch_size=BATCH,
+            rank_k=RANK,
+            num_actions=ACTIONS,
+            tikhonov_weight=TIKHONOV,
+            agent_alpha=ALPHA,
+        )
+
+    def ingest(self, run_id: str, max_rows: int = 100_000) -> None:
         with environment(self.env()):
-            steps.run_ingester("", "", "", max_rows, examples, run_id, RANK, ACTIONS)
-            steps.run_trainer(
-                examples, policy, self.artifacts, "", RANK, ACTIONS, BATCH, TIKHONOV, ALPHA
+            steps.run_ingester(
+                output_dir=self._dir(run_id, "examples"),
+                parameters=self.parameters(max_rows),
+                run_id=run_id,
             )
-            version = steps.run_deployer(policy, examples, self.artifacts, "", "", "")
+
+    def train(self, run_id: str) -> None:
+        with environment(self.env()):
+            steps.run_trainer(
+                examples_dir=self._dir(run_id, "examples"),
+                policy_dir=self._dir(run_id, "policy"),
+                parameters=self.parameters(),
+            )
+
+    def deploy(self, run_id: str) -> str:
+        with environment(self.env()):
+            version = steps.run_deployer(
+                policy_dir=self._dir(run_id, "policy"),
+                examples_dir=self._dir(run_id, "examples"),
+                parameters=self.parameters(),
+            )
         if run_id not in self.runs:
             self.runs.append(run_id)
         return version
+
+    def retrain(self, run_id: str, max_rows: int = 100_000) -> str:
+        """Ingester → Trainer → Deployer of the re-training pipeline, for one run id."""
+        self.ingest(run_id, max_rows)
+        self.train(run_id)
+        return self.deploy(run_id)
+
+    def _dir(self, run_id: str, name: str) -> str:
+        return str(self.state / "runs" / run_id / name)
 
     def drain(self, prefix: str = "drain", max_rows: int = 100_000) -> None:
         """Re-trains until no untrained example is left (what the Trigger's ticks do)."""

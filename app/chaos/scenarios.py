@@ -351,34 +351,18 @@ def concurrent_trigger_ticks(ctx: Context) -> tuple[Loop, list[Interaction], boo
     for t in threads:
         t.join()
     started = sum(1 for o in outcomes if o.startswith("started"))
-    # Two runs that started together: both claim, both train, one commits.
-    run = ctx.folder / "runs"
+    # Two runs that started together (as two ticks can on Vertex): both claim, both train,
+    # one commits; the other fails and its examples go to the next run.
     conflict = ""
-    from app.chaos.harness import environment
-    from app.loop import steps
-
-    with environment(loop.env()):
-        for run_id in ("twin-a", "twin-b"):
-            steps.run_ingester("", "", "", 100_000, str(run / run_id / "e"), run_id, RANK, ACTIONS)
-        for run_id in ("twin-a", "twin-b"):
-            steps.run_trainer(
-                str(run / run_id / "e"),
-                str(run / run_id / "p"),
-                loop.artifacts,
-                "",
-                RANK,
-                ACTIONS,
-                16,
-                1.0,
-                1.0,
-            )
-        for run_id in ("twin-a", "twin-b"):
-            try:
-                steps.run_deployer(
-                    str(run / run_id / "p"), str(run / run_id / "e"), loop.artifacts, "", "", ""
-                )
-            except LedgerConflict as err:
-                conflict = str(err)
+    for run_id in ("twin-a", "twin-b"):
+        loop.ingest(run_id)
+    for run_id in ("twin-a", "twin-b"):
+        loop.train(run_id)
+    for run_id in ("twin-a", "twin-b"):
+        try:
+            loop.deploy(run_id)
+        except LedgerConflict as err:
+            conflict = str(err)
     loop.drain()
     ok = started == 1 and bool(conflict)
     return loop, items, ok, f"{started} of 8 ticks started a run; twin-b: {conflict or 'committed'}"
