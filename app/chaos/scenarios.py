@@ -16,10 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import duckdb
@@ -48,7 +49,7 @@ from app.transport import DirectPublisher
 from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict
 from app.warehouse.duckdb_store import DuckDBWarehouse
-from app.warehouse.records import PredictionRecord
+from app.warehouse.records import PredictionRecord, TrainingRunRecord
 
 
 @dataclass(frozen=True)
@@ -237,28 +238,34 @@ FAULT_POINTS = ("after_stage", "inside_commit", "after_commit", "after_pointer")
 
 
 @contextlib.contextmanager
-def fault(point: str):
+def fault(point: str) -> Iterator[None]:
     """The publish 'dies' at `point` (a failing statement inside the commit transaction rolls
     it back as a killed process would)."""
-    if point == "after_stage":
-        real = local.stage
-        target = mock.patch.object(local, "stage", lambda *a: _then_crash(real(*a)))
-    elif point == "inside_commit":
-        real_statements = ledger.commit_statements
-        target = mock.patch.object(
-            ledger,
-            "commit_statements",
-            lambda d: [*real_statements(d), "SELECT error('killed inside the commit')"],
-        )
-    elif point == "after_commit":
-        real_commit = DuckDBWarehouse.commit
-        target = mock.patch.object(
-            DuckDBWarehouse, "commit", lambda self, run: _then_crash(real_commit(self, run))
-        )
-    else:
-        real_point = local.point
-        target = mock.patch.object(local, "point", lambda *a: _then_crash(real_point(*a)))
-    with target:
+    real_stage, real_point, real_commit = local.stage, local.point, DuckDBWarehouse.commit
+    real_statements = ledger.commit_statements
+
+    def stage(policy_dir: str, policies_dir: str) -> str:
+        _then_crash(real_stage(policy_dir, policies_dir))
+        return ""
+
+    def statements(d: ledger.Dialect) -> list[str]:
+        return [*real_statements(d), "SELECT error('killed inside the commit')"]
+
+    def commit(self: DuckDBWarehouse, run: TrainingRunRecord) -> bool:
+        _then_crash(real_commit(self, run))
+        return False
+
+    def point_(policies_dir: str, version: str) -> None:
+        real_point(policies_dir, version)
+        _then_crash(None)
+
+    targets: dict[str, Any] = {
+        "after_stage": mock.patch.object(local, "stage", stage),
+        "inside_commit": mock.patch.object(ledger, "commit_statements", statements),
+        "after_commit": mock.patch.object(DuckDBWarehouse, "commit", commit),
+        "after_pointer": mock.patch.object(local, "point", point_),
+    }
+    with targets[point]:
         yield
 
 
@@ -434,10 +441,14 @@ def _trainer_preempted(ctx: Context, loops: int, started: float) -> Result:
     def env(name: str) -> dict[str, str]:
         return {**os.environ, "AIP_CHECKPOINT_DIR": str(folder / name / "checkpoints")}
 
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    subprocess.run(command("whole"), env=env("whole"), check=True, timeout=600, **quiet)
+    quiet = subprocess.DEVNULL
+    subprocess.run(
+        command("whole"), env=env("whole"), check=True, timeout=600, stdout=quiet, stderr=quiet
+    )
     checkpoints = folder / "preempted" / "checkpoints"
-    process = subprocess.Popen(command("preempted"), env=env("preempted"), **quiet)
+    process = subprocess.Popen(
+        command("preempted"), env=env("preempted"), stdout=quiet, stderr=quiet
+    )
     history = checkpoints / HISTORY_FILE
     while process.poll() is None and not history.exists():
         time.sleep(0.02)
@@ -446,7 +457,14 @@ def _trainer_preempted(ctx: Context, loops: int, started: float) -> Result:
     # Mid-run means: the checkpoint it left holds fewer loops than the run was asked for.
     done = len(History.from_json(json.loads(history.read_text())).loops) if history.exists() else 0
     checkpointed = 0 < done < loops
-    subprocess.run(command("preempted"), env=env("preempted"), check=True, timeout=600, **quiet)
+    subprocess.run(
+        command("preempted"),
+        env=env("preempted"),
+        check=True,
+        timeout=600,
+        stdout=quiet,
+        stderr=quiet,
+    )
     from app.policy_store import read_metadata
     from app.predictor.policy import load_policy
 
