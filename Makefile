@@ -14,7 +14,7 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint bench demo pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
+.PHONY: install test lint bench demo chaos pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
 
 # Infrastructure (see docs/operations.md).
 ENV ?= dev
@@ -70,6 +70,10 @@ bench: install
 
 demo: install
 	$(PY) -m app.demo
+
+# Fault scenarios against the local parts; writes .recloop/chaos/report.json (docs/reliability.md).
+chaos: install
+	$(PY) -m app.chaos
 
 pipelines: install
 	$(PY) -m pipelines.compile --output-dir build/pipelines

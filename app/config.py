@@ -82,6 +82,9 @@ class WarehouseConfig:
     duckdb_path: str = ".recloop/warehouse.duckdb"
     dataset: str = "recloop"
     location: str = "US"
+    # How long a local process waits for DuckDB's file lock before the write is retried
+    # by its sender (the Logger returns an error; Pub/Sub or the direct publisher redeliver).
+    lock_wait_seconds: float = 30.0
 
 
 @dataclass(frozen=True)

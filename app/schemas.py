@@ -5,7 +5,10 @@ declarations, so a column can only ever be added in one place.
 
 One row per interaction: `predictions` are written when a policy serves, `feedback` when a
 reward arrives (possibly much later), and training examples are their join on
-(request_id, instance_index).
+(request_id, instance_index). The training-set ledger (docs/reliability.md) adds three
+tables: `run_examples` (what a run claimed, staged), `trained_examples` (what committed runs
+trained on: each interaction at most once) and `quarantine` (rows that cannot be trained on,
+with the reason).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STRING, INT64, FLOAT64, TIMESTAMP = "STRING", "INT64", "FLOAT64", "TIMESTAMP"
+CURRENT_TIMESTAMP = "CURRENT_TIMESTAMP"
 REQUIRED, NULLABLE, REPEATED = "REQUIRED", "NULLABLE", "REPEATED"
 
 
@@ -22,6 +26,7 @@ class Column:
     type: str
     mode: str = REQUIRED
     description: str = ""
+    default: str | None = None  # a server-side default: CURRENT_TIMESTAMP
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,13 @@ PREDICTIONS = TableSchema(
             "Probability the serving policy gave the action, if known",
         ),
         Column("candidates", INT64, REPEATED, "Per-arm policies: the candidate movie ids"),
+        Column(
+            "ingested_at",
+            TIMESTAMP,
+            NULLABLE,
+            "When the warehouse stored the row (server clock, never the sender's)",
+            default=CURRENT_TIMESTAMP,
+        ),
     ),
     key=("request_id", "instance_index"),
     partition_by="time",
@@ -70,6 +82,13 @@ FEEDBACK = TableSchema(
         Column("time", TIMESTAMP, description="When the reward was received"),
         Column("reward", FLOAT64),
         Column("source", STRING, description="Who sent the reward (e.g. simulator)"),
+        Column(
+            "ingested_at",
+            TIMESTAMP,
+            NULLABLE,
+            "When the warehouse stored the row (server clock, never the sender's)",
+            default=CURRENT_TIMESTAMP,
+        ),
     ),
     key=("request_id", "instance_index"),
     partition_by="time",
@@ -77,19 +96,62 @@ FEEDBACK = TableSchema(
 
 TRAINING_RUNS = TableSchema(
     name="training_runs",
-    description="What each policy version was trained on.",
+    description="One row per committed training run: the policy it published (the commit point).",
     columns=(
+        Column("run_id", STRING, description="Id of the pipeline run"),
         Column("policy_version", STRING),
-        Column("time", TIMESTAMP, description="When training finished"),
-        Column("watermark", TIMESTAMP, NULLABLE, "Feedback time of the newest example used"),
+        Column("parent_run_id", STRING, NULLABLE, "The committed run this one warm-started from"),
+        Column("time", TIMESTAMP, description="When the run committed (server clock)"),
         Column("examples", INT64, description="Training examples used"),
-        Column("policy_uri", STRING, description="Where the policy was saved"),
+        Column("rank_k", INT64, description="Observation length the policy was trained for"),
+        Column("num_actions", INT64, description="Number of actions the policy chooses from"),
+        Column("policy_uri", STRING, description="Where the published policy is kept"),
     ),
-    key=("policy_version",),
+    key=("run_id",),
     partition_by="time",
 )
 
-TABLES = (PREDICTIONS, FEEDBACK, TRAINING_RUNS)
+RUN_EXAMPLES = TableSchema(
+    name="run_examples",
+    description="Interactions a training run claimed; staged until the run commits.",
+    columns=(
+        Column("run_id", STRING),
+        Column("request_id", STRING),
+        Column("instance_index", INT64),
+        Column("claimed_at", TIMESTAMP, description="When the run claimed it (server clock)"),
+    ),
+    key=("run_id", "request_id", "instance_index"),
+    partition_by="claimed_at",
+)
+
+TRAINED_EXAMPLES = TableSchema(
+    name="trained_examples",
+    description="The ledger: each interaction a committed run trained on, and that run.",
+    columns=(
+        Column("request_id", STRING),
+        Column("instance_index", INT64),
+        Column("run_id", STRING),
+        Column("trained_at", TIMESTAMP, description="When the run committed (server clock)"),
+    ),
+    key=("request_id", "instance_index"),
+    partition_by="trained_at",
+)
+
+QUARANTINE = TableSchema(
+    name="quarantine",
+    description="Interactions that cannot be trained on, with the reason; never retried.",
+    columns=(
+        Column("request_id", STRING),
+        Column("instance_index", INT64),
+        Column("run_id", STRING, description="The run that found the row"),
+        Column("reason", STRING),
+        Column("quarantined_at", TIMESTAMP, description="Server clock"),
+    ),
+    key=("request_id", "instance_index"),
+    partition_by="quarantined_at",
+)
+
+TABLES = (PREDICTIONS, FEEDBACK, TRAINING_RUNS, RUN_EXAMPLES, TRAINED_EXAMPLES, QUARANTINE)
 
 _DUCKDB_TYPES = {STRING: "VARCHAR", INT64: "BIGINT", FLOAT64: "DOUBLE", TIMESTAMP: "TIMESTAMPTZ"}
 
@@ -99,7 +161,8 @@ def duckdb_ddl(table: TableSchema) -> str:
     for c in table.columns:
         sql_type = _DUCKDB_TYPES[c.type] + ("[]" if c.mode == REPEATED else "")
         not_null = " NOT NULL" if c.mode == REQUIRED else ""
-        columns.append(f"{c.name} {sql_type}{not_null}")
+        default = f" DEFAULT {c.default}" if c.default else ""
+        columns.append(f"{c.name} {sql_type}{not_null}{default}")
     if table.key:
         columns.append(f"PRIMARY KEY ({', '.join(table.key)})")
     return f"CREATE TABLE IF NOT EXISTS {table.name} ({', '.join(columns)})"
@@ -107,7 +170,10 @@ def duckdb_ddl(table: TableSchema) -> str:
 
 def bigquery_fields(table: TableSchema) -> list[dict[str, str]]:
     """The schema as BigQuery's JSON form (the REST API, `bq`, and Terraform all take it)."""
-    return [
-        {"name": c.name, "type": c.type, "mode": c.mode, "description": c.description}
-        for c in table.columns
-    ]
+    fields: list[dict[str, str]] = []
+    for c in table.columns:
+        field = {"name": c.name, "type": c.type, "mode": c.mode, "description": c.description}
+        if c.default:
+            field["defaultValueExpression"] = f"{c.default}()"
+        fields.append(field)
+    return fields

@@ -9,6 +9,7 @@ Nothing else changes: the functions receive exactly what they receive in cloud.
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -39,7 +40,16 @@ class PubSubPublisher:
 
 
 class DirectPublisher:
-    """Delivers to functions over HTTP, in the background (a publish never blocks its caller)."""
+    """Delivers to functions over HTTP, in the background (a publish never blocks its caller).
+
+    Like a push subscription, it delivers again, with the same message id, after an error
+    answer or a broken connection, backing off up to `RETRY_FOR_S`; the functions are
+    idempotent on the message's keys (tests/test_ledger.py::
+    test_direct_publisher_redelivers_until_the_function_succeeds).
+    """
+
+    RETRY_FOR_S = 600.0
+    BACKOFF_S = (0.1, 5.0)
 
     def __init__(self, config: PubSubConfig, routes: dict[str, list[str]]):
         self.project_id = config.project_id
@@ -54,26 +64,51 @@ class DirectPublisher:
 
     def _deliver(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         message_id = uuid.uuid4().hex
-        now = datetime.now(UTC).isoformat()
-        body = {
-            "message": {
-                "data": base64.b64encode(data).decode(),
-                "attributes": attributes,
-                "messageId": message_id,
-                "publishTime": now,
-            },
-            "subscription": f"projects/{self.project_id}/subscriptions/{topic}-direct",
-        }
-        headers = {
-            "ce-id": message_id,
-            "ce-specversion": "1.0",
-            "ce-type": CLOUD_EVENT_TYPE,
-            "ce-source": f"//pubsub.googleapis.com/projects/{self.project_id}/topics/{topic}",
-            "ce-time": now,
-        }
+        body, headers = push_request(self.project_id, topic, data, attributes, message_id)
         for url in self.routes[topic]:
-            self.http.post(url, json=body, headers=headers).raise_for_status()
+            self._post_until_accepted(url, body, headers)
         return message_id
+
+    def _post_until_accepted(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        deadline = time.monotonic() + self.RETRY_FOR_S
+        delay, longest = self.BACKOFF_S
+        while True:
+            try:
+                self.http.post(url, json=body, headers=headers).raise_for_status()
+                return
+            except httpx.HTTPStatusError as err:
+                status = err.response.status_code
+                if (status < 500 and status != 429) or time.monotonic() + delay > deadline:
+                    raise
+            except httpx.TransportError:
+                if time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, longest)
+
+
+def push_request(
+    project_id: str, topic: str, data: bytes, attributes: dict[str, str], message_id: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The body and headers of the CloudEvent a push subscription (Eventarc) delivers."""
+    now = datetime.now(UTC).isoformat()
+    body = {
+        "message": {
+            "data": base64.b64encode(data).decode(),
+            "attributes": attributes,
+            "messageId": message_id,
+            "publishTime": now,
+        },
+        "subscription": f"projects/{project_id}/subscriptions/{topic}-direct",
+    }
+    headers = {
+        "ce-id": message_id,
+        "ce-specversion": "1.0",
+        "ce-type": CLOUD_EVENT_TYPE,
+        "ce-source": f"//pubsub.googleapis.com/projects/{project_id}/topics/{topic}",
+        "ce-time": now,
+    }
+    return body, headers
 
 
 def parse_routes(text: str) -> dict[str, list[str]]:

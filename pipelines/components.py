@@ -40,12 +40,17 @@ def ingest(
     bigquery_dataset_id: str,
     bigquery_location: str,
     bigquery_max_rows: int,
+    rank_k: int,
+    num_actions: int,
+    run_id: str,
     examples: Output[Dataset],
-) -> str:
+) -> int:
     from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_ingester
 
-    return run_ingester(output_dir=examples.path, parameters=PipelineParameters.pick(locals()))
+    return run_ingester(
+        output_dir=examples.path, parameters=PipelineParameters.pick(locals()), run_id=run_id
+    )
 
 
 def train(

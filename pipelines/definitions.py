@@ -21,6 +21,11 @@ from pipelines.components import DEFAULT_IMAGE, build
 __all__ = ["RETRAINING", "STARTUP", "Pipelines", "build_pipelines", "signature"]
 
 
+# The ledger's run id (app/warehouse/ledger.py), not a parameter: a retried task of the same
+# pipeline job claims, trains on and publishes exactly what its first attempt did.
+RUN_ID = dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+
+
 @dataclass(frozen=True)
 class Pipelines:
     startup: Any
@@ -75,11 +80,11 @@ def build_pipelines(image: str = DEFAULT_IMAGE) -> Pipelines:
 
     def startup_body(parameters: dict[str, Any]) -> None:
         generated = _call(ops.generate, parameters)
-        ingested = _call(ops.ingest, parameters).after(generated)
+        ingested = _call(ops.ingest, parameters, run_id=RUN_ID).after(generated)
         train_and_deploy(ingested, parameters)
 
     def retraining_body(parameters: dict[str, Any]) -> None:
-        train_and_deploy(_call(ops.ingest, parameters), parameters)
+        train_and_deploy(_call(ops.ingest, parameters, run_id=RUN_ID), parameters)
 
     startup = dsl.pipeline(name=STARTUP, description="Generator → Ingester → Trainer → Deployer")(
         _with_signature(startup_body, signature())

@@ -2,6 +2,10 @@
 
 import base64
 import json
+import os
+import signal
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +64,11 @@ class RecordingLauncher:
     def running(self) -> bool:
         return self.busy
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        if self.busy:
+            return False
         self.started += 1
+        return True
 
 
 def filled_warehouse(tmp_path: Path, rows: int) -> DuckDBWarehouse:
@@ -77,27 +84,34 @@ def test_trigger_waits_for_enough_examples_and_for_a_running_job(tmp_path: Path)
     warehouse = filled_warehouse(tmp_path, 5)
     idle, busy = RecordingLauncher(False), RecordingLauncher(True)
     assert (
-        decide(warehouse, idle, 6) == "waiting: 5 new training examples, 6 needed"
+        decide(warehouse, idle, 6, 1, 1) == "waiting: 5 new training examples, 6 needed"
         and idle.started == 0
     )
     assert (
-        decide(warehouse, busy, 5).startswith("waiting: a re-training is running")
+        decide(warehouse, busy, 5, 1, 1).startswith("waiting: a re-training is running")
         and busy.started == 0
     )
     assert (
-        decide(warehouse, idle, 5) == "started re-training on 5 new examples" and idle.started == 1
+        decide(warehouse, idle, 5, 1, 1) == "started re-training on 5 new examples"
+        and idle.started == 1
     )
 
 
 def test_local_launcher_lock_follows_the_process(tmp_path: Path):
-    launcher = LocalLauncher(str(tmp_path))
+    """The lock is an flock the run's process holds: a pid left in the file by a run that
+    died, or an empty file left by a launch that failed, blocks nothing."""
+    launcher = LocalLauncher(str(tmp_path), [sys.executable, "-c", "import time; time.sleep(30)"])
     assert not launcher.running()
     launcher.lock.write_text("999999999")  # a run that died without cleaning up
-    assert not launcher.running() and not launcher.lock.exists()
-    import os
-
-    launcher.lock.write_text(str(os.getpid()))
-    assert launcher.running()
+    assert not launcher.running()
+    launcher.lock.write_text("")  # a launch that failed before writing anything
+    assert not launcher.running()
+    assert launcher.start() and launcher.running() and not launcher.start()
+    os.kill(int(launcher.lock.read_text()), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while launcher.running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not launcher.running()
 
 
 def test_pubsub_cloud_event_payload_is_decoded():

@@ -1,7 +1,6 @@
 """Generator → Ingester → off-policy Trainer → Deployer on real local parts."""
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +14,8 @@ from app.environment import MovieLensBandit, factorize
 from app.loop import generator, ingester, offpolicy
 from app.policy_store import read_metadata
 from app.predictor.policy import load_policy
-from app.warehouse.base import EPOCH
 from app.warehouse.duckdb_store import DuckDBWarehouse
+from app.warehouse.records import TrainingRunRecord
 
 RANK, ACTIONS = 5, 10
 
@@ -30,7 +29,9 @@ def env(movielens_dir: Path) -> MovieLensBandit:
 def test_generator_writes_rewarded_random_predictions(env, tmp_path: Path):
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     assert generator.generate(env, warehouse, driver_steps=3) == 24
-    examples = [e for page in warehouse.iter_examples(EPOCH, 100) for e in page]
+    assert warehouse.count_untrained(RANK, ACTIONS) == 24
+    warehouse.claim("r", 100, RANK, ACTIONS)
+    examples = [e for page in warehouse.iter_claimed("r") for e in page]
     assert len(examples) == 24
     assert all(e.propensity == pytest.approx(1 / ACTIONS) for e in examples)
     assert len({e.action for e in examples}) > 3
@@ -42,7 +43,7 @@ def test_ingest_streams_shards_and_training_matches_a_direct_update(
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     generator.generate(env, warehouse, driver_steps=40)  # 320 examples
     monkeypatch.setattr(ingester, "SHARD_ROWS", 100)
-    result = ingester.ingest(warehouse, str(tmp_path / "examples"), max_rows=250)
+    result = ingester.ingest(warehouse, str(tmp_path / "examples"), "r", 250, RANK, ACTIONS)
     assert result.examples == 250 and len(result.shards) == 3
     assert json.loads((tmp_path / "examples" / "manifest.json").read_text())["examples"] == 250
 
@@ -50,7 +51,7 @@ def test_ingest_streams_shards_and_training_matches_a_direct_update(
     trained = offpolicy.train_offline(
         str(tmp_path / "examples"), str(tmp_path / "policy"), spec, batch_size=32
     )
-    examples = [e for page in warehouse.iter_examples(EPOCH, 250) for e in page]
+    examples = [e for page in warehouse.iter_claimed("r") for e in page]
     direct = linear_bandit(spec)
     direct.update(
         np.array([e.observation for e in examples], dtype=np.float32).astype(np.float64),
@@ -68,12 +69,12 @@ def test_warm_start_adds_to_the_served_policy(env, tmp_path: Path):
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     spec = AgentSpec(LINUCB, ACTIONS, RANK, alpha=1.0, tikhonov_weight=0.5)
     generator.generate(env, warehouse, driver_steps=5)
-    ingester.ingest(warehouse, str(tmp_path / "e1"), 1000)
+    ingester.ingest(warehouse, str(tmp_path / "e1"), "r1", 1000, RANK, ACTIONS)
     first = offpolicy.train_offline(str(tmp_path / "e1"), str(tmp_path / "p1"), spec, 16)
+    warehouse.commit(TrainingRunRecord("r1", "v1", None, None, 40, RANK, ACTIONS, "p1"))
     generator.generate(env, warehouse, driver_steps=5, seed=1)
-    ingester.ingest(
-        warehouse, str(tmp_path / "e2"), 1000, since=datetime.fromisoformat(first.watermark)
-    )
+    e2 = ingester.ingest(warehouse, str(tmp_path / "e2"), "r2", 1000, RANK, ACTIONS)
+    assert (e2.examples, e2.parent_run_id, e2.warm_start) == (40, "r1", "p1")
     second = offpolicy.train_offline(
         str(tmp_path / "e2"), str(tmp_path / "p2"), spec, 16, warm_start=first.policy_dir
     )
@@ -85,7 +86,7 @@ def test_warm_start_adds_to_the_served_policy(env, tmp_path: Path):
 def test_offpolicy_refuses_incompatible_warm_start(env, tmp_path: Path):
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     generator.generate(env, warehouse, driver_steps=2)
-    ingester.ingest(warehouse, str(tmp_path / "e"), 100)
+    ingester.ingest(warehouse, str(tmp_path / "e"), "r", 100, RANK, ACTIONS)
     spec = AgentSpec(LINUCB, ACTIONS, RANK, 1.0, 0.5)
     first = offpolicy.train_offline(str(tmp_path / "e"), str(tmp_path / "p"), spec, 16)
     other = AgentSpec(LINUCB, ACTIONS, RANK + 1, 1.0, 0.5)

@@ -1,5 +1,5 @@
-"""The DuckDB warehouse for real; the BigQuery one with its client mocked, or the real client
-against a request-capturing fake of the REST API."""
+"""The DuckDB warehouse and its ledger, for real; BigQuery's table checks against a fake of the
+REST API (the ledger's BigQuery requests: tests/test_bigquery_requests.py)."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -8,12 +8,13 @@ import pytest
 
 from app.rehearsal.fakes import FakeBigQueryHttp
 from app.schemas import FEEDBACK, PREDICTIONS, TABLES, bigquery_fields, duckdb_ddl
-from app.warehouse.base import EPOCH
+from app.warehouse.base import LedgerConflict
 from app.warehouse.bigquery_store import BigQueryWarehouse, MissingTables
 from app.warehouse.duckdb_store import DuckDBWarehouse
 from app.warehouse.records import FeedbackRecord, PredictionRecord, TrainingRunRecord
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+RANK, ACTIONS = 2, 4
 
 
 def prediction(request: str, index: int, action: int = 1, minutes: int = 0) -> PredictionRecord:
@@ -26,6 +27,10 @@ def reward(request: str, index: int, value: float, minutes: int = 1) -> Feedback
     return FeedbackRecord(request, index, T0 + timedelta(minutes=minutes), value, "test")
 
 
+def run(run_id: str, parent: str | None, examples: int = 0) -> TrainingRunRecord:
+    return TrainingRunRecord(run_id, f"v-{run_id}", parent, None, examples, RANK, ACTIONS, "/p")
+
+
 @pytest.fixture
 def warehouse(tmp_path: Path) -> DuckDBWarehouse:
     w = DuckDBWarehouse(tmp_path / "w.duckdb")
@@ -33,16 +38,32 @@ def warehouse(tmp_path: Path) -> DuckDBWarehouse:
     return w
 
 
+def claimed(w: DuckDBWarehouse, run_id: str) -> list[tuple]:
+    return [
+        (e.request_id, e.instance_index, e.action, e.reward)
+        for p in w.iter_claimed(run_id)
+        for e in p
+    ]
+
+
 def test_schemas_generate_both_dialects():
     assert duckdb_ddl(PREDICTIONS).startswith(
         "CREATE TABLE IF NOT EXISTS predictions (request_id VARCHAR NOT NULL"
     )
     assert "observation DOUBLE[]" in duckdb_ddl(PREDICTIONS)
+    assert "ingested_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP" in duckdb_ddl(FEEDBACK)
     assert "PRIMARY KEY (request_id, instance_index)" in duckdb_ddl(FEEDBACK)
-    fields = {f["name"]: (f["type"], f["mode"]) for f in bigquery_fields(PREDICTIONS)}
-    assert fields["observation"] == ("FLOAT64", "REPEATED")
-    assert fields["propensity"] == ("FLOAT64", "NULLABLE")
-    assert {t.name for t in TABLES} == {"predictions", "feedback", "training_runs"}
+    fields = {f["name"]: f for f in bigquery_fields(PREDICTIONS)}
+    assert (fields["observation"]["type"], fields["observation"]["mode"]) == ("FLOAT64", "REPEATED")
+    assert fields["ingested_at"]["defaultValueExpression"] == "CURRENT_TIMESTAMP()"
+    assert {t.name for t in TABLES} == {
+        "predictions",
+        "feedback",
+        "training_runs",
+        "run_examples",
+        "trained_examples",
+        "quarantine",
+    }
 
 
 def test_examples_are_the_deduplicated_join(warehouse: DuckDBWarehouse):
@@ -51,62 +72,71 @@ def test_examples_are_the_deduplicated_join(warehouse: DuckDBWarehouse):
     )
     warehouse.insert_feedback([reward("r1", 0, 4.0), reward("r1", 1, 2.0)])
     # Redelivered messages: the same keys again, even with other values, change nothing.
-    warehouse.insert_predictions([prediction("r1", 0, action=9)])
+    warehouse.insert_predictions([prediction("r1", 0, action=2)])
     warehouse.insert_feedback([reward("r1", 0, 1.0)])
-    pages = list(warehouse.iter_examples(EPOCH, max_rows=100))
-    examples = [e for page in pages for e in page]
-    assert [(e.action, e.reward) for e in examples] == [(1, 4.0), (3, 2.0)]
-    assert examples[0].observation == [0.5, -1.0]
-    assert warehouse.count_examples(EPOCH) == 2  # r2 has no reward yet
+    assert warehouse.count_untrained(RANK, ACTIONS) == 2  # r2 has no reward yet
+    assert warehouse.claim("a", 100, RANK, ACTIONS) == 2
+    assert claimed(warehouse, "a") == [("r1", 0, 1, 4.0), ("r1", 1, 3, 2.0)]
 
 
-def test_watermark_bounds_and_pages(warehouse: DuckDBWarehouse):
-    warehouse.insert_predictions([prediction(f"r{i}", 0) for i in range(10)])
-    warehouse.insert_feedback([reward(f"r{i}", 0, float(i), minutes=i + 1) for i in range(10)])
-    assert warehouse.latest_watermark() == EPOCH
-    warehouse.record_training_run(
-        TrainingRunRecord("v1", T0, T0 + timedelta(minutes=4), 4, "/p/v1")
-    )
-    assert warehouse.latest_watermark() == T0 + timedelta(minutes=4)
-    newer = [
-        e
-        for page in warehouse.iter_examples(warehouse.latest_watermark(), 100, page_size=2)
-        for e in page
-    ]
-    assert [e.reward for e in newer] == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
-    pages = list(warehouse.iter_examples(EPOCH, max_rows=5, page_size=2))
-    assert [len(p) for p in pages] == [2, 2, 1]
+def test_a_claim_is_made_once_per_run_and_the_ledger_anti_joins(warehouse: DuckDBWarehouse):
+    warehouse.insert_predictions([prediction(f"r{i}", 0) for i in range(5)])
+    warehouse.insert_feedback([reward(f"r{i}", 0, float(i)) for i in range(5)])
+    assert warehouse.claim("a", 3, RANK, ACTIONS) == 3
+    warehouse.insert_predictions([prediction("late", 0)])
+    warehouse.insert_feedback([reward("late", 0, 9.0)])
+    assert warehouse.claim("a", 3, RANK, ACTIONS) == 3  # a restart reads what it read before
+    before = claimed(warehouse, "a")
+    assert warehouse.commit(run("a", None, 3)) is True
+    assert warehouse.commit(run("a", None, 3)) is False  # committing again changes nothing
+    assert claimed(warehouse, "a") == before
+    assert warehouse.count_untrained(RANK, ACTIONS) == 3
+    assert warehouse.claim("b", 100, RANK, ACTIONS) == 3
+    assert {k for k, *_ in claimed(warehouse, "b")} == {"r3", "r4", "late"}
+    assert warehouse.latest_run().run_id == "a"  # type: ignore[union-attr]
 
 
-def test_bigquery_inserts_with_row_ids_and_queries_with_parameters(mocker):
-    client = mocker.MagicMock()
-    client.insert_rows_json.return_value = []
-    w = BigQueryWarehouse("proj", "ds", "EU", client=client)
-    w.insert_predictions([prediction("r1", 0)])
-    client.insert_rows_json.assert_called_once_with(
-        "proj.ds.predictions",
+def test_commit_refuses_a_stale_parent_and_taken_examples(warehouse: DuckDBWarehouse):
+    warehouse.insert_predictions([prediction(f"r{i}", 0) for i in range(4)])
+    warehouse.insert_feedback([reward(f"r{i}", 0, 1.0) for i in range(4)])
+    warehouse.claim("a", 100, RANK, ACTIONS)
+    warehouse.claim("b", 100, RANK, ACTIONS)  # started together (two ticks on Vertex)
+    assert warehouse.commit(run("a", None, 4))
+    with pytest.raises(LedgerConflict, match="warm-started from nothing but run a"):
+        warehouse.commit(run("b", None, 4))
+    with pytest.raises(LedgerConflict, match="4 of its examples were trained by another run"):
+        warehouse.commit(run("b", "a", 4))
+    rows = warehouse.query("SELECT run_id, count(*) FROM trained_examples GROUP BY ALL")
+    assert rows == [("a", 4)]
+    assert [r.run_id for r in [warehouse.latest_run()] if r] == ["a"]
+
+
+def test_bad_rows_are_quarantined_with_a_reason_and_block_nothing(warehouse: DuckDBWarehouse):
+    nan = float("nan")
+    warehouse.insert_predictions(
         [
-            {
-                "request_id": "r1",
-                "instance_index": 0,
-                "time": T0.isoformat(),
-                "policy_version": "v1",
-                "observation": [0.5, -1.0],
-                "action": 1,
-                "propensity": 1.0,
-                "candidates": None,
-            }
-        ],
-        row_ids=["r1:0"],
+            prediction("ok", 0),
+            prediction("bad", 0, action=ACTIONS),
+            PredictionRecord("bad", 1, T0, "v1", [1.0, 2.0, 3.0], 0),
+            PredictionRecord("bad", 2, T0, "v1", [1.0, nan], 0),
+            prediction("ok", 1),
+        ]
     )
-    client.query.return_value.result.return_value = [(7,)]
-    assert w.count_examples(T0) == 7
-    sql = client.query.call_args.args[0]
-    assert "`proj.ds.predictions`" in sql and "`proj.ds.feedback`" in sql and "@watermark" in sql
-    config = client.query.call_args.kwargs["job_config"]
-    params = {p.name: (p.type_, p.value) for p in config.query_parameters}
-    assert params == {"watermark": ("TIMESTAMP", T0), "max_rows": ("INT64", 2**62)}
-    assert client.query.call_args.kwargs["location"] == "EU"
+    warehouse.insert_feedback(
+        [reward("ok", 0, 1.0), reward("ok", 1, 2.0)]
+        + [reward("bad", i, 1.0) for i in range(2)]
+        + [FeedbackRecord("bad", 2, T0, 1.0, "t")]
+    )
+    assert warehouse.count_untrained(RANK, ACTIONS) == 2
+    assert warehouse.claim("a", 100, RANK, ACTIONS) == 2
+    reasons = warehouse.query("SELECT instance_index, reason FROM quarantine ORDER BY 1")
+    assert reasons == [
+        (0, "action 4 is outside 0..3"),
+        (1, "observation has 3 values, the rank is 2"),
+        (2, "observation holds a non-finite value"),
+    ]
+    warehouse.commit(run("a", None, 2))
+    assert warehouse.count_untrained(RANK, ACTIONS) == 0  # nothing left over, nothing stuck
 
 
 def test_bigquery_rejected_rows_raise(mocker):

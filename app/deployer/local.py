@@ -4,6 +4,9 @@
     <policies_dir>/CURRENT             the version being served
 
 The pointer is replaced atomically, so the predictor never reads a half-written version.
+Both steps are idempotent by version: the re-training Deployer stages the copy, commits the
+run in the warehouse, and only then moves the pointer (app/loop/steps.py::run_deployer), so a
+restarted publish repeats them safely (tests/test_ledger.py::test_publish_fault_then_restart).
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ POINTER = "CURRENT"
 
 def deploy(policy_dir: str, policies_dir: str) -> str:
     """Copies `policy_dir` under its version and points CURRENT at it; returns the version."""
+    version = stage(policy_dir, policies_dir)
+    point(policies_dir, version)
+    return version
+
+
+def stage(policy_dir: str, policies_dir: str) -> str:
+    """Copies `policy_dir` to <policies_dir>/<version> (once; the predictor cannot see it yet)."""
     version = read_metadata(policy_dir).policy_version
     target = join(policies_dir, version)
     if not tf.io.gfile.exists(target):
@@ -28,8 +38,14 @@ def deploy(policy_dir: str, policies_dir: str) -> str:
             tf.io.gfile.rmtree(staging)
         _copy_tree(policy_dir, staging)
         tf.io.gfile.rename(staging, target)
-    _write_pointer(policies_dir, version)
     return version
+
+
+def point(policies_dir: str, version: str) -> None:
+    """Points CURRENT at a staged version (atomically; repeating it changes nothing)."""
+    if not tf.io.gfile.exists(join(policies_dir, version)):
+        raise FileNotFoundError(f"{join(policies_dir, version)} was never staged")
+    _write_pointer(policies_dir, version)
 
 
 def current_version(policies_dir: str) -> str | None:

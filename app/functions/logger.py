@@ -2,7 +2,13 @@
 
 A malformed message is rejected with its reason logged (and, in cloud, forwarded to the
 dead-letter topic); it never crashes the function, so it is not redelivered forever.
-Redelivered good messages are harmless: rows are keyed by (request_id, instance_index).
+Redelivered and duplicate messages are harmless: rows are keyed by (request_id,
+instance_index) and a stored key is never written twice, so a message is idempotent on its
+key whatever the message id. A write that fails (the local warehouse is busy, BigQuery is
+unavailable) raises, so the function answers with an error and the message is delivered
+again — never acknowledged and dropped (tests/test_ledger.py::
+test_busy_warehouse_raises_and_the_message_is_stored_on_retry; `make chaos`: redelivery,
+duplicate_publish, logger_killed_mid_batch, warehouse_busy).
 """
 
 from __future__ import annotations

@@ -1,17 +1,22 @@
 """Trigger: starts the re-training pipeline when enough new training examples exist.
 
-Runs on a Scheduler tick. It starts nothing while a re-training is still running: locally
-a lock file held by the pipeline process; on Vertex AI, a running PipelineJob of the
-re-training pipeline.
+Runs on a Scheduler tick. It starts nothing while a re-training is under way: locally, an
+flock on a lock file that the pipeline process holds for as long as it lives (the kernel
+releases it when the process ends, however it ends, so a launch that failed leaves nothing
+behind); on Vertex AI, a PipelineJob of the re-training pipeline that is pending, queued or
+running. Should two runs start anyway, the ledger lets only one of them commit
+(tests/test_ledger.py::test_concurrent_trigger_ticks_start_one_run,
+tests/test_ledger.py::test_vertex_single_flight_filter_on_the_wire).
 """
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,44 +29,65 @@ from app.warehouse.factory import open_warehouse
 
 log = logging.getLogger("recloop.trigger")
 LOCK_FILE = "retraining.lock"
+RETRAINING_COMMAND = (sys.executable, "-m", "pipelines.run", "retraining")
+UNDER_WAY = ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_QUEUED", "PIPELINE_STATE_RUNNING")
+UNDER_WAY_FILTER = (
+    f'display_name="{RETRAINING}" AND ('
+    + " OR ".join(f'state="{state}"' for state in UNDER_WAY)
+    + ")"
+)
 
 
 class Launcher(Protocol):
     def running(self) -> bool: ...
 
-    def start(self) -> None: ...
+    def start(self) -> bool:
+        """Starts a run unless one is under way; True if it started one."""
 
 
 class LocalLauncher:
     """Runs `python -m pipelines.run retraining` (kfp.local) in its own process group."""
 
-    def __init__(self, state_dir: str):
+    def __init__(self, state_dir: str, command: Sequence[str] = RETRAINING_COMMAND):
         self.lock = Path(state_dir) / LOCK_FILE
+        self.command = list(command)
+
+    def _acquire(self) -> int | None:
+        """An open descriptor holding the lock, or None when a run holds it."""
+        self.lock.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return None
+        return descriptor
 
     def running(self) -> bool:
-        if not self.lock.exists():
+        descriptor = self._acquire()
+        if descriptor is None:
+            return True
+        os.close(descriptor)
+        return False
+
+    def start(self) -> bool:
+        descriptor = self._acquire()
+        if descriptor is None:
             return False
         try:
-            pid = int(self.lock.read_text().strip() or 0)
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError, PermissionError):
-            self.lock.unlink(missing_ok=True)  # a run that died without cleaning up
-            return False
-        return True
-
-    def start(self) -> None:
-        self.lock.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            # Claim the lock before starting, so two ticks cannot both start a run.
-            descriptor = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            # The child inherits the locked descriptor: the lock lives exactly as long as it.
             process = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.run", "retraining", "--lock", str(self.lock)],
+                self.command,
                 start_new_session=True,
                 stdout=open(self.lock.with_suffix(".log"), "ab"),  # noqa: SIM115
                 stderr=subprocess.STDOUT,
+                pass_fds=(descriptor,),
             )
-            os.write(descriptor, str(process.pid).encode())
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, str(process.pid).encode(), 0)  # for whoever stops it
+        finally:
             os.close(descriptor)
+        return True
 
 
 class VertexLauncher:
@@ -73,15 +99,15 @@ class VertexLauncher:
 
         cloud = self.settings.cloud
         jobs = aiplatform.PipelineJob.list(
-            filter=f'display_name="{RETRAINING}" AND state="PIPELINE_STATE_RUNNING"',
-            project=cloud.project_id,
-            location=cloud.region,
+            filter=UNDER_WAY_FILTER, project=cloud.project_id, location=cloud.region
         )
         return bool(jobs)
 
-    def start(self) -> None:
+    def start(self) -> bool:
         from app.loop.pipeline_jobs import submit_vertex, vertex_parameters
 
+        if self.running():
+            return False
         submit_vertex(
             RETRAINING,
             self.settings,
@@ -95,15 +121,17 @@ class VertexLauncher:
             self.settings.cloud.trainer_image,
             self.settings.cloud.serving_image,
         )
+        return True
 
 
-def decide(warehouse: Warehouse, launcher: Launcher, min_new_examples: int) -> str:
-    new = warehouse.count_examples(warehouse.latest_watermark())
+def decide(
+    warehouse: Warehouse, launcher: Launcher, min_new_examples: int, rank_k: int, num_actions: int
+) -> str:
+    new = warehouse.count_untrained(rank_k, num_actions)
     if new < min_new_examples:
         return f"waiting: {new} new training examples, {min_new_examples} needed"
-    if launcher.running():
+    if not launcher.start():
         return f"waiting: a re-training is running ({new} new examples)"
-    launcher.start()
     return f"started re-training on {new} new examples"
 
 
@@ -120,4 +148,5 @@ def _context() -> tuple[Settings, Warehouse, Launcher]:
 
 def trigger(event: Any) -> None:
     settings, warehouse, launcher = _context()
-    log.info(decide(warehouse, launcher, settings.loop.min_new_examples))
+    loop = settings.loop
+    log.info(decide(warehouse, launcher, loop.min_new_examples, loop.rank_k, loop.num_actions))

@@ -37,11 +37,15 @@ class OffPolicyResult:
     policy_dir: str
     policy_version: str
     examples: int
-    watermark: str
 
 
 def new_version() -> str:
     return time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
+
+
+def version_for_run(run_id: str) -> str:
+    """A run's policy version follows from its run id, so a restarted run publishes the same."""
+    return "v-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
 
 
 def train_offline(
@@ -123,8 +127,7 @@ def train_offline(
         "interactions_per_second": manifest.examples / seconds if seconds > 0 else 0.0,
         "warm_start": warm_start,
         "policy_version": version,
-        "watermark": manifest.watermark,
     }
     with tf.io.gfile.GFile(join(policy_dir, METRICS_FILE), "w") as f:
         f.write(json.dumps(metrics, indent=2))
-    return OffPolicyResult(policy_dir, version, manifest.examples, manifest.watermark)
+    return OffPolicyResult(policy_dir, version, manifest.examples)

@@ -7,8 +7,6 @@ parameter selects the warehouse: local, DuckDB and local folders; dev/prod, BigQ
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from app import movielens, wiring
 from app.agents import AgentSpec
 from app.config import Settings
@@ -55,18 +53,27 @@ def run_generator(*, parameters: PipelineParameters, seed: int = 0) -> int:
     return generator.generate(env, warehouse, p.driver_steps, seed)
 
 
-def run_ingester(*, output_dir: str, parameters: PipelineParameters) -> str:
-    _, warehouse = context(parameters)
-    return ingester.ingest(warehouse, output_dir, parameters.bigquery_max_rows).watermark
+def run_ingester(*, output_dir: str, parameters: PipelineParameters, run_id: str) -> int:
+    """Claims the run's examples in the ledger and writes them as TFRecords; returns how many."""
+    p = parameters
+    _, warehouse = context(p)
+    result = ingester.ingest(
+        warehouse, output_dir, run_id, p.bigquery_max_rows, p.rank_k, p.num_actions
+    )
+    return result.examples
 
 
 def run_trainer(
     *, examples_dir: str, policy_dir: str, parameters: PipelineParameters, agent: str = "linucb"
 ) -> str:
+    """Warm-starts from the policy of the last *committed* run (named in the Ingester's
+    manifest), never from the served pointer, so a publish that failed halfway is never
+    counted twice (tests/test_ledger.py::test_publish_fault_then_restart)."""
     p = parameters
     settings = step_settings(p)
-    policies = join(p.training_artifacts_dir, POLICIES)
-    warm_start = local.resolve(policies) if local.current_version(policies) else None
+    manifest = ingester.read_manifest(examples_dir)
+    if manifest.committed_version:  # a restart after the commit: nothing to train
+        return manifest.committed_version
     files = _ratings(settings, p.raw_data_path)
     spec = AgentSpec(agent, p.num_actions, p.rank_k, p.agent_alpha, p.tikhonov_weight)
     result = offpolicy.train_offline(
@@ -74,30 +81,47 @@ def run_trainer(
         policy_dir,
         spec,
         p.batch_size,
-        warm_start,
+        manifest.warm_start or None,
         movielens.load_titles(files.items, p.num_actions),
+        offpolicy.version_for_run(manifest.run_id),
     )
     return result.policy_version
 
 
 def run_deployer(*, policy_dir: str, examples_dir: str, parameters: PipelineParameters) -> str:
-    """Publishes the policy under <training_artifacts_dir>/policies (the pointer the local
-    predictor follows), on Vertex AI when an endpoint is configured, then records the run."""
+    """Publishes the run's policy in one step that completes or changes nothing served:
+
+    1. stage the policy under <training_artifacts_dir>/policies/<version> (idempotent);
+    2. commit ledger + run record in one warehouse transaction (the commit point; a run that
+       lost its parent or its examples to another run fails here, changing nothing);
+    3. roll forward, if this run is still the latest committed: CURRENT → version, then the
+       Vertex AI endpoint. Re-running the step after any failure completes steps 2 and 3.
+
+    tests/test_ledger.py::test_publish_fault_then_restart injects a failure at each point.
+    """
     settings, warehouse = context(parameters)
     policies = join(parameters.training_artifacts_dir, POLICIES)
-    version = local.deploy(policy_dir, policies)
+    manifest = ingester.read_manifest(examples_dir)
+    run = warehouse.find_run(manifest.run_id)
+    if run is None:
+        version = local.stage(policy_dir, policies)
+        run = TrainingRunRecord(
+            run_id=manifest.run_id,
+            policy_version=version,
+            parent_run_id=manifest.parent_run_id or None,
+            time=None,
+            examples=manifest.examples,
+            rank_k=manifest.rank_k,
+            num_actions=manifest.num_actions,
+            policy_uri=join(policies, version),
+        )
+        warehouse.commit(run)
+    latest = warehouse.latest_run()
+    if latest is None or latest.run_id != run.run_id:
+        return run.policy_version  # a newer run committed; it publishes its own policy
+    local.point(policies, run.policy_version)
     if settings.loop.vertex_endpoint:
         from app.deployer import vertex
 
-        vertex.deploy(join(policies, version), version, settings)
-    manifest = ingester.read_manifest(examples_dir)
-    warehouse.record_training_run(
-        TrainingRunRecord(
-            policy_version=version,
-            time=datetime.now(UTC),
-            watermark=datetime.fromisoformat(manifest.watermark) if manifest.watermark else None,
-            examples=manifest.examples,
-            policy_uri=join(policies, version),
-        )
-    )
-    return version
+        vertex.deploy(run.policy_uri, run.policy_version, settings)
+    return run.policy_version

@@ -1,4 +1,11 @@
-"""The cloud warehouse: the BigQuery tables infra creates from app/schemas.py."""
+"""The cloud warehouse: the BigQuery tables infra creates from app/schemas.py.
+
+Rows arrive by streaming insert (insertId = the row's key: best-effort dedup only); every
+ledger query deduplicates by key, and the ledger's own writes are DML (claim: one INSERT …
+SELECT; commit: one multi-statement transaction that asserts what DuckDB checks), with the
+same SQL text as DuckDB's (app/warehouse/ledger.py). The requests are asserted on the wire in
+tests/test_bigquery_requests.py.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +14,17 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TRAINING_RUNS, TableSchema
-from app.warehouse.base import EPOCH
+from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema
+from app.warehouse import ledger
+from app.warehouse.base import LedgerConflict, conflict_message
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
     TrainingExample,
     TrainingRunRecord,
-    examples_query,
 )
+
+_TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP"}
 
 
 class MissingTables(RuntimeError):
@@ -28,6 +37,7 @@ class BigQueryWarehouse:
 
         self.project, self.dataset, self.location = project, dataset, location
         self.client = client or bigquery.Client(project=project, location=location)
+        self.sql = ledger.bigquery(project, dataset)
 
     def table_id(self, table: TableSchema) -> str:
         return f"{self.project}.{self.dataset}.{table.name}"
@@ -58,8 +68,8 @@ class BigQueryWarehouse:
     def _insert(self, schema: TableSchema, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
-        # insertId = the row's key: BigQuery drops redelivered rows (best effort), and the
-        # examples query deduplicates exactly.
+        # insertId = the row's key: BigQuery drops redelivered rows (best effort), and every
+        # ledger query deduplicates by key. ingested_at is left to the column's default.
         row_ids = [":".join(str(r[k]) for k in schema.key) for r in rows]
         errors = self.client.insert_rows_json(self.table_id(schema), list(rows), row_ids=row_ids)
         if errors:
@@ -71,52 +81,88 @@ class BigQueryWarehouse:
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
         self._insert(FEEDBACK, [_json(r) for r in rows])
 
-    def record_training_run(self, run: TrainingRunRecord) -> None:
-        self._insert(TRAINING_RUNS, [_json(run)])
-
     def _query(self, sql: str, params: dict[str, Any]) -> Any:
         from google.cloud import bigquery
 
-        types = {datetime: "TIMESTAMP", int: "INT64"}
         config = bigquery.QueryJobConfig(
             query_parameters=[
-                bigquery.ScalarQueryParameter(name, types[type(value)], value)
+                bigquery.ScalarQueryParameter(name, _TYPES[type(value)], value)
+                if value is not None
+                else bigquery.ScalarQueryParameter(name, "STRING", None)
                 for name, value in params.items()
+                if f"@{name}" in sql
             ]
         )
         return self.client.query(sql, job_config=config, location=self.location)
 
-    def latest_watermark(self) -> datetime:
-        rows = list(
-            self._query(f"SELECT max(watermark) FROM `{self.table_id(TRAINING_RUNS)}`", {}).result()
-        )
-        return rows[0][0] if rows and rows[0][0] is not None else EPOCH
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        return list(self._query(sql, params).result())
 
-    def _examples_sql(self) -> str:
-        return examples_query(
-            f"`{self.table_id(PREDICTIONS)}`", f"`{self.table_id(FEEDBACK)}`", lambda n: f"@{n}"
-        )
-
-    def count_examples(self, since: datetime) -> int:
-        sql = f"SELECT count(*) FROM ({self._examples_sql()})"
-        rows = list(self._query(sql, {"watermark": since, "max_rows": 2**62}).result())
+    def count_untrained(self, rank_k: int, num_actions: int) -> int:
+        sql = ledger.count_untrained(self.sql)
+        rows = self._rows(sql, {"rank_k": rank_k, "num_actions": num_actions})
         return int(rows[0][0])
 
-    def iter_examples(
-        self, since: datetime, max_rows: int, page_size: int = 1000
-    ) -> Iterator[list[TrainingExample]]:
-        job = self._query(self._examples_sql(), {"watermark": since, "max_rows": max_rows})
+    def claim(self, run_id: str, max_rows: int, rank_k: int, num_actions: int) -> int:
+        params = {"run_id": run_id, "rank_k": rank_k, "num_actions": num_actions}
+        self._query(ledger.quarantine(self.sql), params).result()
+        self._query(ledger.claim(self.sql), {**params, "max_rows": max_rows}).result()
+        count = f"SELECT count(*) FROM ({ledger.claimed(self.sql)})"
+        return int(self._rows(count, {"run_id": run_id})[0][0])
+
+    def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
+        job = self._query(ledger.claimed(self.sql), {"run_id": run_id})
         for page in job.result(page_size=page_size).pages:
             yield [
                 TrainingExample(
+                    row["request_id"],
+                    row["instance_index"],
                     list(row["observation"]),
                     row["action"],
                     row["reward"],
                     row["propensity"],
-                    row["feedback_time"],
                 )
                 for row in page
             ]
+
+    def _runs(self, where: str, params: dict[str, Any]) -> list[TrainingRunRecord]:
+        rows = self._rows(ledger.runs(self.sql, where), params)
+        return [
+            TrainingRunRecord(*(row[c] for c in ledger.TRAINING_RUNS.column_names)) for row in rows
+        ]
+
+    def find_run(self, run_id: str) -> TrainingRunRecord | None:
+        found = self._runs("run_id = @run_id", {"run_id": run_id})
+        return found[0] if found else None
+
+    def latest_run(self) -> TrainingRunRecord | None:
+        found = self._runs("TRUE", {})
+        return found[0] if found else None
+
+    def commit(self, run: TrainingRunRecord) -> bool:
+        """Checks, then commits in one transaction whose ASSERTs repeat the checks (an ASSERT
+        that fails rolls the whole transaction back)."""
+        state = self._rows(ledger.commit_state(self.sql), {"run_id": run.run_id})[0]
+        if state["committed"]:
+            return False
+        if problem := conflict_message(run, state["latest"], state["overlap"]):
+            raise LedgerConflict(problem)
+        checks = ledger.commit_checks(self.sql)
+        script = ";\n".join(
+            [
+                "BEGIN TRANSACTION",
+                f"ASSERT ({checks['committed']}) = 0 AS 'run {run.run_id} committed already'",
+                f"ASSERT ({checks['latest']}) IS NOT DISTINCT FROM @parent_run_id "
+                f"AS 'another run committed since run {run.run_id} started'",
+                f"ASSERT ({checks['overlap']}) = 0 "
+                f"AS 'examples of run {run.run_id} were trained by another run'",
+                *ledger.commit_statements(self.sql),
+                "COMMIT TRANSACTION",
+            ]
+        )
+        params = {c: getattr(run, c) for c in ledger.TRAINING_RUNS.column_names if c != "time"}
+        self._query(script + ";", params).result()
+        return True
 
 
 def _json(record: Any) -> dict[str, Any]:

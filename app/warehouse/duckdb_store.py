@@ -2,68 +2,86 @@
 
 Several local processes (the functions, the pipeline steps, the demo) share the file, and
 DuckDB lets one process hold it at a time, so every operation opens, works and closes, and
-waits its turn when another process holds the lock.
+waits its turn when another process holds the lock. When the wait runs out it raises
+WarehouseBusy, and the Logger returns an error so that the message is delivered again
+(tests/test_ledger.py::test_busy_warehouse_raises_and_the_message_is_stored_on_retry).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import astuple
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TRAINING_RUNS, TableSchema, duckdb_ddl
-from app.warehouse.base import EPOCH
+from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema, duckdb_ddl
+from app.warehouse import ledger
+from app.warehouse.base import LedgerConflict, WarehouseBusy, conflict_message
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
     TrainingExample,
     TrainingRunRecord,
-    examples_query,
 )
 
 LOCK_WAIT_S = 30.0
+_DDL_LOCK = threading.Lock()
+SQL = ledger.DUCKDB
 
 
 class DuckDBWarehouse:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, lock_wait_s: float = LOCK_WAIT_S):
         self.path = Path(path)
+        self.lock_wait_s = lock_wait_s
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + LOCK_WAIT_S
+        deadline = time.monotonic() + self.lock_wait_s
         while True:
             try:
                 connection = duckdb.connect(str(self.path))
                 break
             except duckdb.IOException as err:
-                if "lock" not in str(err).lower() or time.monotonic() > deadline:
+                if "lock" not in str(err).lower():
                     raise
+                if time.monotonic() > deadline:
+                    raise WarehouseBusy(
+                        f"{self.path} is locked by another process (waited {self.lock_wait_s:.0f}s)"
+                    ) from None
                 time.sleep(0.05)
         try:
             connection.execute("SET TimeZone = 'UTC'")
+            with _DDL_LOCK:  # threads of one process share the database: one creates at a time
+                for table in TABLES:
+                    connection.execute(duckdb_ddl(table))
             yield connection
+        except duckdb.TransactionException as err:  # a concurrent write won: try again later
+            raise WarehouseBusy(f"{self.path}: conflicting concurrent write ({err})") from None
         finally:
             connection.close()
 
     def ensure_tables(self) -> None:
-        with self._connect() as db:
-            for table in TABLES:
-                db.execute(duckdb_ddl(table))
+        with self._connect():
+            pass
 
     def _insert(self, table: TableSchema, rows: Sequence[tuple]) -> None:
         if not rows:
             return
-        columns = ", ".join(table.column_names)
-        marks = ", ".join("?" for _ in table.columns)
+        # ingested_at is the last column and left to the warehouse's clock (its DEFAULT).
+        names = [c.name for c in table.columns if c.default is None]
+        marks = ", ".join("?" for _ in names)
         with self._connect() as db:
-            db.execute(duckdb_ddl(table))
-            db.executemany(f"INSERT OR IGNORE INTO {table.name} ({columns}) VALUES ({marks})", rows)
+            db.begin()
+            db.executemany(
+                f"INSERT OR IGNORE INTO {table.name} ({', '.join(names)}) VALUES ({marks})", rows
+            )
+            db.commit()
 
     def insert_predictions(self, rows: Sequence[PredictionRecord]) -> None:
         self._insert(PREDICTIONS, [astuple(r) for r in rows])
@@ -71,43 +89,68 @@ class DuckDBWarehouse:
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
         self._insert(FEEDBACK, [astuple(r) for r in rows])
 
-    def record_training_run(self, run: TrainingRunRecord) -> None:
-        self._insert(TRAINING_RUNS, [astuple(run)])
-
-    def latest_watermark(self) -> datetime:
+    def count_untrained(self, rank_k: int, num_actions: int) -> int:
         with self._connect() as db:
-            db.execute(duckdb_ddl(TRAINING_RUNS))
-            row = db.execute(f"SELECT max(watermark) FROM {TRAINING_RUNS.name}").fetchone()
-        return row[0] if row and row[0] is not None else EPOCH
-
-    def count_examples(self, since: datetime) -> int:
-        sql = f"SELECT count(*) FROM ({examples_query('predictions', 'feedback', _param)})"
-        with self._connect() as db:
-            self._create_all(db)
-            row = db.execute(sql, {"watermark": since, "max_rows": 2**62}).fetchone()
+            row = db.execute(
+                ledger.count_untrained(SQL), {"rank_k": rank_k, "num_actions": num_actions}
+            ).fetchone()
         return int(row[0]) if row else 0
 
-    def iter_examples(
-        self, since: datetime, max_rows: int, page_size: int = 1000
-    ) -> Iterator[list[TrainingExample]]:
-        sql = examples_query(PREDICTIONS.name, FEEDBACK.name, _param)
+    def claim(self, run_id: str, max_rows: int, rank_k: int, num_actions: int) -> int:
+        shapes = {"run_id": run_id, "rank_k": rank_k, "num_actions": num_actions}
         with self._connect() as db:
-            self._create_all(db)
-            cursor = db.execute(sql, {"watermark": since, "max_rows": max_rows})
+            db.begin()
+            db.execute(ledger.quarantine(SQL), shapes)
+            db.execute(ledger.claim(SQL), {**shapes, "max_rows": max_rows})
+            db.commit()
+            row = db.execute(
+                "SELECT count(*) FROM run_examples WHERE run_id = $run_id", {"run_id": run_id}
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
+        with self._connect() as db:
+            cursor = db.execute(ledger.claimed(SQL), {"run_id": run_id})
             while page := cursor.fetchmany(page_size):
                 yield [TrainingExample(*row) for row in page]
 
-    def query(self, sql: str) -> list[tuple]:
-        """Ad-hoc reads (the demo's report)."""
+    def _runs(self, where: str, params: dict[str, Any]) -> list[TrainingRunRecord]:
         with self._connect() as db:
-            self._create_all(db)
+            rows = db.execute(ledger.runs(SQL, where), params).fetchall()
+        return [TrainingRunRecord(*row) for row in rows]
+
+    def find_run(self, run_id: str) -> TrainingRunRecord | None:
+        found = self._runs("run_id = $run_id", {"run_id": run_id})
+        return found[0] if found else None
+
+    def latest_run(self) -> TrainingRunRecord | None:
+        found = self._runs("TRUE", {})
+        return found[0] if found else None
+
+    def commit(self, run: TrainingRunRecord) -> bool:
+        params = {c: getattr(run, c) for c in ledger.TRAINING_RUNS.column_names if c != "time"}
+        with self._connect() as db:
+            db.begin()
+            committed, latest, overlap = db.execute(
+                ledger.commit_state(SQL), {"run_id": run.run_id}
+            ).fetchone() or (0, None, 0)
+            if committed:
+                db.rollback()
+                return False
+            if problem := conflict_message(run, latest, overlap):
+                db.rollback()
+                raise LedgerConflict(problem)
+            for statement in ledger.commit_statements(SQL):
+                db.execute(statement, _bound(statement, params))
+            db.commit()
+        return True
+
+    def query(self, sql: str) -> list[tuple]:
+        """Ad-hoc reads (the demo's report, the chaos scenarios' accounting)."""
+        with self._connect() as db:
             return db.execute(sql).fetchall()
 
-    @staticmethod
-    def _create_all(db: duckdb.DuckDBPyConnection) -> None:
-        for table in TABLES:
-            db.execute(duckdb_ddl(table))
 
-
-def _param(name: str) -> str:
-    return f"${name}"
+def _bound(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a statement names (DuckDB rejects unused ones)."""
+    return {name: value for name, value in params.items() if f"${name}" in sql}

@@ -11,7 +11,7 @@ def open_warehouse(settings: Settings) -> Warehouse:
     if w.backend == "duckdb":
         from app.warehouse.duckdb_store import DuckDBWarehouse
 
-        return DuckDBWarehouse(w.duckdb_path)
+        return DuckDBWarehouse(w.duckdb_path, w.lock_wait_seconds)
     if w.backend == "bigquery":
         from app.warehouse.bigquery_store import BigQueryWarehouse
 

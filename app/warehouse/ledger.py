@@ -1,0 +1,178 @@
+"""The training-set ledger's SQL, generated once for DuckDB and BigQuery.
+
+Every joined interaction (prediction ⋈ feedback on (request_id, instance_index)) is trained
+on exactly once, whatever the order or lateness of its halves (docs/reliability.md):
+
+1. claim: one INSERT … SELECT stages, under the run id, the oldest-ingested examples that no
+   committed run trained on and that are not quarantined; a second claim by the same run id
+   adds nothing, so a restarted run reads exactly what it read before;
+2. quarantine: rows that cannot be trained on are stored with their reason, never claimed;
+3. commit: one transaction copies the run's claims into `trained_examples` and inserts its
+   `training_runs` row, if no other run committed since the one it warm-started from and none
+   of its examples is in the ledger already (else it changes nothing and fails).
+
+Nothing depends on time except the claim order, which uses the warehouse's ingestion time.
+Each side of the join and every ledger table is deduplicated by key in the queries, so
+BigQuery's best-effort streaming dedup is never trusted. The statements are the same text on
+both warehouses but for the table names, the parameter marks and two finiteness functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.schemas import (
+    FEEDBACK,
+    PREDICTIONS,
+    QUARANTINE,
+    RUN_EXAMPLES,
+    TRAINED_EXAMPLES,
+    TRAINING_RUNS,
+    TableSchema,
+)
+
+KEY = ", ".join(PREDICTIONS.key)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    table: Callable[[TableSchema], str]
+    param: Callable[[str], str]
+    finite: Callable[[str], str]  # SQL that is true when a FLOAT64 expression is finite
+    array_sum: Callable[[str], str]
+
+
+DUCKDB = Dialect(
+    table=lambda t: t.name,
+    param=lambda n: f"${n}",
+    finite=lambda e: f"isfinite({e})",
+    array_sum=lambda e: f"list_sum({e})",
+)
+
+
+def bigquery(project: str, dataset: str) -> Dialect:
+    return Dialect(
+        table=lambda t: f"`{project}.{dataset}.{t.name}`",
+        param=lambda n: f"@{n}",
+        finite=lambda e: f"NOT (IS_NAN({e}) OR IS_INF({e}))",
+        array_sum=lambda e: f"(SELECT SUM(v) FROM UNNEST({e}) AS v)",
+    )
+
+
+def _first_by_key(d: Dialect, table: TableSchema, order: str) -> str:
+    return (
+        f"SELECT * FROM {d.table(table)} WHERE TRUE "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(table.key)} ORDER BY {order}) = 1"
+    )
+
+
+def _keys(d: Dialect, table: TableSchema, where: str = "TRUE") -> str:
+    return f"SELECT DISTINCT {KEY} FROM {d.table(table)} WHERE {where}"
+
+
+def joined(d: Dialect) -> str:
+    """Predictions ⋈ feedback, each side deduplicated (the first row stored wins)."""
+    return f"""SELECT p.request_id, p.instance_index, p.observation, p.action, f.reward,
+         p.propensity, GREATEST(p.ingested_at, f.ingested_at) AS ready_at
+  FROM ({_first_by_key(d, PREDICTIONS, "ingested_at, time")}) AS p
+  JOIN ({_first_by_key(d, FEEDBACK, "ingested_at, time")}) AS f USING ({KEY})"""
+
+
+def untrained(d: Dialect) -> str:
+    """Joined examples in neither the ledger nor the quarantine, each with its fault (or NULL)."""
+    p = d.param
+    return f"""SELECT j.*, CASE
+    WHEN j.action < 0 OR j.action >= {p("num_actions")} THEN CONCAT('action ',
+      CAST(j.action AS STRING), ' is outside 0..', CAST({p("num_actions")} - 1 AS STRING))
+    WHEN ARRAY_LENGTH(j.observation) != {p("rank_k")} THEN CONCAT('observation has ',
+      CAST(ARRAY_LENGTH(j.observation) AS STRING), ' values, the rank is ',
+      CAST({p("rank_k")} AS STRING))
+    WHEN NOT {d.finite(d.array_sum("j.observation"))} THEN 'observation holds a non-finite value'
+    WHEN NOT {d.finite("j.reward")} THEN 'reward is not finite'
+  END AS fault
+  FROM ({joined(d)}) AS j
+  LEFT JOIN (SELECT DISTINCT {KEY}, TRUE AS trained FROM {d.table(TRAINED_EXAMPLES)}) AS t
+    USING ({KEY})
+  LEFT JOIN (SELECT DISTINCT {KEY}, TRUE AS held FROM {d.table(QUARANTINE)}) AS q
+    USING ({KEY})
+  WHERE t.trained IS NULL AND q.held IS NULL"""
+
+
+def count_untrained(d: Dialect) -> str:
+    """How many examples the next run could train on (the Trigger's question)."""
+    return f"SELECT count(*) FROM ({untrained(d)}) AS u WHERE u.fault IS NULL"
+
+
+def quarantine(d: Dialect) -> str:
+    cols = ", ".join(QUARANTINE.column_names)
+    return f"""INSERT INTO {d.table(QUARANTINE)} ({cols})
+SELECT u.request_id, u.instance_index, {d.param("run_id")}, u.fault, CURRENT_TIMESTAMP
+FROM ({untrained(d)}) AS u WHERE u.fault IS NOT NULL"""
+
+
+def claim(d: Dialect) -> str:
+    """Stages up to max_rows examples for the run, oldest ingested first; only once per run."""
+    p = d.param
+    cols = ", ".join(RUN_EXAMPLES.column_names)
+    return f"""INSERT INTO {d.table(RUN_EXAMPLES)} ({cols})
+SELECT {p("run_id")}, c.request_id, c.instance_index, CURRENT_TIMESTAMP
+FROM (
+  SELECT u.request_id, u.instance_index FROM ({untrained(d)}) AS u
+  WHERE u.fault IS NULL
+  ORDER BY u.ready_at, u.request_id, u.instance_index
+  LIMIT {p("max_rows")}
+) AS c
+WHERE NOT EXISTS (SELECT 1 FROM {d.table(RUN_EXAMPLES)} WHERE run_id = {p("run_id")})"""
+
+
+def claimed(d: Dialect) -> str:
+    """The run's claimed examples, in key order (the same every time the run reads them)."""
+    return f"""SELECT j.request_id, j.instance_index, j.observation, j.action, j.reward,
+       j.propensity
+FROM ({_keys(d, RUN_EXAMPLES, f"run_id = {d.param('run_id')}")}) AS c
+JOIN ({joined(d)}) AS j USING ({KEY})
+ORDER BY j.request_id, j.instance_index"""
+
+
+def runs(d: Dialect, where: str = "TRUE") -> str:
+    """Committed runs, newest first (deduplicated by run id)."""
+    cols = ", ".join(TRAINING_RUNS.column_names)
+    return (
+        f"SELECT {cols} FROM ({_first_by_key(d, TRAINING_RUNS, 'time')}) AS r "
+        f"WHERE {where} ORDER BY time DESC, run_id DESC"
+    )
+
+
+def commit_checks(d: Dialect) -> dict[str, str]:
+    """Scalar queries a commit checks: is the run committed, which run committed last, and
+    how many of the run's claims the ledger holds under another run."""
+    run_id = d.param("run_id")
+    runs_table = d.table(TRAINING_RUNS)
+    return {
+        "committed": f"SELECT count(*) FROM {runs_table} WHERE run_id = {run_id}",
+        "latest": f"SELECT run_id FROM {runs_table} ORDER BY time DESC, run_id DESC LIMIT 1",
+        "overlap": f"""SELECT count(*)
+    FROM ({_keys(d, RUN_EXAMPLES, f"run_id = {run_id}")}) AS c
+    JOIN {d.table(TRAINED_EXAMPLES)} AS t USING ({KEY}) WHERE t.run_id != {run_id}""",
+    }
+
+
+def commit_state(d: Dialect) -> str:
+    return "SELECT " + ", ".join(f"({q}) AS {name}" for name, q in commit_checks(d).items())
+
+
+def commit_statements(d: Dialect) -> list[str]:
+    """The two writes of a commit; the caller runs them in one transaction."""
+    p = d.param
+    run_cols = ", ".join(TRAINING_RUNS.column_names)
+    values = ", ".join(
+        "CURRENT_TIMESTAMP" if c == "time" else p(c) for c in TRAINING_RUNS.column_names
+    )
+    ledger_cols = ", ".join(TRAINED_EXAMPLES.column_names)
+    return [
+        f"""INSERT INTO {d.table(TRAINED_EXAMPLES)} ({ledger_cols})
+SELECT c.request_id, c.instance_index, {p("run_id")}, CURRENT_TIMESTAMP
+FROM ({_keys(d, RUN_EXAMPLES, f"run_id = {p('run_id')}")}) AS c""",
+        f"INSERT INTO {d.table(TRAINING_RUNS)} ({run_cols}) VALUES ({values})",
+    ]

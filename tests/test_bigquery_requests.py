@@ -1,0 +1,159 @@
+"""The BigQuery warehouse as BigQuery receives it: the real google-cloud-bigquery client builds
+every request, and a fake HTTP session records them and answers as the REST API does (no
+BigQuery emulator works here). The SQL is the ledger's, generated once (app/warehouse/ledger.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from app.warehouse import ledger
+from app.warehouse.base import LedgerConflict
+from app.warehouse.bigquery_store import BigQueryWarehouse
+from app.warehouse.records import PredictionRecord, TrainingRunRecord
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+class Response:
+    def __init__(self, payload: dict[str, Any], status: int = 200):
+        self.status_code = status
+        self.headers = {"content-type": "application/json"}
+        self.content = json.dumps(payload).encode()
+        self.text = self.content.decode()
+        self.request = None
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.content)
+
+
+class FakeBigQuery:
+    """A requests-compatible session: records each call, answers queries with queued rows."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.results: list[tuple[list[str], list[list[Any]]]] = []
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.is_mtls = False
+
+    def request(self, method: str, url: str, data: Any = None, **_: Any) -> Response:
+        body = json.loads(data) if data else {}
+        self.calls.append((method, url.split("?")[0], body))
+        path = url.split("/bigquery/v2/")[-1].split("?")[0]
+        if path.endswith("/insertAll"):
+            return Response({})
+        if method == "POST" and path.endswith("/jobs"):
+            job_id = body["jobReference"]["jobId"]
+            columns, rows = self.results.pop(0) if self.results else ([], [])
+            self.jobs[job_id] = {"columns": columns, "rows": rows}
+            return Response({**body, "status": {"state": "DONE"}, "id": job_id})
+        if "/queries/" in path:
+            job = self.jobs[path.rsplit("/", 1)[-1]]
+            return Response(
+                {
+                    "jobComplete": True,
+                    "jobReference": {"projectId": "proj", "jobId": path.rsplit("/", 1)[-1]},
+                    "schema": {"fields": [_field(c) for c in job["columns"]]},
+                    "rows": [{"f": [{"v": v} for v in row]} for row in job["rows"]],
+                    "totalRows": str(len(job["rows"])),
+                }
+            )
+        if "/jobs/" in path:
+            return Response(
+                {"jobReference": {"jobId": path.rsplit("/", 1)[-1]}, "status": {"state": "DONE"}}
+            )
+        return Response(body)  # datasets.insert, tables.insert: the resource as created
+
+    def queries(self) -> list[dict[str, Any]]:
+        return [
+            b["configuration"]["query"]
+            for m, u, b in self.calls
+            if u.endswith("/jobs") and m == "POST"
+        ]
+
+
+def _field(column: str) -> dict[str, str]:
+    """ "name" or "name:TYPE" (STRING by default), as the query's result schema."""
+    name, _, kind = column.partition(":")
+    return {"name": name, "type": kind or "STRING"}
+
+
+@pytest.fixture
+def fake() -> FakeBigQuery:
+    return FakeBigQuery()
+
+
+@pytest.fixture
+def warehouse(fake: FakeBigQuery) -> BigQueryWarehouse:
+    client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=fake)
+    return BigQueryWarehouse("proj", "ds", "EU", client=client)
+
+
+def params(query: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    return {
+        p["name"]: (p["parameterType"]["type"], p["parameterValue"].get("value"))
+        for p in query.get("queryParameters", [])
+    }
+
+
+def test_rows_stream_with_their_key_as_insert_id_and_no_ingestion_time(warehouse, fake):
+    warehouse.insert_predictions([PredictionRecord("r1", 0, T0, "v1", [0.5, -1.0], 1, 1.0)])
+    method, url, body = fake.calls[-1]
+    assert (method, url.split("/bigquery/v2/")[-1]) == (
+        "POST",
+        "projects/proj/datasets/ds/tables/predictions/insertAll",
+    )
+    (row,) = body["rows"]
+    assert row["insertId"] == "r1:0"
+    assert row["json"]["time"] == T0.isoformat()
+    assert "ingested_at" not in row["json"]  # the column's default: BigQuery's clock
+
+
+def test_claim_is_two_dml_jobs_with_typed_parameters(warehouse, fake):
+    fake.results = [([], []), ([], []), (["n:INT64"], [["3"]])]
+    assert warehouse.claim("run-7", 500, 20, 20) == 3
+    quarantine, claim, count = fake.queries()
+    sql = ledger.bigquery("proj", "ds")
+    assert quarantine["query"] == ledger.quarantine(sql)
+    assert claim["query"] == ledger.claim(sql)
+    assert "`proj.ds.run_examples`" in claim["query"] and "IS_NAN(" in claim["query"]
+    assert claim["useLegacySql"] is False
+    assert params(claim) == {
+        "run_id": ("STRING", "run-7"),
+        "rank_k": ("INT64", "20"),
+        "num_actions": ("INT64", "20"),
+        "max_rows": ("INT64", "500"),
+    }
+    assert params(count) == {"run_id": ("STRING", "run-7")}
+    jobs = [b for m, u, b in fake.calls if m == "POST" and u.endswith("/jobs")]
+    assert {j["jobReference"]["location"] for j in jobs} == {"EU"}
+
+
+def test_commit_is_one_transaction_that_asserts_the_checks(warehouse, fake):
+    fake.results = [(["committed:INT64", "latest", "overlap:INT64"], [["0", None, "0"]]), ([], [])]
+    run = TrainingRunRecord("run-1", "v-run-1", None, None, 12, 20, 20, "gs://a/policies/v")
+    assert warehouse.commit(run) is True
+    _, script = fake.queries()
+    text = script["query"]
+    assert text.startswith(
+        "BEGIN TRANSACTION;\nASSERT (SELECT count(*) FROM `proj.ds.training_runs`"
+    )
+    assert "IS NOT DISTINCT FROM @parent_run_id" in text
+    for statement in ledger.commit_statements(ledger.bigquery("proj", "ds")):
+        assert statement in text
+    assert text.endswith("COMMIT TRANSACTION;")
+    assert params(script)["parent_run_id"] == ("STRING", None)
+    assert params(script)["examples"] == ("INT64", "12")
+
+
+def test_commit_of_a_stale_run_sends_no_transaction(warehouse, fake):
+    fake.results = [(["committed:INT64", "latest", "overlap:INT64"], [["0", "run-0", "0"]])]
+    run = TrainingRunRecord("run-1", "v", None, None, 1, 20, 20, "gs://a")
+    with pytest.raises(LedgerConflict, match="run run-0 has committed since"):
+        warehouse.commit(run)
+    assert len(fake.queries()) == 1
