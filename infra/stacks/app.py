@@ -183,16 +183,6 @@ class AppStack(TerraformStack):
         project_role("pipelines_jobs", "pipelines", "roles/bigquery.jobUser")
         project_role("pipelines_vertex", "pipelines", "roles/aiplatform.user")
         bucket_role("pipelines_artifacts", "pipelines", "roles/storage.objectAdmin")
-        # The Deployer deploys the model as the predictor account (wiring.PREDICTOR): Vertex
-        # requires actAs on that one account from the principal that deploys.
-        ServiceAccountIamMember(
-            self,
-            "pipelines_acts_as_predictor",
-            service_account_id=data.accounts["predictor"].name,
-            role="roles/iam.serviceAccountUser",
-            member=f"serviceAccount:{accounts['pipelines']}",
-        )
-
         tick = base64.b64encode(b"{}").decode()
         for key, topic, schedule in (
             ("simulate", messaging.simulate.id, config.simulate_schedule),

@@ -44,7 +44,6 @@ EXPECTED_ROLES = {
         "roles/bigquery.jobUser",
         "roles/aiplatform.user",
         "roles/storage.objectAdmin",
-        "roles/iam.serviceAccountUser",  # on the predictor account only (test_wiring.py)
     },
 }
 
