@@ -61,7 +61,7 @@ def train(
     rank_k: int,
     num_actions: int,
     batch_size: int,
-    num_epochs: int,
+    num_epochs: int,  # the sample's; linear agents update exactly in one pass (app.loop.offpolicy)
     tikhonov_weight: float,
     agent_alpha: float,
     model: Output[Model],
