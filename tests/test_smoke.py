@@ -128,22 +128,6 @@ class VertexAfterTheRun(FakeVertex):
         return response
 
 
-@pytest.fixture(autouse=True)
-def _streaming_stubs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The prediction client prepares streaming stubs too; the fake's channel is unary only
-    (none of them is called)."""
-    from app.rehearsal import fakes
-
-    def refuse(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-        def call(*_: Any, **__: Any) -> Any:
-            raise NotImplementedError(f"FakeVertex does not stream ({method})")
-
-        return call
-
-    for kind in ("unary_stream", "stream_unary", "stream_stream"):
-        monkeypatch.setattr(fakes._Channel, kind, refuse, raising=False)
-
-
 @pytest.fixture(scope="module")
 def startup_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     from pipelines.compile import compile_all

@@ -54,7 +54,8 @@ class _UnaryUnary:
 
 
 class _Channel:
-    """Just enough of grpc.Channel for the gapic transports (unary calls only)."""
+    """Just enough of grpc.Channel for the gapic transports: unary calls are answered,
+    streaming stubs can be made but refuse to be called."""
 
     def __init__(self, vertex: FakeVertex):
         self.vertex = vertex
@@ -67,6 +68,16 @@ class _Channel:
         _registered_method: bool = False,
     ) -> _UnaryUnary:
         return _UnaryUnary(self.vertex, method, request_serializer, response_deserializer)
+
+    def _streaming(self, method: str, *_: Any, **__: Any) -> Callable[..., Any]:
+        """Clients prepare streaming stubs too (the prediction client does); none is answered."""
+
+        def refuse(*_: Any, **__: Any) -> Any:
+            raise NotImplementedError(f"FakeVertex does not stream ({method})")
+
+        return refuse
+
+    unary_stream = stream_unary = stream_stream = _streaming
 
     def close(self) -> None:
         pass
