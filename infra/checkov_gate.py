@@ -5,12 +5,13 @@ failure, on parsing errors, and on any run that produces no report.
 checkov cannot evaluate Terraform's `${…}` references, and a check passes what it cannot
 read: `serviceAccount:${google_service_account.deployer.member}` is no service account to
 CKV_GCP_42, so an admin role granted to it passed. The gate therefore scans a copy of each
-stack in which every reference it can resolve is replaced by its value: the referenced
-resource's own arguments, the outputs a `terraform_remote_state` reads from the stack that
-writes them, variable defaults, and the computed attributes recloop relies on (a service
-account's email, a topic's id). What only exists after apply (a project number, a function's
-URL) becomes `<known after apply: …>`. Skips are `checkov:skip=<id>:<reason>` entries in the
-resource's "//" comment (infra/checks.py), keyed by (stack, resource type, resource name).
+stack in which every reference is resolved as a plan would (infra/resolve.py, the one
+resolver): the referenced resource's own arguments, the outputs a `terraform_remote_state`
+reads from the stack that writes them, variable defaults, and the computed attributes
+recloop relies on (a service account's email, a topic's id). What only exists after apply (a
+project number, a function's URL) becomes `<known after apply: …>`. Skips are
+`checkov:skip=<id>:<reason>` entries in the resource's "//" comment (infra/checks.py), keyed
+by (stack, resource type, resource name).
 Proved by tests/infra/test_checkov_gate.py.
 
 Usage: python -m infra.checkov_gate CHECKOV_BINARY STACKS_DIR
@@ -25,132 +26,21 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from infra.resolve import UnresolvedReference, resolve_all
 
 SKIP = re.compile(r"checkov:skip=([A-Z0-9_]+):(.+)")
-REFERENCE = re.compile(r"\$\{([^{}]+)\}")
-PATH_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 PARSE_FAILURE = re.compile(r"Failed to parse template: (\S+)")
 Key = tuple[str, str, str]  # (stack, resource type, resource name)
-
-
-class Unknown(Exception):
-    """A reference whose value exists only after apply."""
-
-
-def _steps(path: str) -> list[str | int]:
-    return [name if name else int(index) for name, index in PATH_STEP.findall(path)]
-
-
-def _computed(kind: str, body: dict[str, Any], attribute: str, value: Any) -> Any:
-    """Attributes the provider computes, for the resource types recloop uses."""
-    project = value("project") if "project" in body else None
-    if kind == "google_service_account" and attribute in ("email", "member", "name", "id"):
-        email = f"{value('account_id')}@{project}.iam.gserviceaccount.com"
-        return {
-            "email": email,
-            "member": f"serviceAccount:{email}",
-            "name": f"projects/{project}/serviceAccounts/{email}",
-            "id": f"projects/{project}/serviceAccounts/{email}",
-        }[attribute]
-    collections = {
-        "google_pubsub_topic": "topics",
-        "google_pubsub_subscription": "subscriptions",
-    }
-    if kind in collections and attribute == "id":
-        return f"projects/{project}/{collections[kind]}/{value('name')}"
-    if kind == "google_vertex_ai_endpoint" and attribute == "id":
-        return f"projects/{project}/locations/{value('location')}/endpoints/{value('name')}"
-    if kind == "google_artifact_registry_repository" and attribute in ("name", "id"):
-        return (
-            f"projects/{project}/locations/{value('location')}"
-            f"/repositories/{value('repository_id')}"
-        )
-    if kind == "google_bigquery_dataset" and attribute == "id":
-        return f"projects/{project}/datasets/{value('dataset_id')}"
-    if kind == "google_storage_bucket" and attribute == "id":
-        return value("name")
-    raise Unknown
-
-
-class Resolver:
-    """Values of references across the synthesised stacks of one cdktf app."""
-
-    def __init__(self, documents: dict[str, dict[str, Any]]):
-        self.documents = documents
-        self.by_backend = {
-            json.dumps(backend, sort_keys=True): name
-            for name, doc in documents.items()
-            for backend in doc.get("terraform", {}).get("backend", {}).values()
-        }
-
-    def resolve(self, stack: str, value: Any, depth: int = 0) -> Any:
-        if depth > 20:
-            raise ValueError(f"{stack}: reference cycle near {value!r}")
-        if isinstance(value, dict):
-            return {k: self.resolve(stack, v, depth) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.resolve(stack, v, depth) for v in value]
-        if not isinstance(value, str) or "${" not in value:
-            return value
-        whole = REFERENCE.fullmatch(value)
-        if whole:  # a lone reference keeps the referenced value's type
-            return self._expression(stack, whole.group(1), depth)
-        return REFERENCE.sub(lambda m: str(self._expression(stack, m.group(1), depth)), value)
-
-    def _expression(self, stack: str, expression: str, depth: int) -> Any:
-        try:
-            return self.resolve(stack, self._lookup(stack, _steps(expression), depth), depth + 1)
-        except (Unknown, KeyError, IndexError, TypeError):
-            return f"<known after apply: {expression}>"
-
-    def _lookup(self, stack: str, steps: list[str | int], depth: int) -> Any:
-        doc = self.documents[stack]
-        head = steps[0]
-        if head == "var":
-            return doc["variable"][steps[1]]["default"]
-        if head == "data" and steps[1] == "terraform_remote_state":
-            state = doc["data"]["terraform_remote_state"][str(steps[2])]
-            other = self.by_backend[json.dumps({**state["config"]}, sort_keys=True)]
-            if steps[3] != "outputs":
-                raise Unknown
-            output = self.documents[other]["output"][str(steps[4])]["value"]
-            return self._walk(self.resolve(other, output, depth + 1), steps[5:])
-        if head == "data":
-            kind, name, rest = str(steps[1]), str(steps[2]), steps[3:]
-            body = doc["data"][kind][name]
-        else:
-            kind, name, rest = str(head), str(steps[1]), steps[2:]
-            body = doc["resource"][kind][name]
-        if not rest:
-            raise Unknown
-        attribute = str(rest[0])
-        if attribute in body:
-            return self._walk(body[attribute], rest[1:])
-
-        def value(key: str) -> Any:
-            resolved = self.resolve(stack, body[key], depth + 1)
-            if isinstance(resolved, str) and resolved.startswith("<known after apply"):
-                raise Unknown
-            return resolved
-
-        return self._walk(_computed(kind, body, attribute, value), rest[1:])
-
-    @staticmethod
-    def _walk(value: Any, steps: list[str | int]) -> Any:
-        for step in steps:
-            value = value[step]
-        return value
 
 
 def resolved_copy(stacks: Path, target: Path) -> dict[str, dict[int, tuple[str, str]]]:
     """Writes each stack with references resolved to target/<stack>/cdk.tf.json; returns,
     per stack, the line of each resource's opening brace → (type, name)."""
     documents = {p.parent.name: json.loads(p.read_text()) for p in stacks.glob("*/cdk.tf.json")}
-    resolver = Resolver(documents)
     lines: dict[str, dict[int, tuple[str, str]]] = {}
     for name, doc in documents.items():
-        copy = {**doc, "resource": resolver.resolve(name, doc.get("resource", {}))}
+        copy = {**doc, "resource": resolve_all(doc.get("resource", {}), name, documents)}
         text = json.dumps(copy, indent=2)
         (target / name).mkdir(parents=True)
         (target / name / "cdk.tf.json").write_text(text)
@@ -206,7 +96,7 @@ def scan(checkov: str, stacks: Path) -> Outcome:
     with tempfile.TemporaryDirectory() as scratch:
         try:
             lines = resolved_copy(stacks, Path(scratch))
-        except (json.JSONDecodeError, ValueError) as error:
+        except (json.JSONDecodeError, UnresolvedReference) as error:
             return Outcome([f"PARSING {error}"], [], 0)
         result = subprocess.run(
             [

@@ -27,9 +27,7 @@ def ci_settings(config: EnvironmentConfig) -> dict[str, str]:
         "artifacts_bucket": config.name("artifacts"),
         "trigger_function": config.name("trigger"),
         # The bootstrap stack's deployer account (its output `deployer_service_account`).
-        "deployer_service_account": (
-            f"{config.name('deployer')}@{config.project_id}.iam.gserviceaccount.com"
-        ),
+        "deployer_service_account": config.deployer_email,
     }
 
 

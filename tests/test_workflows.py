@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.ci_settings import ci_settings
+from infra.ci_settings import REGISTRY_REPOSITORY, ci_settings
 from infra.config import ENVIRONMENTS, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,7 +227,11 @@ def test_ci_settings_name_what_the_stacks_create(env: str):
     settings = ci_settings(load(env))
     data = json.loads((ROOT / "infra" / "golden" / f"{env}-data.json").read_text())["resource"]
     app = json.loads((ROOT / "infra" / "golden" / f"{env}-app.json").read_text())["resource"]
-    (registry,) = data["google_artifact_registry_repository"].values()
+    (registry,) = [
+        r
+        for r in data["google_artifact_registry_repository"].values()
+        if r["repository_id"] == REGISTRY_REPOSITORY  # not the functions' build repository
+    ]
     assert settings["registry"] == (
         f"{registry['location']}-docker.pkg.dev/{registry['project']}/{registry['repository_id']}"
     )

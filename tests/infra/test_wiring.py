@@ -58,7 +58,9 @@ def test_every_function_loads_what_its_component_needs_from_its_environment(stac
         )
         assert account == f"recloop-{env}-{component.account}@recloop-{env}.iam.gserviceaccount.com"
         topic_setting = dict(component.triggers)[name.removeprefix(f"recloop-{env}-")]
-        topic = resolve(function["event_trigger"]["pubsub_topic"], f"{env}-app", stacks, RELEASE)
+        # Fed by its push subscription (infra/components/messaging.py).
+        feed = one(stacks[f"{env}-app"], "google_pubsub_subscription", name=function["name"])
+        topic = resolve(feed["topic"], f"{env}-app", stacks, RELEASE)
         assert topic == f"projects/recloop-{env}/topics/" + getattr(
             settings.pubsub, topic_setting[1]
         )
@@ -123,10 +125,12 @@ def test_release_variables_accept_digests_and_commits_only(stacks, env):
 
 @pytest.mark.parametrize("env", ENVS)
 def test_accounts_are_the_declared_identities(stacks, env):
-    accounts = resources(stacks[f"{env}-data"], "google_service_account").values()
-    assert {a["account_id"] for a in accounts} >= {
-        f"recloop-{env}-{name}" for name in wiring.ACCOUNTS
-    }
+    """Bootstrap creates them (the deployer cannot); the data stack looks each one up."""
+    declared = {f"recloop-{env}-{name}" for name in wiring.ACCOUNTS}
+    created = resources(stacks[f"{env}-bootstrap"], "google_service_account").values()
+    assert {a["account_id"] for a in created} >= declared
+    looked_up = stacks[f"{env}-data"]["data"]["google_service_account"].values()
+    assert {a["account_id"] for a in looked_up} >= declared
 
 
 @pytest.mark.parametrize("env", ENVS)
