@@ -1,9 +1,9 @@
 """Publishing messages: through Pub/Sub (cloud or emulator), or straight to the functions.
 
 Without the Pub/Sub emulator, `pubsub.push_endpoints` ("topic=url,topic=url") makes every
-publish an HTTP POST of the CloudEvent Eventarc would deliver
-(`google.cloud.pubsub.topic.v1.messagePublished`, binary mode) to each endpoint of the topic.
-Nothing else changes: the functions receive exactly what they receive in cloud.
+publish an HTTP POST of the `google.cloud.pubsub.topic.v1.messagePublished` CloudEvent (binary
+mode) to each endpoint of the topic: the event functions-framework makes of a Pub/Sub push in
+the cloud (tests/test_function_entry_points.py), so the functions' code sees the same thing.
 """
 
 from __future__ import annotations

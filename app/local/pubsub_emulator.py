@@ -1,7 +1,7 @@
 """The Google Pub/Sub emulator (`gcloud beta emulators pubsub start`) and its topics.
 
-Push subscriptions to functions-framework deliver `messagePublished` CloudEvents the way
-Eventarc does in cloud.
+Push subscriptions to functions-framework, as in the cloud (infra/components/messaging.py):
+functions-framework hands each function the push as a `messagePublished` CloudEvent.
 """
 
 from __future__ import annotations
