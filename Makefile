@@ -118,17 +118,19 @@ apply:
 	done
 
 # Destroys the stateless app stack only. Data stacks hold prevent_destroy resources and no
-# target or workflow destroys one (docs/operations.md, "Deleting data").
+# target or workflow destroys one (docs/operations.md, "Deleting data"). Terraform needs the
+# app stack's variables even to destroy it: both targets take the release the stack runs
+# (`make destroy|rebuild ENV=… TRAINER_IMAGE=… SERVING_IMAGE=… RELEASE=…`).
 ifneq ($(filter destroy rebuild,$(MAKECMDGOALS)),)
 ifneq ($(STACK),app)
 $(error refusing: make destroy/rebuild act on $(ENV)-app only; $(ENV)-$(STACK) is never destroyed by a make target (see docs/operations.md, "Deleting data"))
 endif
+$(foreach input,TRAINER_IMAGE SERVING_IMAGE RELEASE,$(if $($(input)),,$(error make destroy/rebuild need $(input)=… of the release $(ENV)-app runs (docs/operations.md, "Tear down and rebuild"))))
 endif
 
 destroy: synth infra/node_modules
 	$(CDKTF) destroy --skip-synth --auto-approve $(ENV)-app
 
-# `make rebuild ENV=… TRAINER_IMAGE=… SERVING_IMAGE=… RELEASE=…` (the app stack's release inputs).
 # cdktf deploys a stack only together with the stacks it depends on: $(ENV)-app needs
 # $(ENV)-data (a no-op plan when nothing changed there).
 rebuild: destroy

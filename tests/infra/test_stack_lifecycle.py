@@ -16,6 +16,12 @@ from tests.infra.helpers import one, resources
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = ("dev", "prod")
+# The app stack's release inputs (contract 1): Terraform needs them even to destroy it.
+RELEASE = (
+    "TRAINER_IMAGE=r/trainer@sha256:" + "a" * 64,
+    "SERVING_IMAGE=r/predictor@sha256:" + "b" * 64,
+    "RELEASE=" + "c" * 40,
+)
 # Resources that hold data or identity: losing one loses data or breaks what refers to it.
 STATEFUL = {
     "google_artifact_registry_repository",
@@ -56,7 +62,7 @@ def test_make_targets_hand_cdktf_every_stack_it_requires(stacks_dir, env, target
     """cdktf refuses to deploy a stack without its dependencies and to destroy one without
     its dependants (checkIfAllDependenciesAreIncluded / ...DependantsAreIncluded)."""
     graph = dependencies(stacks_dir)
-    code, commands, stderr = cdktf_commands(target, f"ENV={env}")
+    code, commands, stderr = cdktf_commands(target, f"ENV={env}", *RELEASE)
     assert code == 0, stderr
     assert commands
     for verb, stacks in commands:
@@ -77,10 +83,21 @@ def test_make_targets_hand_cdktf_every_stack_it_requires(stacks_dir, env, target
 def test_no_make_target_destroys_a_data_stack(env):
     for stack in ("data", "bootstrap"):
         for confirm in ("", f"CONFIRM={env}-{stack}"):
-            args = ["destroy", f"ENV={env}", f"STACK={stack}"] + ([confirm] if confirm else [])
+            args = ["destroy", f"ENV={env}", f"STACK={stack}", *RELEASE]
+            args += [confirm] if confirm else []
             code, commands, stderr = cdktf_commands(*args)
             assert code != 0 and not commands
             assert "refusing" in stderr and "Deleting data" in stderr
+
+
+@pytest.mark.parametrize("target", ["rebuild", "destroy"])
+def test_destroy_and_rebuild_refuse_without_the_live_release(target):
+    for missing in range(len(RELEASE)):
+        given = [r for i, r in enumerate(RELEASE) if i != missing]
+        code, commands, stderr = cdktf_commands(target, "ENV=dev", *given)
+        name = RELEASE[missing].split("=")[0]
+        assert code != 0 and not commands
+        assert f"need {name}=" in stderr
 
 
 def test_no_workflow_destroys_anything_but_an_app_stack():
