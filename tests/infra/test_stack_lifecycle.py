@@ -5,7 +5,9 @@ refuses to be destroyed."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -144,3 +146,69 @@ def test_the_endpoint_lives_with_the_data_and_the_app_refers_to_it(stacks, env):
         assert re.fullmatch(
             r"\$\{data\.terraform_remote_state\.[^}]*google_vertex_ai_endpoint[^}]*\}", value
         )
+
+
+def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
+    """Runs the workflow's own scripts: `gcloud` answers with a deployed Trigger's
+    environment, `make` runs dry (-n); every cdktf command gets the live release."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "teardown.yml").read_text())
+    steps = {s.get("name"): s for s in workflow["jobs"]["teardown"]["steps"]}
+    live = dict(r.split("=", 1) for r in RELEASE)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    environment = {
+        "RECLOOP__CLOUD__TRAINER_IMAGE": live["TRAINER_IMAGE"],
+        "RECLOOP__CLOUD__SERVING_IMAGE": live["SERVING_IMAGE"],
+        "RECLOOP__CLOUD__RELEASE": live["RELEASE"],
+        "RECLOOP_PROFILE": "dev",
+    }
+    (bin_dir / "gcloud").write_text(
+        "#!/bin/sh\n"
+        'test "$1 $2 $3 $4" = "functions describe recloop-dev-trigger --gen2" || exit 9\n'
+        f"echo '{json.dumps({'serviceConfig': {'environmentVariables': environment}})}'\n"
+    )
+    (bin_dir / "make").write_text(
+        f"#!/bin/sh\nexec {shutil.which('make')} -n -o .venv/.installed -o infra/node_modules"
+        ' "$@"\n'
+    )
+    for tool in ("gcloud", "make"):
+        (bin_dir / tool).chmod(0o755)
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    outputs = tmp_path / "outputs"
+    read = steps["Read the release the app stack runs"]
+    run = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", read["run"]],
+        env={
+            "PATH": path,
+            "GITHUB_OUTPUT": str(outputs),
+            "TRIGGER": "recloop-dev-trigger",
+            "REGION": "us-central1",
+            "PROJECT": "recloop-dev",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    given = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    assert given == {
+        "trainer_image": live["TRAINER_IMAGE"],
+        "serving_image": live["SERVING_IMAGE"],
+        "release": live["RELEASE"],
+    }
+    env = {
+        "PATH": path,
+        "TARGET": "dev",
+        "TRAINER": given["trainer_image"],
+        "PREDICTOR": given["serving_image"],
+        "RELEASE_SHA": given["release"],
+    }
+    verbs = []
+    for name in ("Destroy the app stack", "Rebuild the app stack"):
+        step = steps[name]
+        assert set(step["env"]) == {"TARGET", "TRAINER", "PREDICTOR", "RELEASE_SHA"}
+        run = subprocess.run(
+            ["bash", "-e", "-c", step["run"]], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        verbs += re.findall(r"cdktf (deploy|destroy)[^\n]*", run.stdout)
+    assert verbs == ["destroy", "deploy"]
