@@ -30,7 +30,7 @@ from app.predictor.server import PredictorApp
 RANK = 5
 LIMIT = 8_192  # a small body limit keeps oversized bodies cheap to generate
 FUZZ = settings(
-    max_examples=1_500,
+    max_examples=1_000,
     deadline=1_000,  # milliseconds per body: bounded, generous for a shared 2-core machine
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
@@ -305,17 +305,17 @@ def test_memory_stays_flat_over_a_bounded_fuzz_run(app: PredictorApp, policy):
                 status, _, _ = call(app, [body])
                 assert status < 500
 
-    rounds(20)  # warm caches and allocators
+    rounds(10)  # warm caches and allocators
     tracemalloc.start()
     try:
-        rounds(50)
+        rounds(30)
         before = tracemalloc.take_snapshot()
-        rounds(200)
+        rounds(100)
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
     growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    assert growth < 256 * 1024, f"{growth} bytes retained after 2,000 more requests"
+    assert growth < 256 * 1024, f"{growth} bytes retained after 1,000 more requests"
     assert_still_serving(app, policy)
 
 

@@ -1,4 +1,8 @@
-"""Checkpoints during training, and runs that die and resume to the same result."""
+"""Checkpoints during training, and runs that die and resume to the same result.
+
+One test kills a real `python -m app.trainer` with SIGKILL; the others prove the mechanism
+per agent in process, on the training loop itself, with a few loops.
+"""
 
 from __future__ import annotations
 
@@ -13,55 +17,81 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.agents import state_from_agent
 from app.config import Settings, VertexJobConfig
 from app.local.processes import PYTHON
+from app.policy_store import linear_state_from_variables
 from app.trainer import checkpoint
+from app.trainer.__main__ import main
 from app.trainer.checkpoint import Checkpoints
 from app.trainer.flags import TrainingArgs
-from app.trainer.run import run
+from app.trainer.learners import Learner, make_learner
+from app.trainer.loop import train_on_policy
+from app.trainer.metrics import History, LoopMetrics
+from app.trainer.run import agent_spec, build_environment, run, run_identity
 
-SMALL = TrainingArgs(
-    training_loops=30,
+TINY = TrainingArgs(
+    training_loops=6,
     rank_k=5,
     num_actions=10,
     progress=False,
     agent_alpha=2.0,
     tikhonov_weight=0.5,
-    checkpoint_every=4,
-    policy_version="v-ckpt",
+    checkpoint_every=2,
 )
 
 
-def with_checkpoints(settings: Settings, directory: Path) -> Settings:
-    return dataclasses.replace(settings, vertex_job=VertexJobConfig(checkpoint_dir=str(directory)))
+class Died(RuntimeError):
+    pass
 
 
-def elsewhere(settings: Settings, tmp_path: Path, name: str) -> Settings:
-    return dataclasses.replace(settings, artifacts_dir=str(tmp_path / name))
+def train(
+    args: TrainingArgs,
+    settings: Settings,
+    checkpoints: Checkpoints | None = None,
+    die_after: int | None = None,
+) -> tuple[History, Learner]:
+    """The trainer's loop with checkpoints as run() wires them; dies after a checkpoint."""
+    env, _ = build_environment(args, settings)
+    learner = make_learner(agent_spec(args), args.seed)
+    history = checkpoints.restore(learner, env) if checkpoints else History()
+
+    def after_loop(metrics: LoopMetrics) -> None:
+        if checkpoints and (metrics.loop + 1) % args.checkpoint_every == 0:
+            checkpoints.save(learner, env, history)
+            if metrics.loop + 1 == die_after:
+                raise Died("pre-empted")
+
+    train_on_policy(env, learner, args.training_loops, args.steps_per_loop, history, after_loop)
+    return history, learner
 
 
-def policy_variables(policy_dir: str) -> list[np.ndarray]:
-    import tensorflow as tf
-    import tensorflow_probability  # noqa: F401
+def learned(learner: Learner) -> list[np.ndarray]:
+    """Every learned parameter and, for linear agents, the sampling RNG's state."""
+    model = getattr(learner, "model", None)
+    if model is not None:
+        s = model.state
+        rng = json.dumps(model.rng.bit_generator.state)
+        return [s.cov_matrix, s.data_vector, s.num_samples, np.array(rng)]
+    return [v.numpy() for v in learner.export_agent().variables]
 
-    saved = tf.saved_model.load(policy_dir)
-    return [v.numpy() for v in saved.model_variables]
 
-
-def assert_same_result(
-    first_metrics: dict, first_policy: str, second_metrics: dict, second_policy: str
-):
-    for key in ("regret", "suboptimal_arms", "average_return", "interactions"):
-        assert first_metrics[key] == second_metrics[key], key
-    for a, b in zip(policy_variables(first_policy), policy_variables(second_policy), strict=True):
+@pytest.mark.parametrize("agent", ["linucb", "lints", "neural_epsilon_greedy", "neural_linucb"])
+def test_a_run_that_dies_resumes_to_the_same_result(settings: Settings, tmp_path: Path, agent: str):
+    """Dies right after the checkpoint of loop 4 of 6; resumed, it ends where an uninterrupted
+    run ends: same metrics, same parameters, same RNG states."""
+    args = dataclasses.replace(TINY, agent=agent)
+    straight, straight_learner = train(args, settings)
+    checkpoints = Checkpoints(str(tmp_path / "ckpt"), run_identity(args))
+    with pytest.raises(Died):
+        train(args, settings, checkpoints, die_after=4)
+    resumed, resumed_learner = train(args, settings, checkpoints)
+    assert resumed.to_json(interactions_per_second=0) == straight.to_json(interactions_per_second=0)
+    for a, b in zip(learned(resumed_learner), learned(straight_learner), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def metrics_of(settings: Settings) -> dict:
-    return json.loads((Path(settings.artifacts_dir) / "metrics.json").read_text())
-
-
-def test_checkpoints_are_written_during_training_and_old_ones_removed(
+def test_run_checkpoints_during_training_and_keeps_the_newest(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     saved: list[int] = []
@@ -72,150 +102,35 @@ def test_checkpoints_are_written_during_training_and_old_ones_removed(
         return original(self, learner, env, history)
 
     monkeypatch.setattr(Checkpoints, "save", recording)
-    run(SMALL, with_checkpoints(settings, tmp_path / "ckpt"))
-    assert saved == [4, 8, 12, 16, 20, 24, 28, 30]  # every 4 loops, and at the end
+    vertex = VertexJobConfig(checkpoint_dir=str(tmp_path / "ckpt"))
+    args = dataclasses.replace(TINY, training_loops=10, checkpoint_every=4)
+    result = run(args, dataclasses.replace(settings, vertex_job=vertex))
+    assert saved == [4, 8, 10]  # every 4 loops, and at the end
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
-        "ckpt-00000028",
-        "ckpt-00000030",
+        "ckpt-00000008",
+        "ckpt-00000010",
     ]
-    progress = json.loads((tmp_path / "ckpt" / "ckpt-00000030" / "progress.json").read_text())
-    assert progress["loops"] == 30 and len(progress["history"]["regret"]) == 30
-
-
-class Died(RuntimeError):
-    pass
-
-
-@pytest.mark.parametrize("agent", ["linucb", "lints", "neural_epsilon_greedy", "neural_linucb"])
-def test_a_run_that_dies_resumes_to_the_same_result(
-    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent: str
-):
-    """Dies right after the checkpoint of loop 8; run again, it ends where an
-    uninterrupted run ends: same metrics, same policy parameters (RNG states included)."""
-    loops = 10 if agent.startswith("neural") else 30
-    args = dataclasses.replace(SMALL, agent=agent, training_loops=loops)
-    straight_settings = elsewhere(settings, tmp_path, "straight")
-    straight = run(args, straight_settings)
-
-    resumable = with_checkpoints(elsewhere(settings, tmp_path, "resumed"), tmp_path / "ckpt")
-    original = Checkpoints.save
-
-    def dying(self, learner, env, history):
-        folder = original(self, learner, env, history)
-        if len(history.loops) == 8:
-            raise Died("pre-empted")
-        return folder
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Checkpoints, "save", dying)
-        with pytest.raises(Died):
-            run(args, resumable)
-    resumed = run(args, resumable)
-    assert resumed.resumed_from_loop == 8
-    assert_same_result(
-        metrics_of(straight_settings),
-        straight.policy_dir,
-        metrics_of(resumable),
-        resumed.policy_dir,
-    )
-
-
-def test_a_killed_trainer_resumes_to_the_same_result(
-    settings: Settings, movielens_dir: Path, tmp_path: Path
-):
-    """SIGKILL a real `python -m app.trainer` (as Vertex pre-empts it) after its first
-    checkpoint, start the same command again: it resumes there and ends with the metrics and
-    policy of a run that was never interrupted."""
-    # 400k interactions, about a second of training: time enough to be killed mid-way.
-    loops, every, batch, steps = 400, 20, 50, 20
-    command = [
-        PYTHON,
-        "-m",
-        "app.trainer",
-        "--data-path",
-        str(movielens_dir / "u.data"),
-        "--artifacts-dir",
-        str(tmp_path / "resumed"),
-        "--training-loops",
-        str(loops),
-        "--checkpoint-every",
-        str(every),
-        "--batch-size",
-        str(batch),
-        "--steps-per-loop",
-        str(steps),
-        "--rank-k",
-        "5",
-        "--num-actions",
-        "10",
-        "--agent",
-        "lints",
-        "--seed",
-        "3",
-        "--policy-version",
-        "v-killed",
-        "--no-progress",
+    progress = json.loads((tmp_path / "ckpt" / "ckpt-00000010" / "progress.json").read_text())
+    assert progress["loops"] == 10 and progress["history"]["regret"] == [
+        m.regret for m in result.history.loops
     ]
-    ckpt = tmp_path / "ckpt"
-    env = {**os.environ, "AIP_CHECKPOINT_DIR": str(ckpt)}
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(ckpt.glob("ckpt-*/progress.json")):
-            assert first.poll() is None, "the trainer ended before its first checkpoint"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        first.send_signal(signal.SIGKILL)
-    finally:
-        first.wait(30)
-    assert first.returncode == -signal.SIGKILL
-    assert not (tmp_path / "resumed" / "metrics.json").exists()  # it died mid-training
-    (latest,) = [Checkpoints(str(ckpt), {}).latest()]
-    assert latest is not None and every <= latest[0] < loops
-
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert f"resumed from the checkpoint after loop {latest[0]}" in second.stdout
-
-    straight_settings = elsewhere(settings, tmp_path, "straight")
-    args = TrainingArgs(
-        data_path=str(movielens_dir / "u.data"),
-        training_loops=loops,
-        checkpoint_every=every,
-        batch_size=batch,
-        steps_per_loop=steps,
-        rank_k=5,
-        num_actions=10,
-        agent="lints",
-        seed=3,
-        policy_version="v-killed",
-        progress=False,
-    )
-    straight = run(args, straight_settings)
-    resumed_metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
-    assert resumed_metrics["resumed_from_loop"] == latest[0]
-    assert_same_result(
-        metrics_of(straight_settings),
-        straight.policy_dir,
-        resumed_metrics,
-        str(tmp_path / "resumed" / "policy"),
-    )
 
 
 def test_an_unfinished_checkpoint_is_ignored(settings: Settings, tmp_path: Path):
     """What a kill while writing leaves (a staging folder; on object stores a folder with no
     progress.json) is never read, and is cleaned up by the next checkpoint."""
     ckpt = tmp_path / "ckpt"
-    resumable = with_checkpoints(elsewhere(settings, tmp_path, "first"), ckpt)
-    run(dataclasses.replace(SMALL, training_loops=8), resumable)
+    checkpoints = Checkpoints(str(ckpt), run_identity(TINY))
+    with pytest.raises(Died):
+        train(TINY, settings, checkpoints, die_after=4)
     (ckpt / f"{checkpoint.STAGING_PREFIX}dead").mkdir()
     (ckpt / f"{checkpoint.STAGING_PREFIX}dead" / "linear_state.npz").write_bytes(b"torn")
     (ckpt / "ckpt-00000020").mkdir()
     (ckpt / "ckpt-00000020" / "linear_state.npz").write_bytes(b"torn")
-    resumed = run(SMALL, resumable)
-    assert resumed.resumed_from_loop == 8
-    straight = run(SMALL, elsewhere(settings, tmp_path, "straight")).history
-    assert [m.regret for m in resumed.history.loops] == [m.regret for m in straight.loops]
+    assert checkpoints.latest() == (4, str(ckpt / "ckpt-00000004"))
+    resumed, _ = train(TINY, settings, checkpoints)
+    straight, _ = train(TINY, settings)
+    assert [m.regret for m in resumed.loops] == [m.regret for m in straight.loops]
     assert not (ckpt / f"{checkpoint.STAGING_PREFIX}dead").exists()
 
 
@@ -230,8 +145,89 @@ def test_an_unfinished_checkpoint_is_ignored(settings: Settings, tmp_path: Path)
 def test_a_checkpoint_of_another_run_is_refused(
     settings: Settings, tmp_path: Path, change: dict, named: str
 ):
-    resumable = with_checkpoints(settings, tmp_path / "ckpt")
-    run(dataclasses.replace(SMALL, training_loops=4), resumable)
+    ckpt = str(tmp_path / "ckpt")
+    train(
+        dataclasses.replace(TINY, training_loops=2), settings, Checkpoints(ckpt, run_identity(TINY))
+    )
+    other = dataclasses.replace(TINY, **change)
     with pytest.raises(ValueError, match="belongs to another run") as refused:
-        run(dataclasses.replace(SMALL, **change), resumable)
+        train(other, settings, Checkpoints(ckpt, run_identity(other)))
     assert named in str(refused.value)
+
+
+def test_a_killed_trainer_resumes_to_the_same_result(
+    settings: Settings,
+    movielens_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+):
+    """SIGKILL a real `python -m app.trainer` (as Vertex pre-empts it) after its first
+    checkpoint, run the same command line again (in this process: the entrypoint's main): it
+    resumes there and ends with the metrics and policy of a run that was never interrupted."""
+    import tensorflow as tf
+    import tensorflow_probability  # noqa: F401
+
+    # 400k interactions, about a second of training: time enough to be killed mid-way.
+    args = TrainingArgs(
+        data_path=str(movielens_dir / "u.data"),
+        training_loops=400,
+        checkpoint_every=20,
+        batch_size=50,
+        steps_per_loop=20,
+        rank_k=5,
+        num_actions=10,
+        agent="lints",
+        seed=3,
+        progress=False,
+    )
+    artifacts = tmp_path / "resumed"
+    argv = [
+        f"--data-path={args.data_path}",
+        f"--artifacts-dir={artifacts}",
+        f"--training-loops={args.training_loops}",
+        f"--checkpoint-every={args.checkpoint_every}",
+        f"--batch-size={args.batch_size}",
+        f"--steps-per-loop={args.steps_per_loop}",
+        "--rank-k=5",
+        "--num-actions=10",
+        "--agent=lints",
+        "--seed=3",
+        "--no-progress",
+    ]
+    ckpt = tmp_path / "ckpt"
+    env = {**os.environ, "AIP_CHECKPOINT_DIR": str(ckpt)}
+    first = subprocess.Popen(
+        [PYTHON, "-m", "app.trainer", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(ckpt.glob("ckpt-*/progress.json")):
+            assert first.poll() is None, "the trainer ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        first.wait(30)
+    assert first.returncode == -signal.SIGKILL
+    assert not (artifacts / "metrics.json").exists()  # it died mid-training
+    latest = Checkpoints(str(ckpt), {}).latest()
+    assert latest is not None and 20 <= latest[0] < 400
+
+    monkeypatch.setenv("AIP_CHECKPOINT_DIR", str(ckpt))
+    assert main(argv) == 0
+    assert f"resumed from the checkpoint after loop {latest[0]}" in capsys.readouterr().out
+
+    straight, learner = train(args, settings)
+    metrics = json.loads((artifacts / "metrics.json").read_text())
+    assert metrics["resumed_from_loop"] == latest[0]
+    assert metrics["regret"] == [m.regret for m in straight.loops]
+    assert metrics["interactions"] == straight.interactions == 400 * 50 * 20
+    saved = tf.saved_model.load(str(artifacts / "policy"))
+    served = linear_state_from_variables(saved.model_variables, 10)
+    expected = state_from_agent(learner.export_agent())  # float32 in the SavedModel
+    np.testing.assert_array_equal(served.cov_matrix, expected.cov_matrix)
+    np.testing.assert_array_equal(served.data_vector, expected.data_vector)

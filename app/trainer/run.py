@@ -103,7 +103,7 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
     env, titles = build_environment(args, settings)
     learner = make_learner(agent_spec(args), args.seed)
     checkpoint_dir = settings.vertex_job.checkpoint_dir
-    checkpoints = Checkpoints(checkpoint_dir, _identity(args)) if checkpoint_dir else None
+    checkpoints = Checkpoints(checkpoint_dir, run_identity(args)) if checkpoint_dir else None
     history = checkpoints.restore(learner, env) if checkpoints else History()
     resumed_from_loop = len(history.loops)
 
@@ -167,7 +167,8 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
     return TrainingResult(args, history, objective, policy_dir, metrics_path, resumed_from_loop)
 
 
-def _identity(args: TrainingArgs) -> dict[str, Any]:
+def run_identity(args: TrainingArgs) -> dict[str, Any]:
+    """What a checkpoint records of its run, and what a resuming run must match."""
     return {name: getattr(args, name) for name in RUN_IDENTITY}
 
 
