@@ -25,6 +25,12 @@ class HttpEndpoint:
 
 
 class VertexEndpoint:
+    """Vertex hands predictions back as protobuf Values, in which every number is a double:
+    the integer fields are restored (an action of 3.0 cannot index anything).
+    Proved by tests/test_rehearse.py::test_vertex_endpoint_restores_integer_fields."""
+
+    INTEGER_FIELDS = ("action", "movie_id", "instance_index")
+
     def __init__(self, endpoint_name: str, project: str | None, region: str):
         from google.cloud import aiplatform
 
@@ -32,7 +38,10 @@ class VertexEndpoint:
 
     def predict(self, observations: list[list[float]]) -> list[dict[str, Any]]:
         response = self.endpoint.predict(instances=[{"observation": o} for o in observations])
-        return [dict(p) for p in response.predictions]
+        return [
+            {k: int(v) if k in self.INTEGER_FIELDS else v for k, v in dict(p).items()}
+            for p in response.predictions
+        ]
 
 
 def endpoint_from(settings: Settings) -> Endpoint:
