@@ -280,10 +280,10 @@ class GoogleApis:
         if method == "POST" and rest.endswith(":deployModel"):
             endpoint = f"{parent}/{rest.removesuffix(':deployModel')}"
             deployed = {**body.get("deployedModel", {}), "id": self._next_id()}
-            model = self.models.get(deployed.get("model", "").split("@")[0])
-            if model is None:
+            known = self.models.get(deployed.get("model", "").split("@")[0])
+            if known is None:
                 return 400, _error(400, f"deployModel names unknown model {deployed.get('model')}")
-            self.deployments[endpoint] = Deployment(model, deployed)
+            self.deployments[endpoint] = Deployment(known, deployed)
             return 200, _operation(parent, "DeployModelResponse", {"deployedModel": deployed})
         if method == "POST" and rest.endswith(":undeployModel"):
             return 200, _operation(parent, "UndeployModelResponse", {})
@@ -383,8 +383,8 @@ class GoogleApis:
     # -- Cloud Storage ------------------------------------------------------------------------
     def storage(self, method: str, path: str, query: dict[str, str]):
         m = _GCS.match(path)
-        if method == "GET" and (bucket := re.fullmatch(r"/storage/v1/b/([^/]+)", path)):
-            return 200, {"name": bucket.group(1)}
+        if method == "GET" and (found := re.fullmatch(r"/storage/v1/b/([^/]+)", path)):
+            return 200, {"name": found.group(1)}
         if method != "GET" or m is None:
             return 404, _error(404, f"the rehearsal's Cloud Storage fake has no {method} {path}")
         bucket, name = m.group(1), urllib.parse.unquote(m.group(2))

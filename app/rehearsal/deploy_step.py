@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
     from app.loop.ingester import MANIFEST, IngestResult
     from pipelines import components
 
-    local.deploy = _published_version  # type: ignore[assignment]
+    local.deploy = _published_version
     examples = Path(tempfile.mkdtemp(prefix="rehearsal-examples-"))
     (examples / MANIFEST).write_text(
         json.dumps(asdict(IngestResult(examples=0, watermark="", since="", shards=[])))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -210,15 +211,32 @@ class Rehearsal:
         self.say(f"{self.env}: release {self.release[:12]}; compiling pipelines, training a policy")
         compiled = self.work / "pipelines"
         compiling = self.processes.start(
-            [PYTHON, "-m", "pipelines.compile", "--image", variables["trainer_image"]]
-            + ["--output-dir", str(compiled)],
+            [
+                PYTHON,
+                "-m",
+                "pipelines.compile",
+                "--image",
+                variables["trainer_image"],
+                "--output-dir",
+                str(compiled),
+            ],
             {**IMAGE_ENV, "PYTHONPATH": str(ROOT)},
             self.logs / "compile.log",
         )
         policy_artifacts = self.work / "trained"
         training = self.processes.start(
-            [PYTHON, "-m", "app.trainer", "--no-progress", "--training-loops", "3"]
-            + ["--artifacts-dir", str(policy_artifacts), "--policy-version", "v-rehearsal-1"],
+            [
+                PYTHON,
+                "-m",
+                "app.trainer",
+                "--no-progress",
+                "--training-loops",
+                "3",
+                "--artifacts-dir",
+                str(policy_artifacts),
+                "--policy-version",
+                "v-rehearsal-1",
+            ],
             {**IMAGE_ENV, "PYTHONPATH": str(ROOT), **self.data_env()},
             self.logs / "trainer.log",
         )
@@ -330,7 +348,7 @@ class Rehearsal:
             ports[function.name] = port
         for child, port, log in starting:  # started together, waited for together
             with open(log, "rb") as output:
-                wait_ready(child, lambda port=port: port_open(port), 60, output)
+                wait_ready(child, functools.partial(port_open, port), 60, output)
         return ports
 
     def publish_templates(self, compiled: Path, resolved: stack_view.Environment) -> None:
@@ -349,9 +367,9 @@ class Rehearsal:
         from app.loop import pipeline_jobs
 
         settings = load_settings(environ=trigger_env)
-        compute = pipeline_jobs.vertex_parameters
+        compute: Callable[..., dict[str, Any]] = pipeline_jobs.vertex_parameters
         takes_pipeline = len(inspect.signature(compute).parameters) > 1
-        given = compute(RETRAINING, settings) if takes_pipeline else compute(settings)  # type: ignore[call-arg]
+        given = compute(RETRAINING, settings) if takes_pipeline else compute(settings)
         return {**template_defaults(template), **given}
 
     def deploy(
@@ -397,7 +415,8 @@ class Rehearsal:
             self.report.ok(
                 "deployer",
                 f"Model.upload of {spec.get('imageUri')} with {len(spec.get('env', []))} "
-                f"environment variables; deployed to {endpoint} as {deployed.get('serviceAccount')}",
+                f"environment variables; deployed to {endpoint} "
+                f"as {deployed.get('serviceAccount')}",
             )
         return deployment
 
@@ -417,7 +436,8 @@ class Rehearsal:
         wanted = resolved.variables.get("serving_image")
         if not image or (wanted and image != wanted):
             problems.append(
-                f"models:upload has serving image {image!r}, not the release's {wanted or '(by digest)'}"
+                f"Model.upload has serving image {image!r}, "
+                f"not the release's {wanted or '(by digest)'}"
             )
         if not str(model.get("artifactUri", "")).startswith("gs://"):
             problems.append(f"models:upload artifactUri {model.get('artifactUri')!r} is not gs://")
@@ -426,7 +446,8 @@ class Rehearsal:
         predictor = self.account(resolved, "predictor")
         if deployed.get("serviceAccount") != predictor:
             problems.append(
-                f"deployModel runs the model as {deployed.get('serviceAccount') or 'Vertex’s service agent'}, "
+                "deployModel runs the model as "
+                f"{deployed.get('serviceAccount') or 'the Vertex service agent'}, "
                 f"not infra's {predictor}"
             )
         cloud = infra_config.load(self.env)
@@ -436,8 +457,9 @@ class Rehearsal:
         wanted_replicas = (cloud.predictor_min_replicas, cloud.predictor_max_replicas)
         if machine != cloud.predictor_machine_type or replicas != wanted_replicas:
             problems.append(
-                f"deployModel asks for {machine} ×{replicas[0]}–{replicas[1]}, infra's "
-                f"environment config says {cloud.predictor_machine_type} ×{wanted_replicas[0]}–{wanted_replicas[1]}"
+                f"deployModel asks for {machine} x {replicas[0]}-{replicas[1]} replicas, "
+                f"infra's environment config says {cloud.predictor_machine_type} "
+                f"x {wanted_replicas[0]}-{wanted_replicas[1]}"
             )
         return problems
 
@@ -531,6 +553,10 @@ class Rehearsal:
                     messages.append(json.loads(received.message.data))
         return messages
 
+    def fed_back(self, topic: str, log: Path, failures: int) -> list[dict[str, Any]] | bool:
+        """Feedback on `topic`, or True once the Simulator has failed (a new traceback)."""
+        return self.pull(topic) or failures_in(log) > failures
+
     def loop(self, resolved: stack_view.Environment, template: Path) -> None:
         from app.config import ConfigError, load_settings
 
@@ -551,9 +577,7 @@ class Rehearsal:
             self.say(f"simulator tick {tick}/{ticks} on {simulator.topic}")
             failures = failures_in(sim_log)
             self.publisher.publish(simulator.topic, b"{}").result(timeout=30)
-            got = until(
-                lambda: self.pull(feedback_topic) or failures_in(sim_log) > failures, timeout=60
-            )
+            got = until(functools.partial(self.fed_back, feedback_topic, sim_log, failures), 60)
             feedback += got if isinstance(got, list) else []
             logs += until(lambda: self.pull(resolved.prediction_logs_topic), timeout=5) or []
             if not isinstance(got, list):
@@ -582,7 +606,8 @@ class Rehearsal:
         if logs:
             self.report.ok(
                 "predictor",
-                f"published {len(logs)} prediction logs ({served} rows) to {resolved.prediction_logs_topic}",
+                f"published {len(logs)} prediction logs ({served} rows) "
+                f"to {resolved.prediction_logs_topic}",
             )
         else:
             why = self.predictor_problems(resolved, self.predictor_env)
@@ -692,7 +717,8 @@ class Rehearsal:
         pipelines = self.account(resolved, "pipelines")
         if job.body.get("serviceAccount") != pipelines:
             problems.append(
-                f"the job runs as {job.body.get('serviceAccount') or 'the Compute Engine default account'}, "
+                "the job runs as "
+                f"{job.body.get('serviceAccount') or 'the Compute Engine default account'}, "
                 f"not infra's {pipelines}"
             )
         serving = job.body.get("runtimeConfig", {}).get("parameterValues", {}).get("serving_image")
