@@ -13,7 +13,9 @@ service does and keeps what it received, so the rehearsal asserts what Google wo
   made from the synthesized stack's table schemas in DuckDB, `insertAll` checked against
   them, queries run on them;
 - Cloud Storage JSON API (`STORAGE_EMULATOR_HOST`, honoured by google-cloud-storage):
-  downloads of the objects the rehearsal put there (the compiled pipeline templates).
+  downloads of the objects the rehearsal put there (the compiled pipeline templates);
+- Resource Manager REST v3 `projects.get` (its client pointed here by host.py), which the
+  Vertex SDK asks for the project number when it checks who owns the pipeline root's bucket.
 
 Anything else gets a 404 naming the request, which the component's log then shows.
 """
@@ -25,6 +27,7 @@ import itertools
 import json
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +39,7 @@ import duckdb
 import httpx
 
 TOKEN_PREFIX = "rehearsal-token:"
+PROJECT_NUMBER = "123456789"  # every project's number, as Resource Manager and GCS report it
 _VERTEX = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/(.+)$")
 _BQ_INSERT = re.compile(
     r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/insertAll$"
@@ -75,6 +79,7 @@ class Request:
     query: dict[str, str]
     body: Any
     caller: str | None  # the workload identity of the token it carried
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -384,7 +389,7 @@ class GoogleApis:
     def storage(self, method: str, path: str, query: dict[str, str]):
         m = _GCS.match(path)
         if method == "GET" and (found := re.fullmatch(r"/storage/v1/b/([^/]+)", path)):
-            return 200, {"name": found.group(1)}
+            return 200, {"name": found.group(1), "projectNumber": PROJECT_NUMBER}
         if method != "GET" or m is None:
             return 404, _error(404, f"the rehearsal's Cloud Storage fake has no {method} {path}")
         bucket, name = m.group(1), urllib.parse.unquote(m.group(2))
@@ -454,6 +459,9 @@ def _handler(apis: GoogleApis) -> type[BaseHTTPRequestHandler]:
                 return ("vertex", *apis.vertex(method, m.group(1), m.group(2), query, body))
             if path.startswith("/bigquery/"):
                 return ("bigquery", *apis.bigquery(method, path, query, body))
+            if m := re.fullmatch(r"/v3/projects/([^/]+)", path):
+                project = {"name": f"projects/{PROJECT_NUMBER}", "projectId": m.group(1)}
+                return ("resourcemanager", 200, {**project, "state": "ACTIVE"})
             if path.startswith(("/storage/", "/download/storage/")):
                 return ("storage", *apis.storage(method, path, query))
             return ("unknown", 404, _error(404, f"no fake serves {method} {path}"))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -59,7 +60,7 @@ SYNTHESIZE = (
     "import sys; from pathlib import Path; from infra.main import build; "
     "build(Path(sys.argv[1]), (sys.argv[2],)).synth()"
 )
-VERTEX_SERVICE_AGENT = "service-{project}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+VERTEX_SERVICE_AGENT = "service-{number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
 
 
 class Broken(Exception):
@@ -187,6 +188,12 @@ class Rehearsal:
         self.processes = Processes()
         self.release = git_release()
 
+    def write_requests(self) -> None:
+        """Every request the fakes received, one JSON object a line, for whoever debugs."""
+        with open(self.work / "requests.jsonl", "w") as out:
+            for r in list(self.apis.requests):
+                out.write(json.dumps(dataclasses.asdict(r), default=str) + "\n")
+
     # -- environment of a process -------------------------------------------------------------
     def substitutions(self, account: str) -> dict[str, str]:
         """Endpoint overrides every process gets (module docstring), running as `account`."""
@@ -300,7 +307,9 @@ class Rehearsal:
         return next(f for f in resolved.functions.values() if f.entry_point == entry_point)
 
     def account(self, resolved: stack_view.Environment, name: str) -> str:
-        return next(email for aid, email in resolved.accounts.items() if aid.endswith(f"-{name}"))
+        """The email of infra's workload identity `name` (recloop-dev-predictor@…)."""
+        emails = resolved.accounts.values()
+        return next(e for e in emails if e.split("@", 1)[0].endswith(f"-{name}"))
 
     def pubsub_setup(self, resolved: stack_view.Environment) -> None:
         from google.cloud import pubsub_v1  # type: ignore[attr-defined]
@@ -508,10 +517,10 @@ class Rehearsal:
             "AIP_PREDICT_ROUTE": spec.get("predictRoute", ""),
             "AIP_STORAGE_URI": str(policy_dir),  # Vertex: its copy of artifactUri
             "AIP_DEPLOYED_MODEL_ID": deployed.get("id", ""),
-            "AIP_PROJECT_NUMBER": resolved.project,
+            "AIP_PROJECT_NUMBER": fakes.PROJECT_NUMBER,
         }
         account = deployed.get("serviceAccount") or VERTEX_SERVICE_AGENT.format(
-            project=resolved.project
+            number=fakes.PROJECT_NUMBER
         )
         env = {
             **IMAGE_ENV,
@@ -647,7 +656,11 @@ class Rehearsal:
                 f"({counts['feedback']} rows written to {where_of(tables, 'feedback')})",
             )
             return
-        inserts = self.apis.received("bigquery", "POST", "/insertAll")
+        inserts = [
+            r
+            for name in ("predictions", "feedback")
+            for r in self.apis.received("bigquery", "POST", f"/tables/{name}/insertAll")
+        ]
         callers = sorted({r.caller or "anonymous" for r in inserts})
         where = {n: ".".join(tables[n]) for n in ("predictions", "feedback")}
         logger_logs = [
@@ -681,21 +694,23 @@ class Rehearsal:
         self.say(f"trigger tick on {trigger.topic}")
         log = self.logs / f"{trigger.name}.log"
         failures = failures_in(log)
+        examples = self.examples(resolved)
         self.publisher.publish(trigger.topic, b"{}").result(timeout=30)
 
         def decided() -> Any:
+            """A job, a failure, or — too few examples — its two warehouse queries."""
             jobs = self.apis.received("vertex", "POST", "/pipelineJobs")
             counted = [
                 r
                 for r in self.apis.received("bigquery", "POST", "/jobs")
                 if r.caller == trigger.service_account
             ]
-            return jobs or failures_in(log) > failures or len(counted) >= 2
+            waits = examples < needed and len(counted) >= 2
+            return jobs or failures_in(log) > failures or waits
 
         until(decided, timeout=60)
-        jobs = until(lambda: self.apis.received("vertex", "POST", "/pipelineJobs"), timeout=3)
+        jobs = until(lambda: self.apis.received("vertex", "POST", "/pipelineJobs"), timeout=1)
         if not jobs:
-            examples = self.examples(resolved)
             said = last_error(log) if failures_in(log) > failures else ""
             self.report.broken(
                 "trigger",
@@ -762,8 +777,15 @@ def check_job(body: Mapping[str, Any], template: Path) -> list[str]:
     """What Vertex AI Pipelines needs of a CreatePipelineJob request for the release's template."""
     spec = yaml.safe_load(template.read_text())
     problems = []
-    if body.get("pipelineSpec", {}).get("root") != spec["root"]:
-        problems.append("the job's pipelineSpec is not the compiled re-training pipeline")
+    sent = body.get("pipelineSpec", {})
+    same = (
+        sent.get("pipelineInfo") == spec["pipelineInfo"]
+        and sent.get("root", {}).get("inputDefinitions") == spec["root"]["inputDefinitions"]
+        and set(sent.get("root", {}).get("dag", {}).get("tasks", {}))
+        == set(spec["root"]["dag"]["tasks"])
+    )  # the SDK sets each task's cachingOptions
+    if not same:
+        problems.append("the job's pipelineSpec is not the release's compiled re-training pipeline")
     runtime = body.get("runtimeConfig", {})
     root = runtime.get("gcsOutputDirectory", "")
     if not root.startswith("gs://"):
@@ -804,6 +826,7 @@ def main(argv: list[str] | None = None) -> int:
     rehearsal = Rehearsal(args.env, work, movielens, say)
     try:
         with contextlib.ExitStack() as stack:
+            stack.callback(rehearsal.write_requests)
             report = rehearsal.run(stack)
             say("stopping every process it started")
     except NotRun as err:
