@@ -14,7 +14,7 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint bench demo chaos pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
+.PHONY: install test lint bench demo chaos rehearse pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
 
 # Infrastructure (see docs/operations.md).
 ENV ?= dev
@@ -74,6 +74,11 @@ demo: install
 # Fault scenarios against the local parts; writes .recloop/chaos/report.json (docs/reliability.md).
 chaos: install
 	$(PY) -m app.chaos
+
+# Every cloud component as deployed (stack and Deployer environments), on this machine:
+# Pub/Sub emulator, request-capturing fakes of Vertex AI, BigQuery and Cloud Storage.
+rehearse: install
+	$(PY) -m app.rehearsal
 
 pipelines: install
 	$(PY) -m pipelines.compile --output-dir build/pipelines

@@ -1,0 +1,181 @@
+"""`make rehearse`: the cloud loop closes when every component runs as deployed; and the
+fakes it rests on answer as the services do, so a broken seam shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from app.local import pubsub_emulator
+from app.rehearsal import apis, runner
+from app.rehearsal import stacks as stack_view
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "infra" / "golden"
+ENDPOINT = "projects/recloop-dev/locations/us-central1/endpoints/77"
+
+
+@pytest.mark.skipif(not pubsub_emulator.available(), reason="needs the Pub/Sub emulator")
+def test_rehearse_closes_the_loop(movielens_dir: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECLOOP", "PUBSUB_EMULATOR"))}
+    env |= {"MOVIELENS_DIR": str(movielens_dir), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.rehearsal", "--work-dir", str(tmp_path / "work")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = {
+        line.split()[0]: line
+        for line in done.stdout.splitlines()
+        if line.split()[:1] and line.split()[0] in runner.COMPONENTS
+    }
+    assert sorted(lines) == sorted(runner.COMPONENTS), done.stdout + done.stderr[-3000:]
+    broken = [line for line in lines.values() if " ok: " not in line]
+    assert not broken, "\n".join(broken)
+    assert done.returncode == 0
+    assert "CreatePipelineJob of gs://recloop-dev-artifacts/pipelines/" in lines["trigger"]
+    requests = [json.loads(r) for r in (tmp_path / "work" / "requests.jsonl").open()]
+    uploads = [r for r in requests if r["path"].endswith("/models:upload")]
+    env_names = {e["name"] for e in uploads[0]["body"]["model"]["containerSpec"]["env"]}
+    assert "RECLOOP_PROFILE" in env_names
+
+
+def test_each_function_environment_resolves_from_the_stacks() -> None:
+    documents = {p.stem: json.loads(p.read_text()) for p in GOLDEN.glob("dev-*.json")}
+    variables = stack_view.rehearsal_variables("recloop-dev", "us-central1", "c" * 40)
+    resolved = stack_view.environment(documents, "dev", variables)
+    assert {f.entry_point for f in resolved.functions.values()} == {
+        "simulator",
+        "logger",
+        "trigger",
+    }
+    for function in resolved.functions.values():
+        assert function.topic.startswith("projects/recloop-dev/topics/")
+        assert function.service_account.endswith("@recloop-dev.iam.gserviceaccount.com")
+        assert not [v for v in function.environment.values() if "${" in v], function.name
+    assert resolved.prediction_logs_topic == "projects/recloop-dev/topics/recloop-prediction-logs"
+    with pytest.raises(stack_view.UnresolvedReference, match="serving_image"):
+        stack_view.environment(
+            documents, "dev", {k: v for k, v in variables.items() if k != "serving_image"}
+        )
+
+
+@pytest.fixture
+def fakes() -> Iterator[apis.GoogleApis]:
+    fake = apis.GoogleApis()
+    with fake.serving():
+        yield fake
+
+
+def test_bigquery_fake_rejects_rows_the_table_does_not_declare(fakes, monkeypatch) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fakes.url)
+    fakes.tables.create(
+        "p", "d", "feedback", [{"name": "request_id", "type": "STRING", "mode": "REQUIRED"}]
+    )
+    client = bigquery.Client(project="p", credentials=AnonymousCredentials())
+    assert client.insert_rows_json("p.d.feedback", [{"request_id": "r"}]) == []
+    errors = client.insert_rows_json("p.d.feedback", [{"request": "r"}])
+    assert "no such field: request" in json.dumps(errors)
+    assert "missing required field: request_id" in json.dumps(errors)
+    assert fakes.tables.count(("p", "d", "feedback")) == 1
+    with pytest.raises(Exception, match=r"Not found: Table p\.d\.predictions"):
+        client.insert_rows_json("p.d.predictions", [{"request_id": "r"}])
+
+
+class _Predictor(BaseHTTPRequestHandler):
+    """A deployed model's container answering as the recloop predictor does."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        body = {
+            "predictions": [
+                {"action": 3, "movie_id": 4, "request_id": "r", "instance_index": 0, "title": "t"}
+            ]
+        }
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def test_vertex_endpoint_restores_integer_fields(fakes, monkeypatch) -> None:
+    """Vertex returns every number as a double; the Simulator indexes with the action."""
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+
+    from app.functions.endpoints import VertexEndpoint
+
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), "p"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Predictor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        fakes.models["m"] = {"name": "m", "containerSpec": {"predictRoute": "/predict"}}
+        fakes.deployments[ENDPOINT] = apis.Deployment(fakes.models["m"], {"id": "1"})
+        fakes.predictor_url = f"http://127.0.0.1:{server.server_address[1]}"
+        monkeypatch.setattr(
+            aiplatform.initializer, "global_config", aiplatform.initializer._Config()
+        )
+        # A fresh configuration (restored after the test); `aiplatform.init` is bound to the old.
+        aiplatform.initializer.global_config.init(
+            api_endpoint=fakes.url, api_transport="rest", credentials=AnonymousCredentials()
+        )
+        [prediction] = VertexEndpoint(ENDPOINT, "recloop-dev", "us-central1").predict([[0.1]])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert prediction["action"] == 3 and isinstance(prediction["action"], int)
+    assert isinstance(prediction["instance_index"], int)
+    assert prediction["title"] == "t"
+
+
+def test_a_job_vertex_would_reject_is_named(tmp_path: Path) -> None:
+    template = tmp_path / "recloop-retraining.yaml"
+    spec = {
+        "pipelineInfo": {"name": "recloop-retraining"},
+        "root": {
+            "dag": {"tasks": {"ingest": {}}},
+            "inputDefinitions": {
+                "parameters": {
+                    "project_id": {"parameterType": "STRING"},
+                    "rank_k": {"parameterType": "NUMBER_INTEGER", "defaultValue": 20},
+                }
+            },
+        },
+    }
+    template.write_text(json.dumps(spec))  # JSON is YAML
+    good = {
+        "pipelineSpec": spec,
+        "runtimeConfig": {
+            "gcsOutputDirectory": "gs://b/root",
+            "parameterValues": {"project_id": "p"},
+        },
+    }
+    assert runner.check_job(good, template) == []
+    bad = {
+        "pipelineSpec": spec,
+        "runtimeConfig": {"gcsOutputDirectory": ".recloop/root", "parameterValues": {"rank": 1}},
+    }
+    problems = "; ".join(runner.check_job(bad, template))
+    assert "pipeline root '.recloop/root' is not a gs:// path" in problems
+    assert "parameters the pipeline does not declare: rank" in problems
+    assert "required parameters missing: project_id" in problems
