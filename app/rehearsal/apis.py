@@ -58,6 +58,16 @@ _DUCKDB_TYPES = {
     "BOOL": "BOOLEAN",
     "BOOLEAN": "BOOLEAN",
 }
+_DEFAULTS = {"CURRENT_TIMESTAMP()": "current_timestamp"}
+# GoogleSQL → DuckDB, for what the warehouse's queries use.
+_DIALECT = [
+    (re.compile(r"@(\w+)"), r"$\1"),
+    (re.compile(r"\bIS_NAN\("), "isnan("),
+    (re.compile(r"\bIS_INF\("), "isinf("),
+    (re.compile(r"\bARRAY_LENGTH\("), "len("),
+    (re.compile(r"\bAS STRING\)"), "AS VARCHAR)"),
+    (re.compile(r"\bUNNEST\(([^()]*)\) AS (\w+)"), r"UNNEST(\1) AS _\2(\2)"),
+]
 _BIGQUERY_TYPES = {
     "BIGINT": "INTEGER",
     "INTEGER": "INTEGER",
@@ -99,10 +109,7 @@ class BigQueryTables:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def create(self, project: str, dataset: str, table: str, fields: list[dict[str, Any]]) -> None:
-        columns = ", ".join(
-            f'"{f["name"]}" {_DUCKDB_TYPES[f["type"]]}{"[]" if f.get("mode") == "REPEATED" else ""}'
-            for f in fields
-        )
+        columns = ", ".join(_column(f) for f in fields)
         with self.lock:
             self.db.execute(f'CREATE TABLE "{self._name(project, dataset, table)}" ({columns})')
         self.schemas[(project, dataset, table)] = fields
@@ -115,14 +122,16 @@ class BigQueryTables:
         """insertAll: rows that do not fit the table's schema are rejected as BigQuery does."""
         fields = {f["name"]: f for f in self.schemas[key]}
         errors: list[dict[str, Any]] = []
-        good: list[list[Any]] = []
+        good: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
             values = row.get("json", {})
             reasons = [f"no such field: {name}" for name in values if name not in fields]
             reasons += [
                 f"missing required field: {name}"
                 for name, f in fields.items()
-                if f.get("mode", "NULLABLE") == "REQUIRED" and values.get(name) is None
+                if f.get("mode", "NULLABLE") == "REQUIRED"
+                and values.get(name) is None
+                and "defaultValueExpression" not in f
             ]
             if reasons:
                 errors.append(
@@ -132,11 +141,16 @@ class BigQueryTables:
                     }
                 )
             else:
-                good.append([values.get(name) for name in fields])
-        if good and not errors:
-            marks = ", ".join("?" for _ in fields)
+                good.append(values)
+        if good and not errors:  # BigQuery inserts all rows of a request or none
             with self.lock:
-                self.db.executemany(f'INSERT INTO "{self._name(*key)}" VALUES ({marks})', good)
+                for values in good:  # columns left out take their default, as in BigQuery
+                    names = ", ".join(f'"{n}"' for n in values)
+                    marks = ", ".join("?" for _ in values)
+                    self.db.execute(
+                        f'INSERT INTO "{self._name(*key)}" ({names}) VALUES ({marks})',
+                        list(values.values()),
+                    )
         return errors
 
     def count(self, key: tuple[str, str, str]) -> int:
@@ -153,7 +167,9 @@ class BigQueryTables:
                 raise LookupError(f"Not found: Table {'.'.join(key)}")
             return f'"{self._name(*key)}"'
 
-        translated = re.sub(r"@(\w+)", r"$\1", _TABLE.sub(table, sql))
+        translated = _TABLE.sub(table, sql)
+        for pattern, replacement in _DIALECT:
+            translated = pattern.sub(replacement, translated)
         values = {p["name"]: _parameter(p) for p in parameters}
         with self.lock:
             cursor = self.db.execute(translated, values)
@@ -161,6 +177,14 @@ class BigQueryTables:
             description = cursor.description
         schema = [_field(name, str(kind)) for name, kind, *_ in description]
         return schema, [list(r) for r in rows]
+
+
+def _column(field: dict[str, Any]) -> str:
+    kind = _DUCKDB_TYPES[field["type"]] + ("[]" if field.get("mode") == "REPEATED" else "")
+    default = field.get("defaultValueExpression")
+    if default is not None:
+        kind += f" DEFAULT {_DEFAULTS[default]}"
+    return f'"{field["name"]}" {kind}'
 
 
 def _parameter(parameter: dict[str, Any]) -> Any:

@@ -1,15 +1,15 @@
-"""The pipelines' deploy step, run the way Vertex AI Pipelines runs it (via app/rehearsal/host.py).
+"""The Deployer's Vertex AI step, run as the pipelines' deploy step runs it (via host.py).
 
     python app/rehearsal/host.py VERTEX_URL -m app.rehearsal.deploy_step POLICY_DIR PARAMETERS_JSON
 
-Vertex's executor calls the KFP component function with the job's parameter values (those
-the component declares) and its input artifacts; so does this, with the trained policy as
-the `model` artifact and an ingest manifest as `examples`. The Deployer then sends its
-requests to the Vertex AI and BigQuery fakes.
+Vertex's executor hands the deploy component the job's parameter values it declares; the
+component turns them into the step's settings (`steps.step_settings`), and the step's last
+act is `vertex.deploy` of the staged policy. This runs exactly that, as the pipelines
+account, so the Vertex AI fake receives the Deployer's own `models:upload` and `deployModel`.
 
-One step is not rehearsed: copying the policy to `gs://…/policies/<version>`. TensorFlow's
-GCS filesystem has a fixed endpoint, so `app.deployer.local.deploy` is replaced here by its
-outcome (the version it would publish); the URI handed to `Model.upload` is unchanged.
+Not rehearsed, and why: staging the policy at `gs://…/policies/<version>` and moving
+`CURRENT` (TensorFlow's GCS filesystem has a fixed endpoint), and the ledger's BigQuery
+transaction before it (multi-statement transactions are beyond the BigQuery fake).
 """
 
 from __future__ import annotations
@@ -17,52 +17,28 @@ from __future__ import annotations
 import inspect
 import json
 import sys
-import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-
-@dataclass(frozen=True)
-class _Artifact:
-    path: str
-
-
-def _published_version(policy_dir: str, policies_dir: str) -> str:
-    from app.policy_store import read_metadata
-
-    version = read_metadata(policy_dir).policy_version
-    print(f"rehearsal: would copy {policy_dir} to {policies_dir}/{version} (not rehearsed)")
-    return version
 
 
 def main(argv: list[str]) -> int:
-    policy_dir, parameters = argv[0], json.loads(Path(argv[1]).read_text())
-    from app.deployer import local
-    from app.loop.ingester import MANIFEST, IngestResult
+    policy_dir, values = argv[0], json.loads(Path(argv[1]).read_text())
+    from app.deployer import vertex
+    from app.loop.parameters import PipelineParameters
+    from app.loop.steps import POLICIES, step_settings
+    from app.policy_store import join, read_metadata
     from pipelines import components
 
-    local.deploy = _published_version
-    examples = Path(tempfile.mkdtemp(prefix="rehearsal-examples-"))
-    (examples / MANIFEST).write_text(
-        json.dumps(asdict(IngestResult(examples=0, watermark="", since="", shards=[])))
-    )
-    signature = inspect.signature(components.deploy)
-    artifacts: dict[str, Any] = {
-        "model": _Artifact(policy_dir),
-        "examples": _Artifact(str(examples)),
-    }
-    kwargs = {
-        name: artifacts.get(name, parameters.get(name))
-        for name in signature.parameters
-        if name in artifacts or name in parameters
-    }
-    missing = [n for n in signature.parameters if n not in kwargs]
+    declared = inspect.signature(components.deploy).parameters
+    missing = [n for n in declared if n not in values and n not in ("model", "examples")]
     if missing:
         print(f"the deploy step takes {', '.join(missing)}, which the job does not pass")
         return 2
-    version = components.deploy(**kwargs)
-    print(f"rehearsal: deployed {version}")
+    parameters = PipelineParameters.pick({n: v for n, v in values.items() if n in declared})
+    settings = step_settings(parameters)
+    version = read_metadata(policy_dir).policy_version
+    policy_uri = join(join(parameters.training_artifacts_dir, POLICIES), version)
+    vertex.deploy(policy_uri, version, settings)
+    print(f"rehearsal: deployed {policy_uri}")
     return 0
 
 

@@ -328,8 +328,8 @@ class Rehearsal:
     def start_functions(
         self, stack: contextlib.ExitStack, resolved: stack_view.Environment, archive: Path
     ) -> dict[str, int]:
-        """Every function from the source archive, with its stack environment, and the push
-        subscription Eventarc makes from its trigger topic."""
+        """Every function from the source archive, with its stack environment, fed by its
+        push subscription."""
         ports: dict[str, int] = {}
         starting: list[tuple[subprocess.Popen[bytes], int, Path]] = []
         self.say(f"starting {len(resolved.functions)} functions from {archive}")
@@ -347,18 +347,32 @@ class Rehearsal:
             log = self.logs / f"{function.name}.log"
             child = self.processes.start(command, env, log, cwd=archive)
             starting.append((child, port, log))
-            subscription = function.topic.replace("/topics/", "/subscriptions/")
-            self.subscriber.create_subscription(
-                name=f"{subscription}-{function.name}",
-                topic=function.topic,
-                push_config={"push_endpoint": f"http://127.0.0.1:{port}/"},
-                ack_deadline_seconds=60,
-            )
+            self.subscribe(function.subscription, f"http://127.0.0.1:{port}/")
             ports[function.name] = port
         for child, port, log in starting:  # started together, waited for together
             with open(log, "rb") as output:
                 wait_ready(child, functools.partial(port_open, port), 60, output)
         return ports
+
+    def subscribe(self, subscription: stack_view.Subscription, endpoint: str) -> None:
+        """The stack's push subscription, pushing to the function's local URL."""
+        dead_letter = (
+            {
+                "dead_letter_topic": subscription.dead_letter_topic,
+                "max_delivery_attempts": subscription.max_delivery_attempts,
+            }
+            if subscription.dead_letter_topic
+            else None
+        )
+        self.subscriber.create_subscription(
+            request={
+                "name": subscription.name,
+                "topic": subscription.topic,
+                "push_config": {"push_endpoint": endpoint},
+                "ack_deadline_seconds": subscription.ack_deadline_seconds,
+                "dead_letter_policy": dead_letter,
+            }
+        )
 
     def publish_templates(self, compiled: Path, resolved: stack_view.Environment) -> None:
         """What a release puts in the artifacts bucket (CONTRACTS.md 1)."""

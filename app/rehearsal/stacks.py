@@ -7,15 +7,17 @@ UnresolvedReference naming it, never a silent pass.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from infra.resolve import UnresolvedReference, resolve
 
-__all__ = ["Environment", "Function", "UnresolvedReference", "environment"]
+__all__ = ["Environment", "Function", "Subscription", "UnresolvedReference", "environment"]
 
 DIGEST = "@sha256:"
+_FUNCTION_URL = re.compile(r"\$\{google_cloudfunctions2_function\.([A-Za-z0-9_-]+)\.service_config")
 
 
 def rehearsal_variables(project: str, region: str, release: str) -> dict[str, str]:
@@ -30,12 +32,27 @@ def rehearsal_variables(project: str, region: str, release: str) -> dict[str, st
 
 
 @dataclass(frozen=True)
+class Subscription:
+    """The push subscription that feeds a function (its endpoint: the function's URL)."""
+
+    name: str  # projects/<p>/subscriptions/<s>
+    topic: str  # projects/<p>/topics/<t>
+    ack_deadline_seconds: int
+    dead_letter_topic: str | None
+    max_delivery_attempts: int | None
+
+
+@dataclass(frozen=True)
 class Function:
     name: str  # the function's name in the stack (config.name(...))
     entry_point: str
-    topic: str  # projects/<p>/topics/<t>: the topic whose messages start it
     service_account: str
     environment: dict[str, str]
+    subscription: Subscription
+
+    @property
+    def topic(self) -> str:
+        return self.subscription.topic
 
 
 @dataclass(frozen=True)
@@ -68,15 +85,30 @@ def environment(
     def value(text: str, stack: str = app) -> str:
         return resolve(text, stack, stacks, given)
 
+    feeds = {}  # function key → the subscription whose push endpoint is its URL
+    for body in stacks[app]["resource"].get("google_pubsub_subscription", {}).values():
+        endpoint = body.get("push_config", {}).get("push_endpoint", "")
+        if target := _FUNCTION_URL.search(endpoint):
+            dead_letter = body.get("dead_letter_policy") or {}
+            project = value(body["project"])
+            feeds[target.group(1)] = Subscription(
+                name=f"projects/{project}/subscriptions/{value(body['name'])}",
+                topic=value(body["topic"]),
+                ack_deadline_seconds=int(body.get("ack_deadline_seconds", 10)),
+                dead_letter_topic=value(dead_letter["dead_letter_topic"]) if dead_letter else None,
+                max_delivery_attempts=dead_letter.get("max_delivery_attempts"),
+            )
     functions = {}
     for key, body in stacks[app]["resource"].get("google_cloudfunctions2_function", {}).items():
+        if key not in feeds:
+            raise UnresolvedReference(f"{app}: no push subscription feeds function {key}")
         service = body["service_config"]
         functions[key] = Function(
             name=value(body["name"]),
             entry_point=body["build_config"]["entry_point"],
-            topic=value(body["event_trigger"]["pubsub_topic"]),
             service_account=value(service["service_account_email"]),
             environment={k: value(v) for k, v in service.get("environment_variables", {}).items()},
+            subscription=feeds[key],
         )
     resources = stacks[data]["resource"]
     topics = [
