@@ -179,8 +179,16 @@ def git_release() -> str:
 
 
 class Rehearsal:
-    def __init__(self, env: str, work: Path, movielens_dir: str | None, say: Progress):
+    def __init__(
+        self,
+        env: str,
+        work: Path,
+        movielens_dir: str | None,
+        say: Progress,
+        stacks_dir: Path | None = None,
+    ):
         self.env, self.work, self.movielens_dir, self.say = env, work, movielens_dir, say
+        self.stacks_dir = stacks_dir  # already synthesized from this checkout, or None
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.report = Report()
@@ -247,11 +255,14 @@ class Rehearsal:
             {**IMAGE_ENV, "PYTHONPATH": str(ROOT), **self.data_env()},
             self.logs / "trainer.log",
         )
-        synthesizing = self.processes.start(
-            [PYTHON, "-c", SYNTHESIZE, str(self.work / "cdktf.out"), self.env],
-            {"PYTHONPATH": str(ROOT)},
-            self.logs / "synth.log",
-        )
+        stacks_dir = self.stacks_dir or self.work / "cdktf.out" / "stacks"
+        synthesizing = None
+        if self.stacks_dir is None:
+            synthesizing = self.processes.start(
+                [PYTHON, "-c", SYNTHESIZE, str(stacks_dir.parent), self.env],
+                {"PYTHONPATH": str(ROOT)},
+                self.logs / "synth.log",
+            )
         if not pubsub_emulator.available():
             raise NotRun("the Pub/Sub emulator is not installed (gcloud beta emulators pubsub)")
         self.say("starting the Pub/Sub emulator and the Google API fakes; synthesizing the stacks")
@@ -262,15 +273,13 @@ class Rehearsal:
             )
         )
         os.environ["PUBSUB_EMULATOR_HOST"] = self.pubsub_host  # this process's own clients
-        if synthesizing.wait(timeout=180) != 0:
+        if synthesizing is not None and synthesizing.wait(timeout=180) != 0:
             raise NotRun(f"synthesizing the stacks failed: see {self.logs / 'synth.log'}")
         from infra.golden import synthesized
 
-        archive = self.work / "build" / "function-source"
+        archive = stacks_dir.parent.parent / "build" / "function-source"  # infra/main.py's
         try:
-            resolved = stack_view.environment(
-                synthesized(self.work / "cdktf.out" / "stacks"), self.env, variables
-            )
+            resolved = stack_view.environment(synthesized(stacks_dir), self.env, variables)
         except stack_view.UnresolvedReference as err:
             self.report.broken("stacks", str(err))
             return self.report
@@ -283,16 +292,19 @@ class Rehearsal:
             + (f" (variables: {', '.join(resolved.variables)})" if resolved.variables else ""),
         )
         self.pubsub_setup(resolved)
-        ports = self.start_functions(stack, resolved, archive)
+        starting = self.start_functions(resolved, archive)
         if compiling.wait(timeout=120) != 0:
             raise NotRun(f"compiling the pipelines failed: see {self.logs / 'compile.log'}")
         template = compiled / f"{RETRAINING}.yaml"
         self.publish_templates(compiled, resolved)
         if training.wait(timeout=180) != 0:
             raise NotRun(f"training the policy failed: see {self.logs / 'trainer.log'}")
-        self.say("functions up on ports " + ", ".join(map(str, ports.values())))
         trigger_env = self.function(resolved, "trigger").environment
         deployment = self.deploy(resolved, trigger_env, template, policy_artifacts / "policy")
+        for child, port, log in starting:  # booting meanwhile
+            with open(log, "rb") as output:
+                wait_ready(child, functools.partial(port_open, port), 60, output)
+        self.say("functions up on ports " + ", ".join(str(port) for _, port, _ in starting))
         if deployment is None:
             return self.report
         if not self.start_predictor(stack, resolved, deployment, policy_artifacts / "policy"):
@@ -326,11 +338,10 @@ class Rehearsal:
         self.publisher = publisher
 
     def start_functions(
-        self, stack: contextlib.ExitStack, resolved: stack_view.Environment, archive: Path
-    ) -> dict[str, int]:
+        self, resolved: stack_view.Environment, archive: Path
+    ) -> list[tuple[subprocess.Popen[bytes], int, Path]]:
         """Every function from the source archive, with its stack environment, fed by its
         push subscription."""
-        ports: dict[str, int] = {}
         starting: list[tuple[subprocess.Popen[bytes], int, Path]] = []
         self.say(f"starting {len(resolved.functions)} functions from {archive}")
         for function in resolved.functions.values():
@@ -348,11 +359,7 @@ class Rehearsal:
             child = self.processes.start(command, env, log, cwd=archive)
             starting.append((child, port, log))
             self.subscribe(function.subscription, f"http://127.0.0.1:{port}/")
-            ports[function.name] = port
-        for child, port, log in starting:  # started together, waited for together
-            with open(log, "rb") as output:
-                wait_ready(child, functools.partial(port_open, port), 60, output)
-        return ports
+        return starting
 
     def subscribe(self, subscription: stack_view.Subscription, endpoint: str) -> None:
         """The stack's push subscription, pushing to the function's local URL."""
@@ -824,6 +831,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--env", choices=("dev", "prod"), default="dev")
     parser.add_argument("--work-dir", type=Path, default=Path(".recloop/rehearse"))
+    parser.add_argument(
+        "--stacks",
+        type=Path,
+        help="a cdktf.out/stacks folder already synthesized from this checkout "
+        "(default: synthesize now); the function archive is read from ../../build",
+    )
     args = parser.parse_args(argv)
     say = Progress()
     say(f"rehearse {args.env}: every cloud component as deployed, on this machine")
@@ -837,7 +850,8 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    rehearsal = Rehearsal(args.env, work, movielens, say)
+    stacks = args.stacks.resolve() if args.stacks else None
+    rehearsal = Rehearsal(args.env, work, movielens, say, stacks)
     try:
         with contextlib.ExitStack() as stack:
             stack.callback(rehearsal.write_requests)
