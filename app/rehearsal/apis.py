@@ -234,7 +234,6 @@ class GoogleApis:
         self.objects: dict[tuple[str, str], bytes] = {}
         self.models: dict[str, dict[str, Any]] = {}
         self.deployments: dict[str, Deployment] = {}  # endpoint name → what serves it
-        self.pipeline_jobs: list[dict[str, Any]] = []
         self.predictor_url: str | None = None  # where the deployed model's container listens
         self._ids = itertools.count(1)
         self._jobs: dict[str, tuple[list[dict], list[list]]] = {}
@@ -325,7 +324,6 @@ class GoogleApis:
                 "name": f"{parent}/pipelineJobs/{job_id}",
                 "state": "PIPELINE_STATE_PENDING",
             }
-            self.pipeline_jobs.append(job)
             return 200, job
         if method == "GET" and rest.startswith("operations/"):
             return 200, {"name": f"{parent}/{rest}", "done": True}

@@ -1,15 +1,17 @@
 """`make rehearse` (`python -m app.rehearsal`): the cloud loop, rehearsed on this machine.
 
-1. Synthesizes the stacks and resolves each Cloud Function's environment (stacks.py);
-   compiles the pipelines of the release; trains a small policy (the start-up pipeline's
-   output) — in parallel with starting the Pub/Sub emulator and the Google API fakes.
-2. Creates the topics the data stack declares, and, for each function, a push subscription
-   from its trigger topic (what Eventarc does); starts every function from the source archive
-   infra uploads, under functions-framework, with exactly its stack environment.
-3. Runs the pipelines' deploy step as the pipelines account with the parameters the Trigger
-   submits; starts the predictor the way Vertex would run the uploaded model: the container
-   environment of the `models:upload` request plus the `AIP_*` variables, as the account of
-   the `deployModel` request.
+1. Synthesizes the stacks (or takes `--stacks`) and resolves each Cloud Function's
+   environment (stacks.py); compiles the release's pipelines (its templates go where a
+   release puts them, `gs://<artifacts>/pipelines/<release>/`); trains a small policy (what
+   the start-up pipeline leaves) — in parallel with the Pub/Sub emulator and the fakes.
+2. Creates the topics the data stack declares and the app stack's push subscriptions (with
+   their dead-letter policies), each pushing to its function; starts every function from the
+   source archive infra uploads, under functions-framework, as its account, with exactly its
+   stack environment.
+3. Runs the Deployer (deploy_step.py) as the pipelines account with the parameters the
+   Trigger's code computes from its environment; starts the predictor the way Vertex would
+   run the uploaded model: the container environment of the `models:upload` request plus the
+   `AIP_*` variables, as the account of the `deployModel` request.
 4. Ticks the Simulator (as Cloud Scheduler does) until the Trigger has enough examples, then
    ticks the Trigger, and checks each seam from the receiving side.
 
@@ -21,7 +23,8 @@ Substitutions, each because the cloud service cannot run here: emulator/fake end
 artifact to storage of its own). Nothing else is added to a component's environment.
 
 Prints one line per component (ok, or BROKEN: what and where); exits 1 when a seam is
-broken, 2 when the rehearsal itself could not run. Proved by tests/test_rehearse.py.
+broken, 2 when the rehearsal itself could not run. Proved by tests/infra/test_rehearse.py
+(the loop closes) and tests/test_rehearse.py (the fakes and checks can fail).
 """
 
 from __future__ import annotations
@@ -307,7 +310,7 @@ class Rehearsal:
         self.say("functions up on ports " + ", ".join(str(port) for _, port, _ in starting))
         if deployment is None:
             return self.report
-        if not self.start_predictor(stack, resolved, deployment, policy_artifacts / "policy"):
+        if not self.start_predictor(resolved, deployment, policy_artifacts / "policy"):
             return self.report
         self.loop(resolved, template)
         return self.report
@@ -436,7 +439,7 @@ class Rehearsal:
             self.report.broken("deployer", f"the deploy step sent no deployment: {reason} [{log}]")
             return None
         deployment = self.apis.deployments[endpoint]
-        problems = self.check_deployment(resolved, deployment, parameters)
+        problems = self.check_deployment(resolved, deployment)
         spec = deployment.model.get("containerSpec", {})
         if problems:
             self.report.broken("deployer", "; ".join(problems) + f" [{log}]")
@@ -454,7 +457,6 @@ class Rehearsal:
         self,
         resolved: stack_view.Environment,
         deployment: fakes.Deployment,
-        parameters: Mapping[str, Any],
     ) -> list[str]:
         """What Vertex needs from the Deployer's requests to serve the loop's predictor."""
         from infra import config as infra_config
@@ -520,7 +522,6 @@ class Rehearsal:
 
     def start_predictor(
         self,
-        stack: contextlib.ExitStack,
         resolved: stack_view.Environment,
         deployment: fakes.Deployment,
         policy_dir: Path,
