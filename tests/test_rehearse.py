@@ -148,3 +148,43 @@ def test_a_job_vertex_would_reject_is_named(tmp_path: Path) -> None:
     assert "pipeline root '.recloop/root' is not a gs:// path" in problems
     assert "parameters the pipeline does not declare: rank" in problems
     assert "required parameters missing: project_id" in problems
+
+
+def test_a_deployment_without_environment_or_identity_is_named(tmp_path: Path) -> None:
+    """What Model.upload/deployModel sent before the wiring contract (issue 8, defect 1)."""
+    documents = {p.stem: json.loads(p.read_text()) for p in GOLDEN.glob("dev-*.json")}
+    variables = stack_view.rehearsal_variables("recloop-dev", "us-central1", "c" * 40)
+    resolved = stack_view.environment(documents, "dev", variables)
+    rehearsal = runner.Rehearsal("dev", tmp_path, None, runner.Progress())
+    model = {
+        "name": "m",
+        "artifactUri": "gs://recloop-dev-artifacts/policies/v1",
+        "containerSpec": {"imageUri": variables["serving_image"], "predictRoute": "/predict"},
+    }
+    deployed = {
+        "id": "1",
+        "dedicatedResources": {
+            "machineSpec": {"machineType": "n1-standard-2"},
+            "minReplicaCount": 1,
+            "maxReplicaCount": 2,
+        },
+    }
+    problems = "; ".join(rehearsal.check_deployment(resolved, apis.Deployment(model, deployed)))
+    assert "gives the predictor no environment, so it runs the local profile" in problems
+    assert "not infra's recloop-dev-predictor@recloop-dev.iam.gserviceaccount.com" in problems
+    assert "infra's environment config says n1-standard-2 x 1-1" in problems
+    env = [
+        {"name": "RECLOOP_PROFILE", "value": "dev"},
+        {"name": "RECLOOP__PUBSUB__PROJECT_ID", "value": "recloop-dev"},
+        {"name": "RECLOOP__PUBSUB__PUBLISH_PREDICTIONS", "value": "true"},
+    ]
+    model["containerSpec"]["env"] = env  # type: ignore[index]
+    deployed |= {
+        "serviceAccount": "recloop-dev-predictor@recloop-dev.iam.gserviceaccount.com",
+        "dedicatedResources": {
+            "machineSpec": {"machineType": "n1-standard-2"},
+            "minReplicaCount": 1,
+            "maxReplicaCount": 1,
+        },
+    }
+    assert rehearsal.check_deployment(resolved, apis.Deployment(model, deployed)) == []
