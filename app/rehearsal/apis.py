@@ -18,6 +18,8 @@ service does and keeps what it received, so the rehearsal asserts what Google wo
   Vertex SDK asks for the project number when it checks who owns the pipeline root's bucket.
 
 Anything else gets a 404 naming the request, which the component's log then shows.
+tests/test_rehearse.py drives the real SDKs against it (BigQuery's rejections, Vertex's
+doubles); tests/infra/test_rehearse.py, the whole loop.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """What the synthesized stacks of one environment give each component, with every Terraform
 reference replaced by the value a plan would give it (infra/resolve.py), the app stack's
 release variables taken from `rehearsal_variables`. A reference nothing explains is an
-UnresolvedReference naming it, never a silent pass.
+UnresolvedReference naming it, never a silent pass
+(tests/test_rehearse.py::test_each_function_environment_resolves_from_the_stacks).
 """
 
 from __future__ import annotations
