@@ -391,9 +391,10 @@ class Rehearsal:
             self.apis.objects[key] = path.read_bytes()
 
     # -- the Deployer and the predictor -------------------------------------------------------
-    def job_parameters(self, trigger_env: Mapping[str, str], template: Path) -> dict[str, Any]:
-        """The parameter values of the Trigger's re-training job: the template's defaults
-        overlaid with what the Trigger's code computes from its stack environment."""
+    def deploy_inputs(self, trigger_env: Mapping[str, str], template: Path) -> dict[str, Any]:
+        """The deploy task's parameter inputs as Vertex resolves them: each binds a pipeline
+        parameter of the job (what the Trigger's code computes from its environment, over the
+        template's defaults)."""
         import inspect
 
         from app.config import load_settings
@@ -403,7 +404,13 @@ class Rehearsal:
         compute: Callable[..., dict[str, Any]] = pipeline_jobs.vertex_parameters
         takes_pipeline = len(inspect.signature(compute).parameters) > 1
         given = compute(RETRAINING, settings) if takes_pipeline else compute(settings)
-        return {**template_defaults(template), **given}
+        job = {**template_defaults(template), **given}
+        task = yaml.safe_load(template.read_text())["root"]["dag"]["tasks"]["deploy"]
+        bindings = task["inputs"]["parameters"]
+        unbound = [n for n, b in bindings.items() if b.get("componentInputParameter") not in job]
+        if unbound:
+            raise KeyError(f"the deploy step's inputs {', '.join(unbound)} get no job value")
+        return {n: job[b["componentInputParameter"]] for n, b in bindings.items()}
 
     def deploy(
         self,
@@ -414,13 +421,13 @@ class Rehearsal:
     ) -> fakes.Deployment | None:
         self.say("running the pipelines' deploy step (the Deployer) as the pipelines account")
         try:
-            parameters = self.job_parameters(trigger_env, template)
+            parameters = self.deploy_inputs(trigger_env, template)
         except (ValueError, KeyError) as err:
             self.report.broken(
                 "deployer", f"no job parameters from the Trigger's environment: {err}"
             )
             return None
-        path = self.work / "deploy-parameters.json"
+        path = self.work / "deploy-inputs.json"
         path.write_text(json.dumps(parameters))
         account = self.account(resolved, "pipelines")
         env = {**IMAGE_ENV, "PYTHONPATH": str(ROOT), **self.substitutions(account)}
