@@ -188,3 +188,19 @@ def test_a_deployment_without_environment_or_identity_is_named(tmp_path: Path) -
         },
     }
     assert rehearsal.check_deployment(resolved, apis.Deployment(model, deployed)) == []
+
+
+def test_a_request_the_stack_grants_no_role_for_is_found() -> None:
+    documents = {p.stem: json.loads(p.read_text()) for p in GOLDEN.glob("dev-*.json")}
+    variables = stack_view.rehearsal_variables("recloop-dev", "us-central1", "c" * 40)
+    resolved = stack_view.environment(documents, "dev", variables)
+    path = "/bigquery/v2/projects/recloop-dev/datasets/recloop_dev/tables/predictions/insertAll"
+    need = runner.required_role(apis.Request("bigquery", "POST", path, {}, {}, None))
+    assert need is not None
+    roles, scope, on, _ = need
+    assert resolved.granted(
+        "recloop-dev-logger@recloop-dev.iam.gserviceaccount.com", roles, scope, on
+    )
+    assert not resolved.granted(
+        "recloop-dev-simulator@recloop-dev.iam.gserviceaccount.com", roles, scope, on
+    )

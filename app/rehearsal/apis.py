@@ -43,12 +43,10 @@ import httpx
 TOKEN_PREFIX = "rehearsal-token:"
 PROJECT_NUMBER = "123456789"  # every project's number, as Resource Manager and GCS report it
 _VERTEX = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/(.+)$")
-_BQ_INSERT = re.compile(
-    r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/insertAll$"
-)
+BQ_INSERT = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/insertAll$")
 _BQ_JOBS = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs$")
 _BQ_JOB = re.compile(r"^/bigquery/v2/projects/([^/]+)/(?:jobs|queries)/([^/]+)$")
-_GCS = re.compile(r"^(?:/download)?/storage/v1/b/([^/]+)/o/(.+)$")
+GCS_OBJECT = re.compile(r"^(?:/download)?/storage/v1/b/([^/]+)/o/(.+)$")
 _TABLE = re.compile(r"`([^`.]+)\.([^`.]+)\.([^`.]+)`")
 _DUCKDB_TYPES = {
     "STRING": "VARCHAR",
@@ -363,7 +361,7 @@ class GoogleApis:
 
     # -- BigQuery -----------------------------------------------------------------------------
     def bigquery(self, method: str, path: str, query: dict[str, str], body: Any):
-        if method == "POST" and (m := _BQ_INSERT.match(path)):
+        if method == "POST" and (m := BQ_INSERT.match(path)):
             key = (m.group(1), m.group(2), m.group(3))
             if key not in self.tables.schemas:
                 return 404, _error(404, f"Not found: Table {'.'.join(key)}")
@@ -411,7 +409,7 @@ class GoogleApis:
 
     # -- Cloud Storage ------------------------------------------------------------------------
     def storage(self, method: str, path: str, query: dict[str, str]):
-        m = _GCS.match(path)
+        m = GCS_OBJECT.match(path)
         if method == "GET" and (found := re.fullmatch(r"/storage/v1/b/([^/]+)", path)):
             return 200, {"name": found.group(1), "projectNumber": PROJECT_NUMBER}
         if method != "GET" or m is None:

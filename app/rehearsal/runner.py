@@ -13,7 +13,8 @@
    run the uploaded model: the container environment of the `models:upload` request plus the
    `AIP_*` variables, as the account of the `deployModel` request.
 4. Ticks the Simulator (as Cloud Scheduler does) until the Trigger has enough examples, then
-   ticks the Trigger, and checks each seam from the receiving side.
+   ticks the Trigger, and checks each seam from the receiving side — including that the app
+   stack grants each account a role for every Google API request it made.
 
 Substitutions, each because the cloud service cannot run here: emulator/fake endpoints
 (`PUBSUB_EMULATOR_HOST`, `BIGQUERY_EMULATOR_HOST`, `STORAGE_EMULATOR_HOST`,
@@ -313,7 +314,35 @@ class Rehearsal:
         if not self.start_predictor(resolved, deployment, policy_artifacts / "policy"):
             return self.report
         self.loop(resolved, template)
+        self.check_permissions(resolved)
         return self.report
+
+    def check_permissions(self, resolved: stack_view.Environment) -> None:
+        """Every Google API request a component made, against the roles the app stack grants
+        the account it ran as (Pub/Sub is not checked: the emulator ignores credentials)."""
+        accounts = {
+            "deployer": "pipelines",
+            "simulator": "simulator",
+            "logger": "logger",
+            "trigger": "trigger",
+        }
+        for component, account in accounts.items():
+            if not self.report.lines.get(component, "").startswith("ok"):
+                continue
+            email = self.account(resolved, account)
+            missing = sorted(
+                {
+                    f"{what} needs {' or '.join(roles)}"
+                    for request in list(self.apis.requests)
+                    if request.caller == email and (need := required_role(request)) is not None
+                    for roles, scope, on, what in [need]
+                    if not resolved.granted(email, roles, scope, on)
+                }
+            )
+            if missing:
+                self.report.broken(
+                    component, f"{email} lacks grants in the app stack: " + "; ".join(missing)
+                )
 
     def data_env(self) -> dict[str, str]:
         return {"MOVIELENS_DIR": self.movielens_dir} if self.movielens_dir else {}
@@ -777,6 +806,25 @@ class Rehearsal:
                 f"CreatePipelineJob of {release_template} as {job.caller}, running as "
                 f"{pipelines}, root {job.body['runtimeConfig']['gcsOutputDirectory']}",
             )
+
+
+def required_role(request: fakes.Request) -> tuple[tuple[str, ...], str, str, str] | None:
+    """(roles any of which allows `request`, scope, what it is on, what was asked)."""
+    if request.api == "vertex" and "/operations/" not in request.path:
+        return (
+            ("roles/aiplatform.user",),
+            "project",
+            "",
+            f"Vertex AI {request.path.rsplit('/', 1)[-1]}",
+        )
+    if request.api == "bigquery" and (m := fakes.BQ_INSERT.match(request.path)):
+        return ("roles/bigquery.dataEditor",), "dataset", m.group(2), f"insertAll into {m.group(2)}"
+    if request.api == "bigquery" and request.method == "POST":
+        return ("roles/bigquery.jobUser",), "project", "", "a BigQuery query job"
+    if request.api == "storage" and (m := fakes.GCS_OBJECT.match(request.path)):
+        readers = ("roles/storage.objectViewer", "roles/storage.objectAdmin")
+        return readers, "bucket", m.group(1), f"reading gs://{m.group(1)}"
+    return None
 
 
 def _answers(url: str) -> bool:

@@ -57,6 +57,22 @@ class Function:
 
 
 @dataclass(frozen=True)
+class Grant:
+    scope: str  # project | dataset | bucket | topic
+    on: str  # the dataset id, bucket or topic name ("" for the project)
+    role: str
+    member: str
+
+
+_GRANTS = {  # IAM member resource → (scope, the argument that names what it is on)
+    "google_project_iam_member": ("project", None),
+    "google_bigquery_dataset_iam_member": ("dataset", "dataset_id"),
+    "google_storage_bucket_iam_member": ("bucket", "bucket"),
+    "google_pubsub_topic_iam_member": ("topic", "topic"),
+}
+
+
+@dataclass(frozen=True)
 class Environment:
     """One environment's stacks, resolved."""
 
@@ -70,6 +86,18 @@ class Environment:
     accounts: dict[str, str]  # the data stack's key (e.g. "sa_predictor") → email
     artifacts_bucket: str
     variables: dict[str, str]  # the app stack's variables and the values given to them
+    grants: set[Grant]  # the app stack's IAM members
+
+    def granted(self, account: str, roles: tuple[str, ...], scope: str, on: str = "") -> bool:
+        """Whether the app stack gives `account` one of `roles` on `scope` (`on` names the
+        dataset or bucket; a project grant covers every one)."""
+        member = f"serviceAccount:{account}"
+        return any(
+            g.member == member
+            and g.role in roles
+            and (g.scope, g.on) in {(scope, on), ("project", "")}
+            for g in self.grants
+        )
 
 
 def environment(
@@ -132,6 +160,12 @@ def environment(
     artifacts = next(
         value(b["name"], data) for k, b in buckets.items() if k.startswith("artifacts")
     )
+    grants = {
+        Grant(scope, value(body[on]) if on else "", body["role"], value(body["member"]))
+        for kind, (scope, on) in _GRANTS.items()
+        for body in stacks[app]["resource"].get(kind, {}).values()
+        if "condition" not in body
+    }
     provider = stacks[app]["provider"]["google"][0]
     return Environment(
         env,
@@ -144,4 +178,5 @@ def environment(
         accounts,
         artifacts,
         given,
+        grants,
     )
