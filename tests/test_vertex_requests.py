@@ -121,6 +121,18 @@ def test_first_deploy_registers_the_model(fake):
     assert deploy.deployed_model.dedicated_resources.machine_spec.machine_type == "n1-standard-2"
 
 
+def test_a_repeated_deploy_of_one_version_deploys_once(fake):
+    """A publish restarted after its Vertex deploy (issue 8, defect 3) uploads and deploys
+    nothing again; it only retires what the first attempt left deployed."""
+    settings = deployer_settings(fake, "dev")
+    with fake.install():
+        vertex.deploy("gs://recloop-dev-artifacts/policies/v1", "v1", settings)
+        vertex.deploy("gs://recloop-dev-artifacts/policies/v1", "v1", settings)
+    assert len(fake.sent("ModelService/UploadModel")) == 1
+    assert len(fake.sent("EndpointService/DeployModel")) == 1
+    assert [u.deployed_model_id for u in fake.sent("EndpointService/UndeployModel")] == ["old-1"]
+
+
 def test_deploy_refuses_local_settings_before_sending_anything(fake):
     with fake.install(), pytest.raises(wiring.WiringError, match=r"cloud\.serving_image"):
         vertex.deploy("gs://a/p/v1", "v1", load_settings("dev", environ={}))

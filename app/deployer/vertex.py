@@ -25,6 +25,16 @@ def deploy(policy_uri: str, version: str, settings: Settings) -> Any:
     cloud, serving = settings.cloud, settings.serving
     aiplatform.init(project=cloud.project_id, location=cloud.region)
     endpoint = aiplatform.Endpoint(str(settings.loop.vertex_endpoint))
+    deployed_name = f"{MODEL_DISPLAY_NAME}-{_alias(version)}"
+    current = endpoint.list_models()
+    previous = [m.id for m in current if m.display_name != deployed_name]
+    if len(previous) < len(current):
+        # A restarted publish (app/loop/steps.py::run_deployer): this version is deployed
+        # already; only retiring what the interrupted attempt left is still to do
+        # (tests/test_vertex_requests.py::test_a_repeated_deploy_of_one_version_deploys_once).
+        for deployed_model_id in previous:
+            endpoint.undeploy(deployed_model_id=deployed_model_id, sync=True)
+        return None
     existing = aiplatform.Model.list(filter=f'display_name="{MODEL_DISPLAY_NAME}"')
     model = aiplatform.Model.upload(
         display_name=MODEL_DISPLAY_NAME,
@@ -38,10 +48,9 @@ def deploy(policy_uri: str, version: str, settings: Settings) -> Any:
         serving_container_ports=[serving.port],
         serving_container_environment_variables=wiring.predictor_environment(settings),
     )
-    previous = [m.id for m in endpoint.list_models()]
     endpoint.deploy(
         model=model,
-        deployed_model_display_name=f"{MODEL_DISPLAY_NAME}-{_alias(version)}",
+        deployed_model_display_name=deployed_name,
         machine_type=cloud.predictor_machine_type,
         min_replica_count=cloud.predictor_min_replicas,
         max_replica_count=cloud.predictor_max_replicas,
