@@ -40,21 +40,7 @@ def results(movielens_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     return {r.name: r for r in done}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the trainer checkpoints only at the end (in-training checkpoints: robust)",
-            ),
-        )
-        if n == "trainer_preempted"
-        else n
-        for n in NAMES
-    ],
-)
+@pytest.mark.parametrize("name", NAMES)
 def test_scenario_trains_every_interaction_exactly_once(results: dict[str, Result], name: str):
     result = results[name]
     assert result.interactions > 0, result.note

@@ -8,7 +8,6 @@ ledger's accounting of every interaction it created.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -43,8 +42,7 @@ from app.deployer import local
 from app.functions.trigger import LOCK_FILE, LocalLauncher, decide
 from app.local.processes import port_open
 from app.loop import ingester
-from app.trainer.metrics import History
-from app.trainer.run import HISTORY_FILE
+from app.trainer.checkpoint import Checkpoints
 from app.transport import DirectPublisher
 from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict
@@ -435,7 +433,8 @@ def _trainer_preempted(ctx: Context, loops: int, started: float) -> Result:
         return [
             sys.executable, "-m", "app.trainer", "--training-loops", str(loops), "--rank-k",
             str(RANK), "--num-actions", str(ACTIONS), "--seed", "3", "--artifacts-dir",
-            str(folder / name), "--policy-version", "v-chaos",
+            str(folder / name), "--policy-version", "v-chaos", "--checkpoint-every",
+            str(max(1, loops // 20)),
         ]  # fmt: skip
 
     def env(name: str) -> dict[str, str]:
@@ -449,13 +448,14 @@ def _trainer_preempted(ctx: Context, loops: int, started: float) -> Result:
     process = subprocess.Popen(
         command("preempted"), env=env("preempted"), stdout=quiet, stderr=quiet
     )
-    history = checkpoints / HISTORY_FILE
-    while process.poll() is None and not history.exists():
-        time.sleep(0.02)
+    written = Checkpoints(str(checkpoints), {})
+    while process.poll() is None and written.latest() is None:
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    # Mid-run means: the checkpoint it left holds fewer loops than the run was asked for.
-    done = len(History.from_json(json.loads(history.read_text())).loops) if history.exists() else 0
+    # Mid-run means: the newest checkpoint it left holds fewer loops than it was asked for.
+    latest = written.latest()
+    done = latest[0] if latest else 0
     checkpointed = 0 < done < loops
     subprocess.run(
         command("preempted"),
@@ -484,7 +484,7 @@ def _trainer_preempted(ctx: Context, loops: int, started: float) -> Result:
     note = (
         f"killed after an in-training checkpoint at loop {done} of {loops}, then resumed"
         if checkpointed
-        else "the trainer checkpoints only when training has finished: nothing to resume"
+        else "no checkpoint was written before the trainer finished: nothing was resumed"
     )
     return Result(
         "trainer_preempted",
