@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,17 +46,10 @@ def run_local(name: str, settings: Settings, log_path: Path | None = None) -> No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.run")
     parser.add_argument("pipeline", choices=sorted(NAMES))
-    parser.add_argument(
-        "--lock", type=Path, help="remove this lock file when done (set by the Trigger)"
-    )
     args = parser.parse_args(argv)
-    try:
-        if args.lock:
-            args.lock.write_text(str(os.getpid()))
-        run_local(NAMES[args.pipeline], load_settings())
-    finally:
-        if args.lock:
-            args.lock.unlink(missing_ok=True)
+    # The Trigger's lock is an flock this process inherits and holds until it exits
+    # (app/functions/trigger.py::LocalLauncher): nothing to write or remove here.
+    run_local(NAMES[args.pipeline], load_settings())
     return 0
 
 

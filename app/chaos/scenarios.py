@@ -277,7 +277,7 @@ def training_killed_after_publish(ctx: Context) -> tuple[Loop, list[Interaction]
     run's (checked by the accounting)."""
     loop = Loop(ctx.folder)
     items: list[Interaction] = []
-    batch = max(8, ctx.size // (len(FAULT_POINTS) + 1))
+    batch = max(8, ctx.size // (len(FAULT_POINTS) + 1) // 8 * 8)
     notes = []
     for n, point in enumerate((*FAULT_POINTS, "after_pointer")):
         new = interactions(f"publish-{n}", batch, seed=10 + n)
