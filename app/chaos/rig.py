@@ -3,8 +3,8 @@ functions-framework, and a pull-to-push forwarder whose ack decisions inject the
 
 The forwarder POSTs each pulled message to the Logger as the CloudEvent a push subscription
 delivers, then acknowledges it, nacks it (the emulator redelivers it at once) or lets its ack
-deadline expire (the emulator redelivers it after ACK_DEADLINE_S) — the emulator, not this
-code, decides what comes back.
+deadline expire (shortened to EXPIRE_AFTER_S, then the emulator redelivers it) — the
+emulator, not this code, decides what comes back.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from app.local.stack import FUNCTIONS_SOURCE
 from app.transport import push_request
 
 PROJECT = "recloop-chaos"
-ACK_DEADLINE_S = 10  # the smallest Pub/Sub allows
+ACK_DEADLINE_S = 10  # the smallest a subscription allows
+EXPIRE_AFTER_S = 1  # a message to expire gets this deadline, then is neither acked nor nacked
 ACK, NACK, EXPIRE = "ack", "nack", "expire"
 
 
@@ -112,7 +113,7 @@ class Topic:
                     )
                 except exceptions.DeadlineExceeded:
                     continue
-                ack, nack = [], []
+                ack, nack, expire = [], [], []
                 for received in response.received_messages:
                     message = received.message
                     deliveries[message.message_id] = deliveries.get(message.message_id, 0) + 1
@@ -135,18 +136,22 @@ class Topic:
                         acked.add(message.message_id)
                     elif action == NACK:
                         nack.append(received.ack_id)
+                    else:
+                        expire.append(received.ack_id)
                 if ack:
                     self.subscriber.acknowledge(  # type: ignore[attr-defined]
                         request={"subscription": self.subscription_path, "ack_ids": ack}
                     )
+                for ack_ids, seconds in ((nack, 0), (expire, EXPIRE_AFTER_S)):
+                    if ack_ids:
+                        self.subscriber.modify_ack_deadline(  # type: ignore[attr-defined]
+                            request={
+                                "subscription": self.subscription_path,
+                                "ack_ids": ack_ids,
+                                "ack_deadline_seconds": seconds,
+                            }
+                        )
                 if nack:
-                    self.subscriber.modify_ack_deadline(  # type: ignore[attr-defined]
-                        request={
-                            "subscription": self.subscription_path,
-                            "ack_ids": nack,
-                            "ack_deadline_seconds": 0,
-                        }
-                    )
                     time.sleep(0.2)
                 after_batch()
         return deliveries

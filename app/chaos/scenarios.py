@@ -189,7 +189,7 @@ def warehouse_busy(ctx: Context) -> tuple[Loop, list[Interaction], bool, str]:
     port = rig.new_port()
     with (
         rig.logger_process(loop, port, lock_wait_s=0.5),
-        _lock_held(loop.warehouse_path, seconds=4),
+        _lock_held(loop.warehouse_path, seconds=2),
     ):
         url = rig.url(port)
         direct = DirectPublisher(PubSubConfig(), {"logs": [url]})
