@@ -3,7 +3,8 @@
 The run claims its examples in the warehouse's ledger (app/warehouse/ledger.py) under its run
 id, then reads them page by page and writes each page as it arrives, so memory stays bounded
 whatever the table holds. A restarted run (same run id) reads exactly the examples it claimed
-before; a run that committed already writes no shards and names its published version.
+before; a run that committed already writes no shards and names its published version
+(tests/test_ledger.py::test_publish_fault_then_restart).
 Works on local paths and gs:// alike (tf.io.gfile).
 """
 

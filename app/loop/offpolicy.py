@@ -44,7 +44,8 @@ def new_version() -> str:
 
 
 def version_for_run(run_id: str) -> str:
-    """A run's policy version follows from its run id, so a restarted run publishes the same."""
+    """A run's policy version follows from its run id, so a restarted run publishes the same
+    (tests/test_ledger.py::test_publish_fault_then_restart)."""
     return "v-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
 
 

@@ -12,6 +12,8 @@ on exactly once, whatever the order or lateness of its halves (docs/reliability.
    of its examples is in the ledger already (else it changes nothing and fails).
 
 Nothing depends on time except the claim order, which uses the warehouse's ingestion time.
+Proved by tests/test_warehouse.py (claims, commit conflicts, quarantine), tests/test_ledger.py
+(publish faults) and the scenarios of `make chaos` (tests/test_chaos.py).
 Each side of the join and every ledger table is deduplicated by key in the queries, so
 BigQuery's best-effort streaming dedup is never trusted. The statements are the same text on
 both warehouses but for the table names, the parameter marks and two finiteness functions.
