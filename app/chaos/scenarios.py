@@ -40,7 +40,6 @@ from app.chaos.harness import (
 from app.config import PubSubConfig
 from app.deployer import local
 from app.functions.trigger import LOCK_FILE, LocalLauncher, decide
-from app.local.processes import port_open
 from app.loop import ingester
 from app.trainer.checkpoint import Checkpoints
 from app.transport import DirectPublisher
@@ -150,34 +149,42 @@ def duplicate_publish(ctx: Context) -> tuple[Loop, list[Interaction], bool, str]
 
 
 def logger_killed_mid_batch(ctx: Context) -> tuple[Loop, list[Interaction], bool, str]:
-    """The Logger process is SIGKILLed while messages are being delivered, then restarted."""
+    """The Logger process is SIGKILLed right after it stored the first message of a batch, and
+    restarted a second later: the rest of the batch comes again (the emulator redelivers what
+    was never acknowledged; without it, the direct publisher retries)."""
     loop, items = Loop(ctx.folder), interactions("killed", ctx.size, seed=4)
-    if not ctx.emulator:
-        loop.deliver(prediction_logs(items) + feedback(items))
-        loop.drain()
-        return loop, items, False, "needs the Pub/Sub emulator"
+    data = prediction_logs(items) + feedback(items)
     port = rig.new_port()
-    topic = rig.topic(f"killed-{time.monotonic_ns()}")
-    topic.publish(prediction_logs(items) + feedback(items))
-    kills: list[int] = []
+    killed: list[int] = []
     with contextlib.ExitStack() as stack:
         first = stack.enter_context(rig.logger_process(loop, port))
 
-        def kill() -> None:  # SIGKILL, mid-delivery: no clean shutdown of anything
-            with contextlib.suppress(ProcessLookupError):
+        def kill_once() -> None:  # SIGKILL: no clean shutdown of anything
+            if not killed:
                 os.killpg(first.pid, signal.SIGKILL)
-                kills.append(first.pid)
+                killed.append(first.pid)
+                restart = threading.Timer(
+                    1.0, stack.enter_context, [rig.logger_process(loop, port)]
+                )
+                restart.start()
 
-        def restart_when_dead() -> None:
-            if kills and len(kills) == 1 and not port_open(port):
-                kills.append(0)
-                stack.enter_context(rig.logger_process(loop, port))
+        if ctx.emulator:
+            topic = rig.topic(f"killed-{time.monotonic_ns()}")
+            topic.publish(data)
 
-        threading.Timer(0.5, kill).start()
-        topic.pump(rig.url(port), after_batch=restart_when_dead)
+            def decide(_message_id: str, _attempt: int) -> str:
+                kill_once()  # stored and answered: this one is acknowledged, the rest fail
+                return rig.ACK
+
+            topic.pump(rig.url(port), decide)
+        else:
+            direct = DirectPublisher(PubSubConfig(), {"logs": [rig.url(port)]})
+            direct.publish("logs", data[0]).result(timeout=60)
+            kill_once()
+            for future in [direct.publish("logs", m) for m in data[1:]]:
+                future.result(timeout=120)
     loop.drain()
-    ok = bool(kills)
-    return loop, items, ok, "the Logger was SIGKILLed mid-delivery and restarted"
+    return loop, items, bool(killed), "the Logger was SIGKILLed mid-batch and restarted"
 
 
 def warehouse_busy(ctx: Context) -> tuple[Loop, list[Interaction], bool, str]:
