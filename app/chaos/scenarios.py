@@ -8,6 +8,7 @@ ledger's accounting of every interaction it created.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -436,12 +437,14 @@ def _trainer_preempted(ctx: Context, loops: int, started: float) -> Result:
     folder = ctx.folder
     folder.mkdir(parents=True, exist_ok=True)
 
+    # LinTS: a sampling agent, so a resumed run must also continue its random numbers.
     def command(name: str) -> list[str]:
         return [
-            sys.executable, "-m", "app.trainer", "--training-loops", str(loops), "--rank-k",
-            str(RANK), "--num-actions", str(ACTIONS), "--seed", "3", "--artifacts-dir",
-            str(folder / name), "--policy-version", "v-chaos", "--checkpoint-every",
-            str(max(1, loops // 20)),
+            sys.executable, "-m", "app.trainer", "--artifacts-dir", str(folder / name),
+            "--training-loops", str(loops), "--batch-size", "50", "--steps-per-loop", "20",
+            "--checkpoint-every", str(max(1, loops // 20)), "--rank-k", str(RANK),
+            "--num-actions", str(ACTIONS), "--agent", "lints", "--seed", "3",
+            "--policy-version", "v-chaos", "--no-progress",
         ]  # fmt: skip
 
     def env(name: str) -> dict[str, str]:
@@ -464,28 +467,28 @@ def _trainer_preempted(ctx: Context, loops: int, started: float) -> Result:
     latest = written.latest()
     done = latest[0] if latest else 0
     checkpointed = 0 < done < loops
-    subprocess.run(
+    rerun = subprocess.run(
         command("preempted"),
         env=env("preempted"),
         check=True,
         timeout=600,
-        stdout=quiet,
-        stderr=quiet,
+        capture_output=True,
+        text=True,
     )
+    resumed_note = f"resumed from the checkpoint after loop {done}"
+    checkpointed = checkpointed and resumed_note in rerun.stdout
     from app.policy_store import read_metadata
     from app.predictor.policy import load_policy
 
-    whole = load_policy(str(folder / "whole" / "policy"))
-    resumed = load_policy(str(folder / "preempted" / "policy"))
-    expected = read_metadata(str(folder / "whole" / "policy")).trained_interactions
-    got = read_metadata(str(folder / "preempted" / "policy")).trained_interactions
-    same = bool(
-        np.allclose(
-            whole.scorer.model.state.cov_matrix,  # type: ignore[attr-defined]
-            resumed.scorer.model.state.cov_matrix,  # type: ignore[attr-defined]
-            rtol=1e-5,
-        )
-    )
+    def outcome(name: str) -> tuple[np.ndarray, list[float], int]:
+        state = load_policy(str(folder / name / "policy")).scorer.model.state  # type: ignore[attr-defined]
+        metrics = json.loads((folder / name / "metrics.json").read_text())
+        trained = read_metadata(str(folder / name / "policy")).trained_interactions
+        return state.cov_matrix, metrics["regret"], trained
+
+    whole_cov, whole_regret, expected = outcome("whole")
+    resumed_cov, resumed_regret, got = outcome("preempted")
+    same = bool(np.array_equal(whole_cov, resumed_cov)) and whole_regret == resumed_regret
     lost, duplicated = max(0, expected - got), max(0, got - expected)
     passed = checkpointed and same and lost == 0 and duplicated == 0
     note = (
