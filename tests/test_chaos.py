@@ -57,3 +57,26 @@ def test_scenario_trains_every_interaction_exactly_once(results: dict[str, Resul
     assert (result.lost, result.duplicated) == (0, 0), result.note
     assert result.trained_once == result.interactions, result.note
     assert result.passed, result.note
+
+
+def test_make_chaos_exits_non_zero_when_a_scenario_loses_anything(monkeypatch, tmp_path):
+    import app.chaos.__main__ as chaos
+
+    lost = Result("redelivery", 16, 15, 1, 0, False, 1.0, "")
+    monkeypatch.setenv("RECLOOP__STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(chaos, "run_all", lambda *args, **kwargs: [lost])
+    assert chaos.main(["--only", "redelivery"]) == 1
+    report = json.loads((tmp_path / "chaos" / "report.json").read_text())
+    assert report == {
+        "scenarios": [
+            {
+                "name": "redelivery",
+                "interactions": 16,
+                "trained_once": 15,
+                "lost": 1,
+                "duplicated": 0,
+                "passed": False,
+                "seconds": 1.0,
+            }
+        ]
+    }
