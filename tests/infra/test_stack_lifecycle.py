@@ -260,3 +260,20 @@ def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
         assert run.returncode == 0, run.stderr
         verbs += re.findall(r"cdktf (deploy|destroy)[^\n]*", run.stdout)
     assert verbs == ["destroy", "deploy"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("kind", ["bootstrap", "data"])
+def test_every_resource_waits_for_the_apis_its_stack_enables(stacks, env, kind):
+    """On a new project the first apply enables the APIs; Terraform creates what has no
+    dependency in parallel, so an endpoint, a registry or the Pub/Sub agent's grants would
+    meet a disabled API (before: no depends_on, the first apply failed). Terraform's JSON
+    syntax takes bare references in depends_on."""
+    stack = stacks[f"{env}-{kind}"]
+    apis = {f"google_project_service.{name}" for name in resources(stack, "google_project_service")}
+    assert apis
+    for resource_type, entries in stack["resource"].items():
+        if resource_type == "google_project_service":
+            continue
+        for name, body in entries.items():
+            assert apis <= set(body.get("depends_on", [])), f"{resource_type}.{name}"
