@@ -149,12 +149,13 @@ def test_the_endpoint_lives_with_the_data_and_the_app_refers_to_it(stacks, env):
         )
 
 
-def github_shell(step: dict) -> list[str]:
-    """The command GitHub runs a `run:` step with on Linux: unspecified shell is `bash -e`
-    (no pipefail), `shell: bash` is `bash --noprofile --norc -eo pipefail` (GitHub's workflow
-    syntax, jobs.<id>.steps[*].shell)."""
+def github_shell(step: dict, workflow: dict) -> list[str]:
+    """The command GitHub runs a `run:` step with on Linux: the step's shell, else the
+    workflow's `defaults.run.shell`; unspecified is `bash -e` (no pipefail), `shell: bash` is
+    `bash --noprofile --norc -eo pipefail` (GitHub's workflow syntax, jobs.<id>.steps[*].shell)."""
     shells = {None: ["bash", "-e"], "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail"]}
-    return [*shells[step.get("shell")], "-c", step["run"]]
+    shell = step.get("shell") or workflow.get("defaults", {}).get("run", {}).get("shell")
+    return [*shells[shell], "-c", step["run"]]
 
 
 def live_release_environment() -> dict[str, str]:
@@ -177,7 +178,7 @@ def read_live_release(tmp_path: Path, gcloud: str) -> subprocess.CompletedProces
     (bin_dir / "gcloud").write_text("#!/bin/sh\n" + gcloud)
     (bin_dir / "gcloud").chmod(0o755)
     return subprocess.run(
-        github_shell(steps["Read the release the app stack runs"]),
+        github_shell(steps["Read the release the app stack runs"], workflow),
         env={
             "PATH": f"{bin_dir}:{os.environ['PATH']}",
             "GITHUB_OUTPUT": str(tmp_path / "outputs"),
@@ -227,7 +228,7 @@ def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
     outputs = tmp_path / "outputs"
     read = steps["Read the release the app stack runs"]
     run = subprocess.run(
-        github_shell(read),
+        github_shell(read, workflow),
         env={
             "PATH": path,
             "GITHUB_OUTPUT": str(outputs),
@@ -256,7 +257,9 @@ def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
     for name in ("Destroy the app stack", "Rebuild the app stack"):
         step = steps[name]
         assert set(step["env"]) == {"TARGET", "TRAINER", "PREDICTOR", "RELEASE_SHA"}
-        run = subprocess.run(github_shell(step), cwd=ROOT, env=env, capture_output=True, text=True)
+        run = subprocess.run(
+            github_shell(step, workflow), cwd=ROOT, env=env, capture_output=True, text=True
+        )
         assert run.returncode == 0, run.stderr
         verbs += re.findall(r"cdktf (deploy|destroy)[^\n]*", run.stdout)
     assert verbs == ["destroy", "deploy"]
