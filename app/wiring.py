@@ -135,16 +135,25 @@ PIPELINES = Component(
         *DEPLOYMENT,
     ),
 )
+# Submitting a pipeline run to Vertex AI (the Trigger, the smoke test, `recloop pipeline run
+# --env dev|prod`): the steps' settings, the account the run executes as, a gs:// root.
+SUBMISSION = Component(
+    "pipeline submission",
+    "pipelines",
+    (
+        *PIPELINES.needs,
+        Need(("cloud", "pipelines_service_account")),
+        Need(("loop", "pipeline_root"), GCS),
+    ),
+)
 TRIGGER = Component(
     "trigger",
     "trigger",
     (
-        *PIPELINES.needs,
+        *SUBMISSION.needs,
         Need(("cloud", "trainer_image"), IMAGE),
         Need(("cloud", "release")),
-        Need(("cloud", "pipelines_service_account")),
         Need(("loop", "retraining_template"), GCS),
-        Need(("loop", "pipeline_root"), GCS),
     ),
     triggers=(("trigger", ("pubsub", "retrain_topic")),),
 )

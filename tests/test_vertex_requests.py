@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app import wiring
-from app.config import load_settings
+from app.config import env_name, load_settings
 from app.deployer import vertex
 from app.functions.trigger import VertexLauncher
 from app.loop.parameters import RETRAINING, PipelineParameters
@@ -177,6 +177,22 @@ def test_submission_needs_the_cloud_settings(fake, retraining_template):
     del environ["RECLOOP__CLOUD__SERVING_IMAGE"]
     with fake.install(), pytest.raises(wiring.WiringError, match="RECLOOP__CLOUD__SERVING_IMAGE"):
         VertexLauncher(load_settings(environ=environ), str(retraining_template)).start()
+    assert not fake.sent("PipelineService/CreatePipelineJob")
+
+
+def test_submission_refuses_the_local_pipeline_root(fake, retraining_template):
+    """The smoke test and `recloop pipeline run --env` submit through the same call; a cloud
+    profile without RECLOOP__LOOP__PIPELINE_ROOT kept the local `.recloop/pipeline-root`,
+    which Vertex rejects (before: the request was sent)."""
+    from app.loop.pipeline_jobs import submit_vertex, vertex_parameters
+
+    environ = trigger_environment("dev", "projects/1/x/endpoints/77")
+    del environ[env_name(("loop", "pipeline_root"))]
+    settings = load_settings(environ=environ)
+    with fake.install(), pytest.raises(wiring.WiringError, match=r"loop\.pipeline_root .*gs://"):
+        submit_vertex(
+            RETRAINING, settings, str(retraining_template), vertex_parameters(RETRAINING, settings)
+        )
     assert not fake.sent("PipelineService/CreatePipelineJob")
 
 

@@ -390,6 +390,19 @@ def test_every_job_installs_before_it_authenticates_to_google_cloud():
                 )
 
 
+def test_every_piped_run_step_fails_when_a_piped_command_fails():
+    """GitHub runs an unspecified shell as `bash -e {0}`: a failing `gcloud … | jq` passes
+    (before: teardown's release read and the smoke test's environment read). `shell: bash`
+    (the step's or the workflow's `defaults.run`) is `bash --noprofile --norc -eo pipefail`."""
+    for name, flow in workflows().items():
+        default = flow.get("defaults", {}).get("run", {}).get("shell")
+        for job_name, job in flow["jobs"].items():
+            for step in job["steps"]:
+                script = re.sub(r"\|\|", "", step.get("run", ""))
+                if "|" in script:
+                    assert (step.get("shell") or default) == "bash", (name, job_name, step["name"])
+
+
 FAKE_TERRAFORM = """#!/usr/bin/env bash
 # Records each call (arguments and TF_VAR_* environment); `plan -out=F` writes F.
 dir=""; [[ "$1" == -chdir=* ]] && dir="${1#-chdir=}" && shift

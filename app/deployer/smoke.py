@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings, env_name, load_settings
 from app.deployer.vertex import _alias as version_alias
 
 
@@ -72,7 +72,7 @@ def settings_from(environment_file: Path, serving_image: str) -> Settings:
     if not isinstance(environment, dict):
         raise ConfigError(f"{environment_file}: not a JSON object of variables")
     environ = {str(k): str(v) for k, v in environment.items()}
-    deployed = environ.get("RECLOOP__CLOUD__SERVING_IMAGE")
+    deployed = environ.get(env_name(("cloud", "serving_image")))
     if deployed != serving_image:
         raise ConfigError(
             f"the Trigger is deployed with serving image {deployed!r}, not the new "
@@ -91,7 +91,8 @@ def run(settings: Settings, template: str) -> list[str]:
     endpoint_name = settings.loop.vertex_endpoint
     image = settings.cloud.serving_image or ""
     if not endpoint_name:
-        raise ConfigError("loop.vertex_endpoint is not set (RECLOOP__LOOP__VERTEX_ENDPOINT)")
+        variable = env_name(("loop", "vertex_endpoint"))
+        raise ConfigError(f"loop.vertex_endpoint is not set ({variable})")
     submitted = datetime.now(UTC)
     job = submit_vertex(STARTUP, settings, template, vertex_parameters(STARTUP, settings))
     try:

@@ -28,29 +28,34 @@ def _carries(path: SettingPath, default: Any) -> Any:
     return field(default=default, metadata={"setting": path})
 
 
+def _carries_default(path: SettingPath) -> Any:
+    """A carried setting whose default is the setting's own default (app/config.py)."""
+    return _carries(path, lookup(Settings(), path))
+
+
 @dataclass(frozen=True)
 class PipelineParameters:
     profile: str = _carries(("profile",), "local")
     project_id: str = _carries(("cloud", "project_id"), "")
     region: str = _carries(("cloud", "region"), "")
     raw_data_path: str = ""
-    training_artifacts_dir: str = _carries(("artifacts_dir",), ".recloop/artifacts")
-    bigquery_dataset_id: str = _carries(("warehouse", "dataset"), "recloop")
-    bigquery_location: str = _carries(("warehouse", "location"), "US")
+    training_artifacts_dir: str = _carries_default(("artifacts_dir",))
+    bigquery_dataset_id: str = _carries_default(("warehouse", "dataset"))
+    bigquery_location: str = _carries_default(("warehouse", "location"))
     bigquery_max_rows: int = 10000
     batch_size: int = DEFAULTS.batch_size
-    rank_k: int = _carries(("loop", "rank_k"), DEFAULTS.rank_k)
-    num_actions: int = _carries(("loop", "num_actions"), DEFAULTS.num_actions)
+    rank_k: int = _carries_default(("loop", "rank_k"))
+    num_actions: int = _carries_default(("loop", "num_actions"))
     driver_steps: int = 3  # start-up pipeline only
     num_epochs: int = 5
-    tikhonov_weight: float = _carries(("loop", "tikhonov_weight"), DEFAULTS.tikhonov_weight)
-    agent_alpha: float = _carries(("loop", "agent_alpha"), DEFAULTS.agent_alpha)
+    tikhonov_weight: float = _carries_default(("loop", "tikhonov_weight"))
+    agent_alpha: float = _carries_default(("loop", "agent_alpha"))
     endpoint: str = _carries(("loop", "vertex_endpoint"), "")
     serving_image: str = _carries(("cloud", "serving_image"), "")
     predictor_service_account: str = _carries(("cloud", "predictor_service_account"), "")
-    predictor_machine_type: str = _carries(("cloud", "predictor_machine_type"), "n1-standard-2")
-    predictor_min_replicas: int = _carries(("cloud", "predictor_min_replicas"), 1)
-    predictor_max_replicas: int = _carries(("cloud", "predictor_max_replicas"), 1)
+    predictor_machine_type: str = _carries_default(("cloud", "predictor_machine_type"))
+    predictor_min_replicas: int = _carries_default(("cloud", "predictor_min_replicas"))
+    predictor_max_replicas: int = _carries_default(("cloud", "predictor_max_replicas"))
     pubsub_project_id: str = _carries(("pubsub", "project_id"), "")
     prediction_logs_topic: str = _carries(("pubsub", "prediction_logs_topic"), "")
 

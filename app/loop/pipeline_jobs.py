@@ -18,11 +18,12 @@ def submit_vertex(
     name: str, settings: Settings, template_path: str, parameters: dict[str, Any]
 ) -> Any:
     """Submits the job as the pipelines account, its root on GCS, labelled with the release;
-    a setting the pipelines need that is missing fails here, before anything is sent
-    (request contents: tests/test_vertex_requests.py)."""
+    a setting the submission needs that is missing or local (a pipeline root that is not
+    gs://) fails here, before anything is sent (request contents, and the refusal:
+    tests/test_vertex_requests.py)."""
     from google.cloud import aiplatform
 
-    wiring.require(settings, wiring.PIPELINES)
+    wiring.require(settings, wiring.SUBMISSION)
     cloud = settings.cloud
     aiplatform.init(project=cloud.project_id, location=cloud.region)
     job = aiplatform.PipelineJob(

@@ -1,8 +1,11 @@
 """Enabled APIs. disable_on_destroy stays false: destroying a stack never turns off an API
-that another stack (or the data it holds) still relies on."""
+that another stack (or the data it holds) still relies on. The other resources of the stack
+wait for them (`precede`): on a new project Terraform would otherwise create them in parallel
+with enabling their APIs and fail (tests/infra/test_stack_lifecycle.py)."""
 
 from __future__ import annotations
 
+from cdktf import TerraformResource
 from cdktf_cdktf_provider_google.project_service import ProjectService
 from constructs import Construct
 
@@ -21,3 +24,17 @@ class Apis(Construct):
             )
             for service in services
         }
+
+    def precede(self, scope: Construct) -> None:
+        """Every other resource in `scope` is created after the APIs are on (data sources are
+        read at plan time and keep no dependency). The Pub/Sub service agent that the data
+        stack grants roles to, too, exists only once its API is enabled."""
+        # Terraform's JSON syntax: bare references ("type.name"); the `fqn` token would
+        # render as "${type.name}".
+        services = [
+            f"{service.terraform_resource_type}.{service.friendly_unique_id}"
+            for service in self.services.values()
+        ]
+        for node in scope.node.find_all():
+            if isinstance(node, TerraformResource) and not isinstance(node, ProjectService):
+                node.add_override("depends_on", services)

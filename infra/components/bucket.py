@@ -38,4 +38,11 @@ class SecureBucket(Construct):
             labels=labels,
         )
         keep(self.bucket)
-        skip(self.bucket, CKV_GCP_62="Cloud Audit Logs record data access; no separate log bucket")
+        skip(
+            self.bucket,
+            CKV_GCP_62=(
+                "object reads are not logged: usage logs need a second bucket and Cloud "
+                "Storage Data Access audit logs are off unless the operator enables them; "
+                "Admin Activity audit logs record bucket and IAM changes"
+            ),
+        )

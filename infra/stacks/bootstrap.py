@@ -106,7 +106,7 @@ class BootstrapStack(TerraformStack):
         LocalBackend(self, path=f"{config.env}-bootstrap.tfstate")
         provider(self, config)
         project = config.project_id
-        Apis(
+        apis = Apis(
             self,
             "apis",
             project,
@@ -201,6 +201,7 @@ class BootstrapStack(TerraformStack):
             member=f"principalSet://iam.googleapis.com/{self.pool.name}/attribute.environment/{config.env}",
         )
         self._deployer_roles(config)
+        apis.precede(self)
         TerraformOutput(self, "workload_identity_provider", value=self.provider.name)
         TerraformOutput(self, "deployer_service_account", value=self.deployer.email)
         TerraformOutput(self, "state_bucket", value=self.state_bucket.name)

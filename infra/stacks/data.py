@@ -123,6 +123,7 @@ class DataStack(TerraformStack):
             for name in ACCOUNTS
         }
         self._outputs()
+        self.apis.precede(self)
 
     def _function_builds(self, config: EnvironmentConfig) -> None:
         """The builder reads the function sources and writes the functions' images to their

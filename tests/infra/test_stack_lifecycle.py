@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from app.config import env_name
 from tests.infra.helpers import one, resources
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,6 +149,61 @@ def test_the_endpoint_lives_with_the_data_and_the_app_refers_to_it(stacks, env):
         )
 
 
+def github_shell(step: dict, workflow: dict) -> list[str]:
+    """The command GitHub runs a `run:` step with on Linux: the step's shell, else the
+    workflow's `defaults.run.shell`; unspecified is `bash -e` (no pipefail), `shell: bash` is
+    `bash --noprofile --norc -eo pipefail` (GitHub's workflow syntax, jobs.<id>.steps[*].shell)."""
+    shells = {None: ["bash", "-e"], "bash": ["bash", "--noprofile", "--norc", "-eo", "pipefail"]}
+    shell = step.get("shell") or workflow.get("defaults", {}).get("run", {}).get("shell")
+    return [*shells[shell], "-c", step["run"]]
+
+
+def live_release_environment() -> dict[str, str]:
+    """A deployed Trigger's release variables, named as app/config.py names them."""
+    live = dict(r.split("=", 1) for r in RELEASE)
+    return {
+        env_name(("cloud", "trainer_image")): live["TRAINER_IMAGE"],
+        env_name(("cloud", "serving_image")): live["SERVING_IMAGE"],
+        env_name(("cloud", "release")): live["RELEASE"],
+        env_name(("profile",)): "dev",
+    }
+
+
+def read_live_release(tmp_path: Path, gcloud: str) -> subprocess.CompletedProcess[str]:
+    """Runs teardown.yml's "Read the release" step as GitHub would, against a fake gcloud."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "teardown.yml").read_text())
+    steps = {s.get("name"): s for s in workflow["jobs"]["teardown"]["steps"]}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "gcloud").write_text("#!/bin/sh\n" + gcloud)
+    (bin_dir / "gcloud").chmod(0o755)
+    return subprocess.run(
+        github_shell(steps["Read the release the app stack runs"], workflow),
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "GITHUB_OUTPUT": str(tmp_path / "outputs"),
+            "TRIGGER": "recloop-dev-trigger",
+            "REGION": "us-central1",
+            "PROJECT": "recloop-dev",
+        },
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_reading_the_live_release_fails_when_the_trigger_cannot_tell_it(tmp_path):
+    """Before: under GitHub's default `bash -e` a failed describe fed jq nothing and a missing
+    variable became "null"; both steps passed and the destroy ran with no release."""
+    failed = read_live_release(tmp_path, "echo 'NOT_FOUND: function' >&2; exit 1\n")
+    assert failed.returncode != 0
+    environment = live_release_environment()
+    del environment[env_name(("cloud", "serving_image"))]
+    describe = json.dumps({"serviceConfig": {"environmentVariables": environment}})
+    missing = read_live_release(tmp_path, f"echo '{describe}'\n")
+    assert missing.returncode != 0
+    assert env_name(("cloud", "serving_image")) in missing.stderr
+
+
 def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
     """Runs the workflow's own scripts: `gcloud` answers with a deployed Trigger's
     environment, `make` runs dry (-n); every cdktf command gets the live release."""
@@ -156,12 +212,7 @@ def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
     live = dict(r.split("=", 1) for r in RELEASE)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    environment = {
-        "RECLOOP__CLOUD__TRAINER_IMAGE": live["TRAINER_IMAGE"],
-        "RECLOOP__CLOUD__SERVING_IMAGE": live["SERVING_IMAGE"],
-        "RECLOOP__CLOUD__RELEASE": live["RELEASE"],
-        "RECLOOP_PROFILE": "dev",
-    }
+    environment = live_release_environment()
     (bin_dir / "gcloud").write_text(
         "#!/bin/sh\n"
         'test "$1 $2 $3 $4" = "functions describe recloop-dev-trigger --gen2" || exit 9\n'
@@ -177,7 +228,7 @@ def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
     outputs = tmp_path / "outputs"
     read = steps["Read the release the app stack runs"]
     run = subprocess.run(
-        ["bash", "-e", "-o", "pipefail", "-c", read["run"]],
+        github_shell(read, workflow),
         env={
             "PATH": path,
             "GITHUB_OUTPUT": str(outputs),
@@ -207,8 +258,25 @@ def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
         step = steps[name]
         assert set(step["env"]) == {"TARGET", "TRAINER", "PREDICTOR", "RELEASE_SHA"}
         run = subprocess.run(
-            ["bash", "-e", "-c", step["run"]], cwd=ROOT, env=env, capture_output=True, text=True
+            github_shell(step, workflow), cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert run.returncode == 0, run.stderr
         verbs += re.findall(r"cdktf (deploy|destroy)[^\n]*", run.stdout)
     assert verbs == ["destroy", "deploy"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("kind", ["bootstrap", "data"])
+def test_every_resource_waits_for_the_apis_its_stack_enables(stacks, env, kind):
+    """On a new project the first apply enables the APIs; Terraform creates what has no
+    dependency in parallel, so an endpoint, a registry or the Pub/Sub agent's grants would
+    meet a disabled API (before: no depends_on, the first apply failed). Terraform's JSON
+    syntax takes bare references in depends_on."""
+    stack = stacks[f"{env}-{kind}"]
+    apis = {f"google_project_service.{name}" for name in resources(stack, "google_project_service")}
+    assert apis
+    for resource_type, entries in stack["resource"].items():
+        if resource_type == "google_project_service":
+            continue
+        for name, body in entries.items():
+            assert apis <= set(body.get("depends_on", [])), f"{resource_type}.{name}"
