@@ -1,23 +1,34 @@
-"""Ingester: the run's claimed training examples → TFRecord shards in the artifact store.
+"""Ingester: the run's claimed training examples → what the Trainer learns from.
 
 The run claims its examples in the warehouse's ledger (app/warehouse/ledger.py) under its run
-id, then reads them page by page and writes each page as it arrives, so memory stays bounded
-whatever the table holds. A restarted run (same run id) reads exactly the examples it claimed
-before; a run that committed already writes no shards and names its published version
-(tests/test_ledger.py::test_publish_fault_then_restart).
+id. For linear agents (`form=STATISTICS`, the re-training pipeline's path) the warehouse then
+sums them into per-arm LinUCB/LinTS statistics with one SQL aggregation
+(app/warehouse/linear_statistics.py) and only those sums are stored; no example leaves the
+warehouse. For agents that need gradient steps (`form=RECORDS`) it reads them page by page
+and writes TFRecord shards (the Vertex sample's format) as pages arrive, so memory stays
+bounded whatever the table holds. A restarted run (same run id) reads exactly the examples
+it claimed before; a run that committed already writes no shards and names its published
+version (tests/test_ledger.py::test_publish_fault_then_restart).
 Works on local paths and gs:// alike (tf.io.gfile).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from app.linear import LinearState
 from app.policy_store import join
 from app.warehouse.base import Warehouse
 
 SHARD_ROWS = 5000
 MANIFEST = "manifest.json"
+STATISTICS_FILE = "statistics.npz"
+RECORDS = "records"  # TFRecord shards of the examples
+STATISTICS = "statistics"  # the linear agents' sums, computed by the warehouse
 
 
 class IngestError(ValueError):
@@ -34,6 +45,7 @@ class IngestResult:
     parent_run_id: str  # the committed run to warm-start from; "" for the first run
     warm_start: str  # that run's policy; ""
     committed_version: str  # set when this run had committed already (a restart)
+    statistics: str = ""  # form STATISTICS: the file of the run's sums
 
 
 def ingest(
@@ -43,9 +55,12 @@ def ingest(
     max_rows: int,
     rank_k: int,
     num_actions: int,
+    form: str = RECORDS,
 ) -> IngestResult:
     import tensorflow as tf
 
+    if form not in (RECORDS, STATISTICS):
+        raise IngestError(f"form must be {RECORDS} or {STATISTICS}, got {form!r}")
     tf.io.gfile.makedirs(output_dir)
     if done := warehouse.find_run(run_id):
         result = IngestResult(
@@ -59,7 +74,21 @@ def ingest(
             f"{parent.run_id} it would continue has rank {parent.rank_k} and "
             f"{parent.num_actions} actions: changing them needs a new start-up run"
         )
-    warehouse.claim(run_id, max_rows, rank_k, num_actions)
+    claimed = warehouse.claim(run_id, max_rows, rank_k, num_actions)
+    if form == STATISTICS:
+        state = warehouse.claimed_statistics(run_id, rank_k, num_actions)
+        result = IngestResult(
+            run_id,
+            claimed,
+            rank_k,
+            num_actions,
+            [],
+            parent.run_id if parent else "",
+            parent.policy_uri if parent else "",
+            "",
+            _write_statistics(output_dir, state),
+        )
+        return _write_manifest(output_dir, result)
     shards: list[str] = []
     writer = None
     in_shard = total = 0
@@ -99,6 +128,25 @@ def _write_manifest(output_dir: str, result: IngestResult) -> IngestResult:
     with tf.io.gfile.GFile(join(output_dir, MANIFEST), "w") as f:
         f.write(json.dumps(asdict(result), indent=2))
     return result
+
+
+def _write_statistics(output_dir: str, state: LinearState) -> str:
+    import tensorflow as tf
+
+    path = join(output_dir, STATISTICS_FILE)
+    buffer = io.BytesIO()
+    np.savez(buffer, **asdict(state))
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
+    return path
+
+
+def read_statistics(path: str) -> LinearState:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        arrays = np.load(io.BytesIO(f.read()))
+        return LinearState(**{name: arrays[name] for name in arrays.files})
 
 
 def _encode(

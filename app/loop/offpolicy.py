@@ -1,5 +1,7 @@
-"""Off-policy Trainer: logged examples (TFRecords) → a new policy with the same artifacts.
+"""Off-policy Trainer: logged examples → a new policy with the same artifacts.
 
+The examples come as the warehouse's per-arm sums (the Ingester's STATISTICS form: added to
+the warm-start state in one step) or as TFRecord shards (read batch by batch).
 Linear agents warm-start from the policy being served and add the new examples: LinUCB's
 statistics are sums, so this equals training on all data seen so far. One pass is exact;
 `num_epochs` repeats apply to agents trained by gradient steps, and for linear agents would
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_bandit
-from app.loop.ingester import read_manifest
+from app.loop.ingester import read_manifest, read_statistics
 from app.policy_store import (
     PolicyMetadata,
     join,
@@ -24,6 +26,7 @@ from app.policy_store import (
     read_metadata,
     save_policy,
 )
+from app.warehouse import linear_statistics
 
 METRICS_FILE = "metrics.json"
 
@@ -84,7 +87,15 @@ def train_offline(
 
     started = time.perf_counter()
     average_return: list[float] = []
-    if manifest.shards:
+    if manifest.statistics:
+        new = read_statistics(manifest.statistics)
+        if new.data_vector.shape != model.state.data_vector.shape:
+            raise OffPolicyError(
+                f"statistics {manifest.statistics} have shape {new.data_vector.shape}; "
+                f"this run has {model.state.data_vector.shape}"
+            )
+        model.set_state(linear_statistics.add(model.state, new))
+    elif manifest.shards:
         features = {
             "observation": tf.io.FixedLenFeature([spec.context_dim], tf.float32),
             "action": tf.io.FixedLenFeature([], tf.int64),

@@ -8,7 +8,7 @@ parameter selects the warehouse: local, DuckDB and local folders; dev/prod, BigQ
 from __future__ import annotations
 
 from app import movielens, wiring
-from app.agents import AgentSpec
+from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec
 from app.config import Settings
 from app.deployer import local
 from app.environment import MovieLensBandit, factorize
@@ -53,18 +53,23 @@ def run_generator(*, parameters: PipelineParameters, seed: int = 0) -> int:
     return generator.generate(env, warehouse, p.driver_steps, seed)
 
 
-def run_ingester(*, output_dir: str, parameters: PipelineParameters, run_id: str) -> int:
-    """Claims the run's examples in the ledger and writes them as TFRecords; returns how many."""
+def run_ingester(
+    *, output_dir: str, parameters: PipelineParameters, run_id: str, agent: str = LINUCB
+) -> int:
+    """Claims the run's examples in the ledger; for linear agents the warehouse sums them into
+    the agent's statistics (one SQL aggregation), for the others they are written as
+    TFRecords. Returns how many the run claimed."""
     p = parameters
     _, warehouse = context(p)
+    form = ingester.STATISTICS if agent in LINEAR_AGENTS else ingester.RECORDS
     result = ingester.ingest(
-        warehouse, output_dir, run_id, p.bigquery_max_rows, p.rank_k, p.num_actions
+        warehouse, output_dir, run_id, p.bigquery_max_rows, p.rank_k, p.num_actions, form
     )
     return result.examples
 
 
 def run_trainer(
-    *, examples_dir: str, policy_dir: str, parameters: PipelineParameters, agent: str = "linucb"
+    *, examples_dir: str, policy_dir: str, parameters: PipelineParameters, agent: str = LINUCB
 ) -> str:
     """Warm-starts from the policy of the last *committed* run (named in the Ingester's
     manifest), never from the served pointer, so a publish that failed halfway is never

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
+from app.linear import LinearState
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
@@ -40,6 +41,10 @@ class Warehouse(Protocol):
 
     def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
         """The run's claimed examples, in key order, one page at a time."""
+
+    def claimed_statistics(self, run_id: str, rank_k: int, num_actions: int) -> LinearState:
+        """Linear-bandit sums over the run's claimed examples, computed by the warehouse
+        (app/warehouse/linear_statistics.py)."""
 
     def find_run(self, run_id: str) -> TrainingRunRecord | None: ...
 

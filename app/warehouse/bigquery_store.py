@@ -14,8 +14,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from app.linear import LinearState
 from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema
-from app.warehouse import ledger
+from app.warehouse import ledger, linear_statistics
 from app.warehouse.base import LedgerConflict, conflict_message
 from app.warehouse.records import (
     FeedbackRecord,
@@ -124,6 +125,10 @@ class BigQueryWarehouse:
                 )
                 for row in page
             ]
+
+    def claimed_statistics(self, run_id: str, rank_k: int, num_actions: int) -> LinearState:
+        rows = self._rows(linear_statistics.statistics(self.sql, rank_k), {"run_id": run_id})
+        return linear_statistics.to_state([tuple(r.values()) for r in rows], rank_k, num_actions)
 
     def _runs(self, where: str, params: dict[str, Any]) -> list[TrainingRunRecord]:
         rows = self._rows(ledger.runs(self.sql, where), params)

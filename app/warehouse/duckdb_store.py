@@ -19,8 +19,9 @@ from typing import Any
 
 import duckdb
 
+from app.linear import LinearState
 from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema, duckdb_ddl
-from app.warehouse import ledger
+from app.warehouse import ledger, linear_statistics
 from app.warehouse.base import LedgerConflict, WarehouseBusy, conflict_message
 from app.warehouse.records import (
     FeedbackRecord,
@@ -113,6 +114,12 @@ class DuckDBWarehouse:
             cursor = db.execute(ledger.claimed(SQL), {"run_id": run_id})
             while page := cursor.fetchmany(page_size):
                 yield [TrainingExample(*row) for row in page]
+
+    def claimed_statistics(self, run_id: str, rank_k: int, num_actions: int) -> LinearState:
+        sql = linear_statistics.statistics(SQL, rank_k)
+        with self._connect() as db:
+            rows = db.execute(sql, {"run_id": run_id}).fetchall()
+        return linear_statistics.to_state(rows, rank_k, num_actions)
 
     def _runs(self, where: str, params: dict[str, Any]) -> list[TrainingRunRecord]:
         with self._connect() as db:

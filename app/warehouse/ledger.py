@@ -43,6 +43,7 @@ class Dialect:
     param: Callable[[str], str]
     finite: Callable[[str], str]  # SQL that is true when a FLOAT64 expression is finite
     array_sum: Callable[[str], str]
+    element: Callable[[str, int], str]  # the i-th (0-based) value of an ARRAY expression
 
 
 DUCKDB = Dialect(
@@ -50,6 +51,7 @@ DUCKDB = Dialect(
     param=lambda n: f"${n}",
     finite=lambda e: f"isfinite({e})",
     array_sum=lambda e: f"list_sum({e})",
+    element=lambda e, i: f"{e}[{i + 1}]",
 )
 
 
@@ -59,6 +61,7 @@ def bigquery(project: str, dataset: str) -> Dialect:
         param=lambda n: f"@{n}",
         finite=lambda e: f"NOT (IS_NAN({e}) OR IS_INF({e}))",
         array_sum=lambda e: f"(SELECT SUM(v) FROM UNNEST({e}) AS v)",
+        element=lambda e, i: f"{e}[OFFSET({i})]",
     )
 
 
@@ -128,13 +131,17 @@ FROM (
 WHERE NOT EXISTS (SELECT 1 FROM {d.table(RUN_EXAMPLES)} WHERE run_id = {p("run_id")})"""
 
 
-def claimed(d: Dialect) -> str:
-    """The run's claimed examples, in key order (the same every time the run reads them)."""
+def claimed_unordered(d: Dialect) -> str:
+    """The run's claimed examples (what an aggregation over them reads: no sort)."""
     return f"""SELECT j.request_id, j.instance_index, j.observation, j.action, j.reward,
        j.propensity
 FROM ({_keys(d, RUN_EXAMPLES, f"run_id = {d.param('run_id')}")}) AS c
-JOIN ({joined(d)}) AS j USING ({KEY})
-ORDER BY j.request_id, j.instance_index"""
+JOIN ({joined(d)}) AS j USING ({KEY})"""
+
+
+def claimed(d: Dialect) -> str:
+    """The run's claimed examples, in key order (the same every time the run reads them)."""
+    return f"{claimed_unordered(d)}\nORDER BY j.request_id, j.instance_index"
 
 
 def runs(d: Dialect, where: str = "TRUE") -> str:

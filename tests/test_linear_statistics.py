@@ -1,0 +1,139 @@
+"""Warehouse-native linear training: one SQL aggregation over a run's claimed examples equals
+TF-Agents' `agent.train` on those examples, and ends up in the saved policy's variables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.api_core.exceptions import GoogleAPIError
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from app.agents import LINUCB, AgentSpec, create_agent, state_from_agent
+from app.loop import ingester, offpolicy
+from app.policy_store import linear_state_from_variables
+from app.rehearsal.fakes import FakeBigQueryHttp
+from app.warehouse import ledger, linear_statistics
+from app.warehouse.bigquery_store import BigQueryWarehouse
+from app.warehouse.duckdb_store import DuckDBWarehouse
+from app.warehouse.records import FeedbackRecord, PredictionRecord, TrainingRunRecord
+from tests.test_linear_parity import experience
+
+RANK, ARMS, BATCH = 4, 5, 8
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+SPEC = AgentSpec(LINUCB, ARMS, RANK, alpha=1.0, tikhonov_weight=0.5)
+
+
+def log(warehouse: DuckDBWarehouse, rng: np.random.Generator, prefix: str, n: int) -> None:
+    """n joined interactions, each half delivered twice (redelivery), plus one bad row."""
+    observations = rng.normal(size=(n, RANK))
+    actions = rng.integers(ARMS, size=n)
+    rewards = rng.normal(size=n)
+    predictions = [
+        PredictionRecord(f"{prefix}{i}", 0, T0 + timedelta(seconds=i), "v0", list(o), int(a), 0.2)
+        for i, (o, a) in enumerate(zip(observations, actions, strict=True))
+    ]
+    predictions.append(PredictionRecord(f"{prefix}bad", 0, T0, "v0", [1.0] * RANK, ARMS + 3))
+    feedback = [
+        FeedbackRecord(p.request_id, 0, p.time, float(r), "test")
+        for p, r in zip(predictions, [*rewards, 1.0], strict=True)
+    ]
+    for _ in range(2):
+        warehouse.insert_predictions(predictions)
+        warehouse.insert_feedback(feedback)
+
+
+def trained_by_tf_agents(warehouse: DuckDBWarehouse, run_id: str, agent=None):
+    """TF-Agents' LinUCB agent.train, batch 8, on exactly the run's claimed examples."""
+    agent = agent or create_agent(SPEC)
+    examples = [e for page in warehouse.iter_claimed(run_id) for e in page]
+    for start in range(0, len(examples), BATCH):
+        rows = examples[start : start + BATCH]
+        agent.train(
+            experience(
+                agent,
+                np.array([e.observation for e in rows]),
+                np.array([e.action for e in rows]),
+                np.array([e.reward for e in rows], dtype=np.float32),
+            )
+        )
+    return agent, len(examples)
+
+
+def assert_state_close(ours, theirs) -> None:
+    np.testing.assert_allclose(ours.cov_matrix, theirs.cov_matrix, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ours.data_vector, theirs.data_vector, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(ours.num_samples, theirs.num_samples)
+
+
+def test_sql_statistics_equal_agent_train_on_the_claimed_examples(tmp_path: Path):
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    log(warehouse, np.random.default_rng(0), "a", 60)
+    assert warehouse.claim("run-1", 45, RANK, ARMS) == 45  # a partial claim: 45 of 60
+    agent, n = trained_by_tf_agents(warehouse, "run-1")
+    ours = warehouse.claimed_statistics("run-1", RANK, ARMS)
+    assert n == 45 and ours.num_samples.sum() == 45  # duplicates once, the bad row never
+    assert_state_close(ours, state_from_agent(agent))
+
+
+def test_pipeline_path_continues_the_served_policy_into_tf_agents_variables(tmp_path: Path):
+    """Ingester (claim + SQL sums) → Trainer (warm start + sums → the agent's variables) over
+    two runs equals one TF-Agents agent trained on both runs' examples, each once."""
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    rng = np.random.default_rng(1)
+    log(warehouse, rng, "a", 30)
+    first = ingester.ingest(
+        warehouse, str(tmp_path / "e1"), "run-1", 1000, RANK, ARMS, ingester.STATISTICS
+    )
+    assert first.examples == 30 and first.shards == [] and first.statistics
+    offpolicy.train_offline(str(tmp_path / "e1"), str(tmp_path / "p1"), SPEC, BATCH)
+    warehouse.commit(
+        TrainingRunRecord("run-1", "v1", None, None, 30, RANK, ARMS, str(tmp_path / "p1"))
+    )
+    log(warehouse, rng, "b", 25)  # new traffic; run-1's examples are in the ledger now
+    second = ingester.ingest(
+        warehouse, str(tmp_path / "e2"), "run-2", 1000, RANK, ARMS, ingester.STATISTICS
+    )
+    assert second.examples == 25 and second.warm_start == str(tmp_path / "p1")
+    offpolicy.train_offline(
+        str(tmp_path / "e2"), str(tmp_path / "p2"), SPEC, BATCH, second.warm_start
+    )
+
+    agent, _ = trained_by_tf_agents(warehouse, "run-1")
+    agent, _ = trained_by_tf_agents(warehouse, "run-2", agent)
+    saved = tf.saved_model.load(str(tmp_path / "p2"))
+    published = linear_state_from_variables(saved.model_variables, ARMS)
+    assert published.num_samples.sum() == 55
+    assert_state_close(published, state_from_agent(agent))
+
+
+def test_statistics_query_is_generated_once_for_both_warehouses():
+    duck = linear_statistics.statistics(ledger.DUCKDB, 3)
+    big = linear_statistics.statistics(ledger.bigquery("proj", "ds"), 3)
+    assert "e.observation[3] AS x2" in duck and "e.observation[OFFSET(2)] AS x2" in big
+    # Identical but for the dialect: table names, parameter marks, 0- vs 1-based indexing.
+    for i in range(3):
+        big = big.replace(f"observation[OFFSET({i})]", f"observation[{i + 1}]")
+    assert big.replace("`proj.ds.", "").replace("`", "").replace("@", "$") == duck
+    assert duck.count("SUM(") == 3 + 6 and "GROUP BY s.action" in duck
+
+
+def test_bigquery_receives_one_aggregation_job_for_the_run():
+    http = FakeBigQueryHttp()
+    client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=http)
+    warehouse = BigQueryWarehouse("proj", "ds", "EU", client=client)
+    with pytest.raises(GoogleAPIError):  # the fake answers no query: the request is what counts
+        warehouse.claimed_statistics("run-7", 20, 20)
+    (job,) = [body for method, path, body in http.requests if method == "POST"]
+    query = job["configuration"]["query"]
+    assert query["query"] == linear_statistics.statistics(ledger.bigquery("proj", "ds"), 20)
+    assert query["useLegacySql"] is False and job["jobReference"]["location"] == "EU"
+    assert [(p["name"], p["parameterValue"]["value"]) for p in query["queryParameters"]] == [
+        ("run_id", "run-7")
+    ]
+    assert "`proj.ds.run_examples`" in query["query"]
+    assert query["query"].count("SUM(") == 20 + 20 * 21 // 2
