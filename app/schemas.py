@@ -168,6 +168,31 @@ def duckdb_ddl(table: TableSchema) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table.name} ({', '.join(columns)})"
 
 
+def arrow_schema(table: TableSchema, names: list[str]):
+    """The columns `names` of `table` as an Arrow schema (the batches DuckDB takes in bulk)."""
+    import pyarrow as pa
+
+    types = {
+        STRING: pa.string(),
+        INT64: pa.int64(),
+        FLOAT64: pa.float64(),
+        TIMESTAMP: pa.timestamp("us", tz="UTC"),
+    }
+    columns = {c.name: c for c in table.columns}
+    return pa.schema(
+        [
+            pa.field(
+                n,
+                pa.list_(types[columns[n].type])
+                if columns[n].mode == REPEATED
+                else types[columns[n].type],
+                nullable=columns[n].mode != REQUIRED,
+            )
+            for n in names
+        ]
+    )
+
+
 def bigquery_fields(table: TableSchema) -> list[dict[str, str]]:
     """The schema as BigQuery's JSON form (the REST API, `bq`, and Terraform all take it)."""
     fields: list[dict[str, str]] = []
