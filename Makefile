@@ -14,7 +14,7 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint bench demo chaos rehearse pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
+.PHONY: install test lint bench bench-quick demo chaos rehearse pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
 
 # Infrastructure (see docs/operations.md).
 ENV ?= dev
@@ -67,6 +67,10 @@ tools/node_modules: tools/package.json tools/package-lock.json
 
 bench: install
 	$(PY) -m benchmarks.run
+
+# Issue 11's scaling figures in a few minutes: writes .recloop/bench/quick.json (docs/scaling.md).
+bench-quick: install
+	$(PY) -m benchmarks.quick
 
 demo: install
 	$(PY) -m app.demo

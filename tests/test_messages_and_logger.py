@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from app import messages
-from app.functions.logger import handle
+from app.functions.logger import handle, handle_batch
+from app.warehouse.base import WarehouseBusy
 from app.warehouse.duckdb_store import DuckDBWarehouse
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -98,3 +99,35 @@ def test_malformed_messages_are_rejected_with_a_reason(
 def test_events_without_a_pubsub_message_are_rejected(warehouse: DuckDBWarehouse):
     assert "no Pub/Sub 'message'" in handle({"something": 1}, warehouse)
     assert "not base64" in handle({"message": {"data": "***"}}, warehouse)
+
+
+class FailingFeedbackWrites(DuckDBWarehouse):
+    """The warehouse fails the feedback write once, after the predictions committed."""
+
+    failures = 1
+
+    def insert_feedback(self, rows):
+        if self.failures:
+            self.failures -= 1
+            raise WarehouseBusy("injected: feedback write failed")
+        super().insert_feedback(rows)
+
+
+def test_a_batch_that_fails_is_stored_exactly_once_on_retry(tmp_path: Path):
+    warehouse = FailingFeedbackWrites(tmp_path / "w.duckdb")
+    batch = []
+    for r in range(20):
+        rows = [
+            {"instance_index": i, "observation": [0.1 * i, 1.0], "action": i % 3} for i in range(4)
+        ]
+        batch.append(event(messages.prediction_log(f"req{r}", NOW, "v7", rows)))
+        batch.append(event(messages.feedback(f"req{r}", [(i, 1.0) for i in range(4)], "s", NOW)))
+    batch.append(event(b"{not json"))
+    batch.append(batch[0])  # a duplicate delivery inside the batch
+    with pytest.raises(WarehouseBusy):
+        handle_batch(batch, warehouse)  # the function answers an error: Pub/Sub redelivers
+    outcome = handle_batch(batch, warehouse)
+    assert (outcome.predictions, outcome.feedback, len(outcome.rejected)) == (84, 80, 1)
+    assert warehouse.count_untrained(rank_k=2, num_actions=3) == 80
+    assert warehouse.query("SELECT count(*) FROM predictions") == [(80,)]
+    assert warehouse.query("SELECT count(*) FROM feedback") == [(80,)]

@@ -14,6 +14,8 @@ duplicate_publish, logger_killed_mid_batch, warehouse_busy).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -35,19 +37,50 @@ def _context() -> tuple[Settings, Warehouse]:
 
 def handle(event: Any, warehouse: Warehouse, dead_letter=None) -> str:
     """Stores one message; returns what was done, for the log and for tests."""
-    try:
-        message = pubsub_message(event)
-        records = messages.parse(message.data)
-    except (EventError, messages.MessageError) as err:
-        log.warning("rejected message: %s", err)
-        if dead_letter is not None:
-            dead_letter(event, str(err))
-        return f"rejected: {err}"
-    if isinstance(records[0], PredictionRecord):
-        warehouse.insert_predictions([r for r in records if isinstance(r, PredictionRecord)])
-        return f"stored {len(records)} predictions"
-    warehouse.insert_feedback([r for r in records if isinstance(r, FeedbackRecord)])
-    return f"stored {len(records)} rewards"
+    batch = handle_batch([event], warehouse, dead_letter)
+    if batch.rejected:
+        return f"rejected: {batch.rejected[0]}"
+    if batch.predictions:
+        return f"stored {batch.predictions} predictions"
+    return f"stored {batch.feedback} rewards"
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    predictions: int
+    feedback: int
+    rejected: list[str]
+
+
+def handle_batch(events: Sequence[Any], warehouse: Warehouse, dead_letter=None) -> BatchOutcome:
+    """Stores many messages with one write per table (one Arrow batch into DuckDB), which is
+    what lets the Logger keep up with the predictor (benchmarks/quick.py: logger_rows_per_s).
+
+    Malformed messages are rejected one by one; the others are written together. If a write
+    fails, this raises and the whole batch must be delivered again: nothing is acknowledged
+    before both writes committed, and a key stored by the first attempt is not stored twice
+    (tests/test_messages_and_logger.py::test_a_batch_that_fails_is_stored_exactly_once_on_retry).
+    """
+    predictions: list[PredictionRecord] = []
+    feedback: list[FeedbackRecord] = []
+    rejected: list[str] = []
+    for event in events:
+        try:
+            records = messages.parse(pubsub_message(event).data)
+        except (EventError, messages.MessageError) as err:
+            log.warning("rejected message: %s", err)
+            if dead_letter is not None:
+                dead_letter(event, str(err))
+            rejected.append(str(err))
+            continue
+        for record in records:
+            if isinstance(record, PredictionRecord):
+                predictions.append(record)
+            else:
+                feedback.append(record)
+    warehouse.insert_predictions(predictions)
+    warehouse.insert_feedback(feedback)
+    return BatchOutcome(len(predictions), len(feedback), rejected)
 
 
 def logger(event: Any) -> None:

@@ -1,0 +1,278 @@
+"""`make bench-quick` (a few minutes): the scaling figures of issue 11, each measured here,
+written to .recloop/bench/quick.json (exactly the keys of QUICK_KEYS; a breakdown goes to
+stdout). The figures are throughputs on whatever the machine gives; docs/scaling.md reads them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+RANK, ACTIONS, CATALOGUE = 20, 20, 1682
+OFFPOLICY_ROWS = 300_000
+TFAGENTS_ROWS, TFAGENTS_BATCH = 2_000, 8  # agent.train, batch 8 (the issue's comparison)
+VW_ROWS = 20_000
+LOGGER_MESSAGES, ROWS_PER_MESSAGE, LOGGER_BATCH = 2_000, 16, 1_000  # a Pub/Sub pull's most
+PREDICTOR_SECONDS = 5
+OUTPUT = Path(".recloop/bench/quick.json")
+QUICK_KEYS = (
+    "offpolicy_rows_per_s",
+    "tfagents_train_rows_per_s",
+    "vowpal_wabbit_rows_per_s",
+    "logger_rows_per_s",
+    "predictor_requests_per_s",
+    "per_arm_decision_ms",
+)
+
+
+def logged_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logged interactions: rank-20 contexts, uniformly random actions, linear rewards."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, RANK))
+    actions = rng.integers(ACTIONS, size=n)
+    theta = rng.normal(size=(ACTIONS, RANK))
+    rewards = np.einsum("nk,nk->n", x, theta[actions]) + rng.normal(size=n)
+    return x, actions, rewards
+
+
+def load_warehouse(path: Path, x: np.ndarray, actions: np.ndarray, rewards: np.ndarray) -> None:
+    """Writes the log straight into DuckDB as two Arrow tables (set-up, not measured)."""
+    import pyarrow as pa
+
+    from app.schemas import FEEDBACK, PREDICTIONS, arrow_schema
+    from app.warehouse.duckdb_store import DuckDBWarehouse
+
+    n = len(actions)
+    keys = pa.array([f"r{i}" for i in range(n)])
+    zero = pa.array(np.zeros(n, dtype=np.int64))
+    start = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1e6)
+    times = pa.array(start + np.arange(n) * 1000, pa.timestamp("us", tz="UTC"))
+    observations = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), RANK)
+    predictions = [
+        keys,
+        zero,
+        times,
+        pa.array(["v0"] * n),
+        observations.cast(pa.list_(pa.float64())),
+        pa.array(actions),
+        pa.array(np.full(n, 1 / ACTIONS)),
+        pa.nulls(n, pa.list_(pa.int64())),
+    ]
+    feedback = [keys, zero, times, pa.array(rewards), pa.array(["bench"] * n)]
+    with DuckDBWarehouse(path)._connect() as db:
+        for table, arrays in ((PREDICTIONS, predictions), (FEEDBACK, feedback)):
+            names = [c.name for c in table.columns if c.default is None]
+            batch = pa.Table.from_arrays(arrays, schema=arrow_schema(table, names))
+            db.register("batch", batch)
+            db.execute(f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM batch")
+            db.unregister("batch")
+
+
+def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
+    """Warehouse → published TF-Agents policy: claim in the ledger, one SQL aggregation,
+    statistics into the agent's variables, PolicySaver. Returns rows/s, the policy, timings."""
+    from app.agents import LINUCB, AgentSpec
+    from app.loop import ingester, offpolicy
+    from app.warehouse.duckdb_store import DuckDBWarehouse
+
+    x, actions, rewards = logged_data(OFFPOLICY_ROWS)
+    path = scratch / "offpolicy.duckdb"
+    load_warehouse(path, x, actions, rewards)
+    warehouse = DuckDBWarehouse(path)
+    spec = AgentSpec(LINUCB, ACTIONS, RANK, alpha=1.0, tikhonov_weight=0.001)
+    started = time.perf_counter()
+    result = ingester.ingest(
+        warehouse, str(scratch / "e"), "bench", OFFPOLICY_ROWS, RANK, ACTIONS, ingester.STATISTICS
+    )
+    ingested = time.perf_counter()
+    offpolicy.train_offline(str(scratch / "e"), str(scratch / "policy"), spec, 8)
+    done = time.perf_counter()
+    if result.examples != OFFPOLICY_ROWS:
+        raise RuntimeError(f"claimed {result.examples} of {OFFPOLICY_ROWS} rows")
+    timings = {
+        "claim_and_aggregate_s": ingested - started,
+        "variables_and_save_s": done - ingested,
+    }
+    return OFFPOLICY_ROWS / (done - started), str(scratch / "policy"), timings
+
+
+def bench_tfagents_train() -> float:
+    """TF-Agents' LinUCB `agent.train` on the same kind of logged rows, batch 8."""
+    import tensorflow as tf
+    from tf_agents.trajectories import trajectory
+
+    from app.agents import LINUCB, AgentSpec, create_agent
+
+    agent = create_agent(AgentSpec(LINUCB, ACTIONS, RANK, alpha=1.0, tikhonov_weight=0.001))
+    x, actions, rewards = logged_data(TFAGENTS_ROWS)
+    info = agent.training_data_spec.policy_info
+    batches = []
+    for start in range(0, TFAGENTS_ROWS, TFAGENTS_BATCH):
+        rows = slice(start, start + TFAGENTS_BATCH)
+        n = len(actions[rows])
+        batches.append(
+            trajectory.single_step(
+                observation=tf.constant(x[rows][:, None, :]),
+                action=tf.constant(actions[rows][:, None], tf.int32),
+                policy_info=tf.nest.map_structure(
+                    lambda s, n=n: tf.zeros([n, 1, *s.shape], s.dtype), info
+                ),
+                reward=tf.constant(rewards[rows][:, None], tf.float32),
+                discount=tf.zeros([n, 1]),
+            )
+        )
+    train = tf.function(agent.train)  # as TF-Agents' own loops call it
+    train(batches[0])  # tracing is not training
+    started = time.perf_counter()
+    for batch in batches[1:]:
+        train(batch)
+    return (TFAGENTS_ROWS - TFAGENTS_BATCH) / (time.perf_counter() - started)
+
+
+def bench_vowpal_wabbit() -> float:
+    """Vowpal Wabbit `--cb_explore_adf` learning the same logged rows (cost = −reward,
+    the logged propensity), shared × action quadratic features: one linear model per arm."""
+    from vowpalwabbit import Workspace
+
+    x, actions, rewards = logged_data(VW_ROWS)
+    shared = ["shared |s " + " ".join(f"{i}:{v:.5f}" for i, v in enumerate(row)) for row in x]
+    examples = [
+        [
+            shared[n],
+            *(
+                (f"0:{-rewards[n]:.5f}:{1 / ACTIONS} " if a == actions[n] else "") + f"|a a{a}"
+                for a in range(ACTIONS)
+            ),
+        ]
+        for n in range(VW_ROWS)
+    ]
+    vw = Workspace("--cb_explore_adf -q sa --epsilon 0.05 --quiet")
+    started = time.perf_counter()
+    for example in examples:
+        vw.learn(example)
+    seconds = time.perf_counter() - started
+    vw.finish()
+    return VW_ROWS / seconds
+
+
+def bench_logger(scratch: Path) -> float:
+    """The Logger's batched handler: prediction logs and feedback of 16 rows per message,
+    parsed and written to DuckDB LOGGER_BATCH messages at a time. Rows/s over both tables."""
+    from app import messages
+    from app.functions.logger import handle_batch
+    from app.warehouse.duckdb_store import DuckDBWarehouse
+
+    x, actions, rewards = logged_data(LOGGER_MESSAGES * ROWS_PER_MESSAGE)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    events = []
+    for m in range(LOGGER_MESSAGES):
+        rows = range(m * ROWS_PER_MESSAGE, (m + 1) * ROWS_PER_MESSAGE)
+        log = messages.prediction_log(
+            f"q{m}",
+            now + timedelta(milliseconds=m),
+            "v0",
+            [
+                {
+                    "instance_index": i - rows.start,
+                    "observation": x[i],
+                    "action": int(actions[i]),
+                    "propensity": 1 / ACTIONS,
+                }
+                for i in rows
+            ],
+        )
+        feedback = messages.feedback(
+            f"q{m}", [(i - rows.start, float(rewards[i])) for i in rows], "bench", now
+        )
+        events += [{"message": {"data": base64.b64encode(d).decode()}} for d in (log, feedback)]
+    warehouse = DuckDBWarehouse(scratch / "logger.duckdb")
+    handle_batch(events[:2], warehouse)  # imports and table creation are not throughput
+    started = time.perf_counter()
+    stored = 0
+    for start in range(0, len(events), LOGGER_BATCH):
+        outcome = handle_batch(events[start : start + LOGGER_BATCH], warehouse)
+        stored += outcome.predictions + outcome.feedback  # (the warm-up pair again: ignored by key)
+    return stored / (time.perf_counter() - started)
+
+
+def bench_predictor(policy_dir: str) -> float:
+    """Single-instance requests/s of `python -m app.predictor` under wrk (16 connections)."""
+    from app.local.processes import PYTHON, free_port, running
+    from benchmarks.serving import body_of, load
+
+    port = free_port()
+    env = {"AIP_STORAGE_URI": policy_dir, "AIP_HTTP_PORT": str(port)}
+    base = f"http://127.0.0.1:{port}"
+    with running([PYTHON, "-m", "app.predictor"], env, base + "/health"):
+        load(base + "/predict", body_of(1, RANK), "warm-up", 1, duration=1)
+        result = load(base + "/predict", body_of(1, RANK), "predictor", 1, PREDICTOR_SECONDS)
+    if result.errors:
+        raise RuntimeError(f"the predictor answered {result.errors} errors under load")
+    return result.requests_per_second
+
+
+def bench_per_arm_decision() -> float:
+    """Median ms of one full-catalogue per-arm LinUCB decision in process (1,682 movies,
+    joint features of rank 20 each), the arithmetic a per-arm predictor runs per request."""
+    from app.environment import GLOBAL_KEY, PER_ARM_KEY
+    from app.linear import LinearBandit
+
+    rng = np.random.default_rng(0)
+    model = LinearBandit(
+        CATALOGUE, RANK, alpha=1.0, tikhonov_weight=0.001, per_arm=True, arm_dim=RANK
+    )
+    arms = rng.normal(size=(1, CATALOGUE, RANK))
+    model.update(
+        {GLOBAL_KEY: rng.normal(size=(256, RANK)), PER_ARM_KEY: np.repeat(arms, 256, axis=0)},
+        rng.integers(CATALOGUE, size=256),
+        rng.normal(size=256),
+    )
+    samples = []
+    for _ in range(200):
+        observation = {GLOBAL_KEY: rng.normal(size=(1, RANK)), PER_ARM_KEY: arms}
+        started = time.perf_counter()
+        model.act(observation)
+        samples.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(samples)
+
+
+def timed(label: str, measure: Callable[[], float]) -> float:
+    started = time.perf_counter()
+    value = measure()
+    print(f"{label}: {value:,.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
+    return value
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        offpolicy_rate, policy, timings = bench_offpolicy(scratch)
+        print(f"offpolicy_rows_per_s: {offpolicy_rate:,.0f} over {OFFPOLICY_ROWS:,} rows {timings}")
+        figures = {
+            "offpolicy_rows_per_s": offpolicy_rate,
+            "tfagents_train_rows_per_s": timed("tfagents_train_rows_per_s", bench_tfagents_train),
+            "vowpal_wabbit_rows_per_s": timed("vowpal_wabbit_rows_per_s", bench_vowpal_wabbit),
+            "logger_rows_per_s": timed("logger_rows_per_s", lambda: bench_logger(scratch)),
+            "predictor_requests_per_s": timed(
+                "predictor_requests_per_s", lambda: bench_predictor(policy)
+            ),
+            "per_arm_decision_ms": timed("per_arm_decision_ms", bench_per_arm_decision),
+        }
+    assert tuple(figures) == QUICK_KEYS
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps({k: float(v) for k, v in figures.items()}, indent=2) + "\n")
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
