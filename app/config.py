@@ -85,6 +85,10 @@ class WarehouseConfig:
     # How long a local process waits for DuckDB's file lock before the write is retried
     # by its sender (the Logger returns an error; Pub/Sub or the direct publisher redeliver).
     lock_wait_seconds: float = 30.0
+    # Rewards and predictions logged more than this many days before a run are not trained
+    # on, and no ledger query reads the partitions before them (0: unbounded, every query
+    # reads the whole history). docs/scaling.md.
+    feedback_window_days: float = 0.0
 
 
 @dataclass(frozen=True)

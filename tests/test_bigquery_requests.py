@@ -5,7 +5,7 @@ BigQuery emulator works here). The SQL is the ledger's, generated once (app/ware
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -123,13 +123,15 @@ def test_claim_is_two_dml_jobs_with_typed_parameters(warehouse, fake):
     assert claim["query"] == ledger.claim(sql)
     assert "`proj.ds.run_examples`" in claim["query"] and "IS_NAN(" in claim["query"]
     assert claim["useLegacySql"] is False
+    since = ("TIMESTAMP", "1970-01-01 00:00:00+00:00")  # no feedback window: every partition
     assert params(claim) == {
         "run_id": ("STRING", "run-7"),
         "rank_k": ("INT64", "20"),
         "num_actions": ("INT64", "20"),
         "max_rows": ("INT64", "500"),
+        "since": since,
     }
-    assert params(count) == {"run_id": ("STRING", "run-7")}
+    assert params(count) == {"run_id": ("STRING", "run-7"), "since": since}
     jobs = [b for m, u, b in fake.calls if m == "POST" and u.endswith("/jobs")]
     assert {j["jobReference"]["location"] for j in jobs} == {"EU"}
 
@@ -157,3 +159,28 @@ def test_commit_of_a_stale_run_sends_no_transaction(warehouse, fake):
     with pytest.raises(LedgerConflict, match="run run-0 has committed since"):
         warehouse.commit(run)
     assert len(fake.queries()) == 1
+
+
+def test_ledger_reads_only_the_feedback_window_of_partitions(fake):
+    """Every scan of predictions/feedback filters on the partition column, as a query
+    parameter, before the dedup window: BigQuery prunes the partitions before the window."""
+    client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=fake)
+    warehouse = BigQueryWarehouse("proj", "ds", "EU", client=client, feedback_window_days=14)
+    fake.results = [(["n:INT64"], [["0"]])]
+    before = datetime.now(UTC)
+    warehouse.count_untrained(20, 20)
+    fake.results = [(["started:TIMESTAMP"], [[str(int(T0.timestamp() * 1e6))]]), ([], [])]
+    list(warehouse.iter_claimed("run-7"))
+    count, started, claimed = fake.queries()
+    kind, value = params(count)["since"]
+    assert kind == "TIMESTAMP"
+    window = before - datetime.fromisoformat(value)
+    assert timedelta(days=14, minutes=-5) < window <= timedelta(days=14)
+    assert started["query"] == ledger.run_started(ledger.bigquery("proj", "ds"))
+    assert datetime.fromisoformat(params(claimed)["since"][1]) == T0 - timedelta(days=14)
+    for query in (count["query"], claimed["query"]):
+        for table in ("predictions", "feedback"):
+            scans = query.split(f"`proj.ds.{table}`")[1:]
+            assert scans and all(
+                scan.startswith(" WHERE time >= @since QUALIFY ROW_NUMBER()") for scan in scans
+            )

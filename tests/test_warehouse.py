@@ -215,3 +215,19 @@ def test_cloud_generator_creates_no_dataset_or_table(movielens_dir, monkeypatch)
         "/projects/proj/datasets/recloop_dev/tables/predictions/insertAll",
         "/projects/proj/datasets/recloop_dev/tables/feedback/insertAll",
     ]
+
+
+def test_rows_logged_before_the_feedback_window_are_not_read(tmp_path):
+    """With a feedback window, the ledger's queries read (and train on) only what was logged
+    inside it; counts, claims and the run's statistics agree."""
+    now = datetime.now(UTC)
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", feedback_window_days=5)
+    for request_id, age in (("old", 10), ("new", 1)):
+        at = now - timedelta(days=age)
+        warehouse.insert_predictions([PredictionRecord(request_id, 0, at, "v", [1.0, 2.0], 1)])
+        warehouse.insert_feedback([FeedbackRecord(request_id, 0, at, 1.0, "s")])
+    assert warehouse.count_untrained(2, 3) == 1
+    assert warehouse.claim("run", 10, 2, 3) == 1
+    assert [e.request_id for page in warehouse.iter_claimed("run") for e in page] == ["new"]
+    assert warehouse.claimed_statistics("run", 2, 3).num_samples.tolist() == [0, 1, 0]
+    assert DuckDBWarehouse(tmp_path / "w.duckdb").count_untrained(2, 3) == 2  # unbounded

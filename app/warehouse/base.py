@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from app.linear import LinearState
@@ -12,6 +13,17 @@ from app.warehouse.records import (
     TrainingExample,
     TrainingRunRecord,
 )
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def since(feedback_window_days: float, at: datetime | None = None) -> datetime:
+    """The earliest log time a ledger query reads (its partition filter): one feedback window
+    before `at` (now), or everything when the window is 0 (unbounded). An interaction whose
+    prediction or reward was logged before it is never trained on."""
+    if feedback_window_days <= 0:
+        return EARLIEST
+    return (at or datetime.now(UTC)) - timedelta(days=feedback_window_days)
 
 
 class WarehouseBusy(RuntimeError):

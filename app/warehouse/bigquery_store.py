@@ -17,7 +17,7 @@ from typing import Any
 from app.linear import LinearState
 from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema
 from app.warehouse import ledger, linear_statistics
-from app.warehouse.base import LedgerConflict, conflict_message
+from app.warehouse.base import EARLIEST, LedgerConflict, conflict_message, since
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
@@ -33,10 +33,18 @@ class MissingTables(RuntimeError):
 
 
 class BigQueryWarehouse:
-    def __init__(self, project: str, dataset: str, location: str, client: Any = None):
+    def __init__(
+        self,
+        project: str,
+        dataset: str,
+        location: str,
+        client: Any = None,
+        feedback_window_days: float = 0,
+    ):
         from google.cloud import bigquery
 
         self.project, self.dataset, self.location = project, dataset, location
+        self.feedback_window_days = feedback_window_days
         self.client = client or bigquery.Client(project=project, location=location)
         self.sql = ledger.bigquery(project, dataset)
 
@@ -101,18 +109,21 @@ class BigQueryWarehouse:
 
     def count_untrained(self, rank_k: int, num_actions: int) -> int:
         sql = ledger.count_untrained(self.sql)
-        rows = self._rows(sql, {"rank_k": rank_k, "num_actions": num_actions})
+        window = since(self.feedback_window_days)
+        rows = self._rows(sql, {"rank_k": rank_k, "num_actions": num_actions, "since": window})
         return int(rows[0][0])
 
     def claim(self, run_id: str, max_rows: int, rank_k: int, num_actions: int) -> int:
-        params = {"run_id": run_id, "rank_k": rank_k, "num_actions": num_actions}
+        window = since(self.feedback_window_days)
+        params = {"run_id": run_id, "rank_k": rank_k, "num_actions": num_actions, "since": window}
         self._query(ledger.quarantine(self.sql), params).result()
         self._query(ledger.claim(self.sql), {**params, "max_rows": max_rows}).result()
         count = f"SELECT count(*) FROM ({ledger.claimed(self.sql)})"
-        return int(self._rows(count, {"run_id": run_id})[0][0])
+        return int(self._rows(count, {"run_id": run_id, "since": window})[0][0])
 
     def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
-        job = self._query(ledger.claimed(self.sql), {"run_id": run_id})
+        params = {"run_id": run_id, "since": self._since_run(run_id)}
+        job = self._query(ledger.claimed(self.sql), params)
         for page in job.result(page_size=page_size).pages:
             yield [
                 TrainingExample(
@@ -127,8 +138,17 @@ class BigQueryWarehouse:
             ]
 
     def claimed_statistics(self, run_id: str, rank_k: int, num_actions: int) -> LinearState:
-        rows = self._rows(linear_statistics.statistics(self.sql, rank_k), {"run_id": run_id})
+        params = {"run_id": run_id, "since": self._since_run(run_id)}
+        rows = self._rows(linear_statistics.statistics(self.sql, rank_k), params)
         return linear_statistics.to_state([tuple(r.values()) for r in rows], rank_k, num_actions)
+
+    def _since_run(self, run_id: str) -> datetime:
+        """The partition filter of a run's reads: one window before it claimed (a query
+        parameter, never a subquery: BigQuery prunes partitions only on constant filters)."""
+        if self.feedback_window_days <= 0:
+            return EARLIEST
+        started = self._rows(ledger.run_started(self.sql), {"run_id": run_id})[0][0]
+        return since(self.feedback_window_days, started)
 
     def _runs(self, where: str, params: dict[str, Any]) -> list[TrainingRunRecord]:
         rows = self._rows(ledger.runs(self.sql, where), params)

@@ -13,6 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import duckdb
 from app.linear import LinearState
 from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema, arrow_schema, duckdb_ddl
 from app.warehouse import ledger, linear_statistics
-from app.warehouse.base import LedgerConflict, WarehouseBusy, conflict_message
+from app.warehouse.base import EARLIEST, LedgerConflict, WarehouseBusy, conflict_message, since
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
@@ -35,9 +36,12 @@ SQL = ledger.DUCKDB
 
 
 class DuckDBWarehouse:
-    def __init__(self, path: str | Path, lock_wait_s: float = LOCK_WAIT_S):
+    def __init__(
+        self, path: str | Path, lock_wait_s: float = LOCK_WAIT_S, feedback_window_days: float = 0
+    ):
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
+        self.feedback_window_days = feedback_window_days
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -104,12 +108,22 @@ class DuckDBWarehouse:
     def count_untrained(self, rank_k: int, num_actions: int) -> int:
         with self._connect() as db:
             row = db.execute(
-                ledger.count_untrained(SQL), {"rank_k": rank_k, "num_actions": num_actions}
+                ledger.count_untrained(SQL),
+                {
+                    "rank_k": rank_k,
+                    "num_actions": num_actions,
+                    "since": since(self.feedback_window_days),
+                },
             ).fetchone()
         return int(row[0]) if row else 0
 
     def claim(self, run_id: str, max_rows: int, rank_k: int, num_actions: int) -> int:
-        shapes = {"run_id": run_id, "rank_k": rank_k, "num_actions": num_actions}
+        shapes = {
+            "run_id": run_id,
+            "rank_k": rank_k,
+            "num_actions": num_actions,
+            "since": since(self.feedback_window_days),
+        }
         with self._connect() as db:
             db.begin()
             db.execute(ledger.quarantine(SQL), shapes)
@@ -122,15 +136,24 @@ class DuckDBWarehouse:
 
     def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
         with self._connect() as db:
-            cursor = db.execute(ledger.claimed(SQL), {"run_id": run_id})
+            params = {"run_id": run_id, "since": self._since_run(db, run_id)}
+            cursor = db.execute(ledger.claimed(SQL), params)
             while page := cursor.fetchmany(page_size):
                 yield [TrainingExample(*row) for row in page]
 
     def claimed_statistics(self, run_id: str, rank_k: int, num_actions: int) -> LinearState:
         sql = linear_statistics.statistics(SQL, rank_k)
         with self._connect() as db:
-            rows = db.execute(sql, {"run_id": run_id}).fetchall()
+            params = {"run_id": run_id, "since": self._since_run(db, run_id)}
+            rows = db.execute(sql, params).fetchall()
         return linear_statistics.to_state(rows, rank_k, num_actions)
+
+    def _since_run(self, db: duckdb.DuckDBPyConnection, run_id: str) -> datetime:
+        """The partition filter of a run's reads: one window before it claimed."""
+        if self.feedback_window_days <= 0:
+            return EARLIEST
+        row = db.execute(ledger.run_started(SQL), {"run_id": run_id}).fetchone()
+        return since(self.feedback_window_days, row[0] if row and row[0] else None)
 
     def _runs(self, where: str, params: dict[str, Any]) -> list[TrainingRunRecord]:
         with self._connect() as db:

@@ -11,11 +11,16 @@ def open_warehouse(settings: Settings) -> Warehouse:
     if w.backend == "duckdb":
         from app.warehouse.duckdb_store import DuckDBWarehouse
 
-        return DuckDBWarehouse(w.duckdb_path, w.lock_wait_seconds)
+        return DuckDBWarehouse(w.duckdb_path, w.lock_wait_seconds, w.feedback_window_days)
     if w.backend == "bigquery":
         from app.warehouse.bigquery_store import BigQueryWarehouse
 
         if not settings.cloud.project_id:
             raise ValueError("warehouse.backend = bigquery needs cloud.project_id")
-        return BigQueryWarehouse(settings.cloud.project_id, w.dataset, w.location)
+        return BigQueryWarehouse(
+            settings.cloud.project_id,
+            w.dataset,
+            w.location,
+            feedback_window_days=w.feedback_window_days,
+        )
     raise ValueError(f"warehouse.backend must be duckdb or bigquery, got {w.backend!r}")

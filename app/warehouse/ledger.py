@@ -65,11 +65,18 @@ def bigquery(project: str, dataset: str) -> Dialect:
     )
 
 
-def _first_by_key(d: Dialect, table: TableSchema, order: str) -> str:
+def _first_by_key(d: Dialect, table: TableSchema, order: str, where: str = "TRUE") -> str:
+    """One row per key; `where` filters before the window, so that BigQuery prunes
+    partitions (a filter after QUALIFY would scan every partition first)."""
     return (
-        f"SELECT * FROM {d.table(table)} WHERE TRUE "
+        f"SELECT * FROM {d.table(table)} WHERE {where} "
         f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(table.key)} ORDER BY {order}) = 1"
     )
+
+
+def _recent(d: Dialect, table: TableSchema) -> str:
+    """The partition filter of a logged table: rows at or after the `since` parameter."""
+    return f"{table.partition_by} >= {d.param('since')}"
 
 
 def _keys(d: Dialect, table: TableSchema, where: str = "TRUE") -> str:
@@ -77,11 +84,18 @@ def _keys(d: Dialect, table: TableSchema, where: str = "TRUE") -> str:
 
 
 def joined(d: Dialect) -> str:
-    """Predictions ⋈ feedback, each side deduplicated (the first row stored wins)."""
+    """Predictions ⋈ feedback since the `since` parameter (the partitions a query reads: see
+    warehouse.feedback_window_days), each side deduplicated (the first row stored wins)."""
     return f"""SELECT p.request_id, p.instance_index, p.observation, p.action, f.reward,
          p.propensity, GREATEST(p.ingested_at, f.ingested_at) AS ready_at
-  FROM ({_first_by_key(d, PREDICTIONS, "ingested_at, time")}) AS p
-  JOIN ({_first_by_key(d, FEEDBACK, "ingested_at, time")}) AS f USING ({KEY})"""
+  FROM ({_first_by_key(d, PREDICTIONS, "ingested_at, time", _recent(d, PREDICTIONS))}) AS p
+  JOIN ({_first_by_key(d, FEEDBACK, "ingested_at, time", _recent(d, FEEDBACK))}) AS f
+    USING ({KEY})"""
+
+
+def run_started(d: Dialect) -> str:
+    """When the run claimed (its examples were logged at most one window before)."""
+    return f"SELECT MIN(claimed_at) FROM {d.table(RUN_EXAMPLES)} WHERE run_id = {d.param('run_id')}"
 
 
 def untrained(d: Dialect) -> str:
