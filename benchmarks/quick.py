@@ -271,7 +271,9 @@ def main() -> int:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps({k: float(v) for k, v in figures.items()}, indent=2) + "\n")
     print(f"wrote {OUTPUT}")
-    return 0
+    from benchmarks import scaling
+
+    return scaling.main()
 
 
 if __name__ == "__main__":
