@@ -18,6 +18,8 @@ TARGET_SPEEDUP = 100
 TARGET_SINGLE_RPS = 3_000
 TARGET_BATCH_PPS = 100_000
 TARGET_P99_MS = 10.0
+TARGET_OFFPOLICY_ROWS_PER_S = 1_000_000
+TARGET_LOGGER_ROWS_PER_S = 50_000
 
 
 def machine() -> str:
@@ -37,12 +39,43 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{memory}; {system}; Python {platform.python_version()}"
 
 
+def _scaling_section(figures: dict[str, float]) -> list[str]:
+    """Issue 11's figures, side by side (benchmarks/quick.py; docs/scaling.md)."""
+    offpolicy = figures["offpolicy_rows_per_s"]
+    return [
+        "## Scaling (issue 11)",
+        "",
+        "Off-policy training on the same logged rows (rank 20, 20 arms):",
+        "",
+        "| | rows/s | |",
+        "|---|---:|---|",
+        f"| recloop, DuckDB warehouse → published policy (claim, one SQL aggregation, "
+        f"PolicySaver) | {offpolicy:,.0f} | ≥ {TARGET_OFFPOLICY_ROWS_PER_S:,}: "
+        f"{_mark(offpolicy >= TARGET_OFFPOLICY_ROWS_PER_S)} |",
+        f"| TF-Agents LinUCB `agent.train`, batch 8 | "
+        f"{figures['tfagents_train_rows_per_s']:,.0f} | |",
+        f"| Vowpal Wabbit `--cb_explore_adf` | {figures['vowpal_wabbit_rows_per_s']:,.0f} | |",
+        f"| Logger, batched writes | {figures['logger_rows_per_s']:,.0f} | "
+        f"≥ {TARGET_LOGGER_ROWS_PER_S:,}: "
+        f"{_mark(figures['logger_rows_per_s'] >= TARGET_LOGGER_ROWS_PER_S)} |",
+        "",
+        f"Per-arm LinUCB decision over 1,682 movies in process: "
+        f"{figures['per_arm_decision_ms']:.2f} ms (the arithmetic; serving per-arm policies is "
+        "not built yet). Costs and replicas: docs/scaling.md.",
+        "",
+    ]
+
+
 def _mark(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
 def write(
-    docs: Path, training: TrainingBench, serving: list[LoadResult], synth_seconds: float
+    docs: Path,
+    training: TrainingBench,
+    serving: list[LoadResult],
+    synth_seconds: float,
+    scaling: dict[str, float],
 ) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     plot = _plot(docs / "benchmarks.png", training, serving)
@@ -109,6 +142,7 @@ def write(
         "A batch of 100 takes about a millisecond to serve, so with 16 connections waiting",
         "their turn on one server core the batch p99 is mostly queueing time.",
         "",
+        *_scaling_section(scaling),
         "## Training",
         "",
         f"train_eval_movielens constants: batch {reference.BATCH_SIZE}, "

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from app.config import DataConfig, Settings, load_settings
 from app.trainer.run import run
-from benchmarks import report
+from benchmarks import quick, report
 from benchmarks.serving import bench_serving_isolated, require_wrk
 from benchmarks.synth import bench_synth
 from benchmarks.training import bench_training, reference_args
@@ -40,7 +40,9 @@ def main() -> int:
         serving = bench_serving_isolated(policy, rank_k=20)
     console.print("infrastructure: synthesising every stack…")
     synth_seconds = bench_synth()
-    path = report.write(DOCS, training, serving, synth_seconds)
+    console.print("scaling: warehouse training beside agent.train and Vowpal Wabbit, Logger…")
+    scaling = quick.measure()
+    path = report.write(DOCS, training, serving, synth_seconds, scaling)
     console.print(f"wrote {path} and {path.with_suffix('.png')}")
     return 0
 
