@@ -133,7 +133,8 @@ def test_bigquery_receives_one_aggregation_job_for_the_run():
     assert query["query"] == linear_statistics.statistics(ledger.bigquery("proj", "ds"), 20)
     assert query["useLegacySql"] is False and job["jobReference"]["location"] == "EU"
     assert [(p["name"], p["parameterValue"]["value"]) for p in query["queryParameters"]] == [
-        ("run_id", "run-7")
+        ("run_id", "run-7"),
+        ("since", "1970-01-01 00:00:00+00:00"),  # no feedback window: every partition
     ]
     assert "`proj.ds.run_examples`" in query["query"]
     assert query["query"].count("SUM(") == 20 + 20 * 21 // 2
