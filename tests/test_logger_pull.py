@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from app import messages
-from app.functions.logger_pull import drain_once
+from app.functions.logger_pull import drain_once, main
 from app.local import pubsub_emulator
 from app.warehouse.base import WarehouseBusy
 from tests.test_messages_and_logger import FailingFeedbackWrites
 
-pytestmark = pytest.mark.skipif(
+needs_emulator = pytest.mark.skipif(
     not pubsub_emulator.available(),
     reason="Pub/Sub emulator not installed (apt-get install google-cloud-cli-pubsub-emulator)",
 )
@@ -22,6 +22,12 @@ PROJECT, TOPIC, SUBSCRIPTION = "recloop-test", "logs", "logger-pull"
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
+def test_without_subscriptions_it_prints_its_usage_and_fails(capsys):
+    assert main([]) == 2
+    assert capsys.readouterr().out.startswith("usage: python -m app.functions.logger_pull")
+
+
+@needs_emulator
 def test_pulled_batches_store_every_row_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
