@@ -80,6 +80,10 @@ def render(figures: dict[str, float], window_days: float) -> str:
         f"{'met' if figures['per_arm_decision_ms'] <= 1 else '**not met**'} "
         "(the arithmetic; the predictor does not serve per-arm policies yet) |",
         "",
+        "The per-arm decision is measured with one BLAS thread (OPENBLAS_NUM_THREADS=1), as a",
+        "serving process deciding one request at a time should run: on this loaded 2-core",
+        "machine the default multi-threaded BLAS made the same decision take ~30 ms.",
+        "",
         "The off-policy figure is end to end: the ledger's claim (dedup windows and anti-joins",
         "over the window), the one SQL aggregation, the statistics written into the TF-Agents",
         "agent's variables and PolicySaver's SavedModel (a fixed cost of seconds whatever the",
