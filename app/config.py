@@ -49,6 +49,12 @@ class ServingConfig:
     storage_uri: str | None = None
     max_body_bytes: int = 1_500_000
     workers: int = 1
+    # How the policy's choice is explored when served (app/exploration.py): greedy,
+    # epsilon_greedy or softmax; every prediction logs the probability of its action.
+    exploration: str = "greedy"
+    epsilon: float = 0.1
+    temperature: float = 0.25
+    exploration_seed: int | None = None  # None: fresh entropy per process
 
 
 @dataclass(frozen=True)

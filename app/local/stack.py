@@ -67,6 +67,10 @@ def stack_environment(state_dir: Path, predictor_port: int, settings: Settings) 
         ("loop", "min_new_examples"): settings.loop.min_new_examples,
         ("loop", "rank_k"): settings.loop.rank_k,
         ("loop", "num_actions"): settings.loop.num_actions,
+        # Served with known propensities, so that the Evaluator can judge candidates.
+        ("serving", "exploration"): settings.serving.exploration,
+        ("serving", "epsilon"): settings.serving.epsilon,
+        ("serving", "temperature"): settings.serving.temperature,
     }
     return {
         **data,

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from app.config import PubSubConfig, ServingConfig, load_settings
 from app.deployer.local import current_version, resolve
+from app.exploration import Exploration
 from app.predictor.policy import ServingPolicy, load_policy
 from app.predictor.server import PredictionSink, PredictorApp
 
 
-def load_deployed(storage_uri: str) -> ServingPolicy:
-    return load_policy(resolve(storage_uri))
+def load_deployed(storage_uri: str, exploration: Exploration | None = None) -> ServingPolicy:
+    return load_policy(resolve(storage_uri), exploration=exploration)
+
+
+def exploration_of(serving: ServingConfig) -> Exploration:
+    """The serving settings' exploration (an ExplorationError names a bad value)."""
+    return Exploration(serving.exploration, serving.epsilon, serving.temperature)
 
 
 def storage_uri_of(serving: ServingConfig, artifacts_dir: str) -> str:
@@ -29,12 +37,13 @@ def build_app(
 
         sink = sink_for(pubsub)
     return PredictorApp(
-        functools.partial(load_deployed, storage_uri),
+        functools.partial(load_deployed, storage_uri, exploration_of(serving)),
         health_route=serving.health_route,
         predict_route=serving.predict_route,
         max_body_bytes=serving.max_body_bytes,
         marker=functools.partial(current_version, storage_uri),
         sink=sink,
+        rng=np.random.default_rng(serving.exploration_seed),
     )
 
 
