@@ -30,7 +30,7 @@ class RecordingSink:
 
     def record(self, request_id, time, policy, observations, actions, propensities):
         for o, a, p in zip(observations, actions, propensities, strict=True):
-            self.rows.append((int(round(o[0] * 1000)), int(a), float(p)))
+            self.rows.append((round(float(o[0]) * 1000), int(a), float(p)))
 
 
 def serve_many(app: PredictorApp, contexts: np.ndarray, requests: int) -> None:
