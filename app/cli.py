@@ -167,6 +167,20 @@ def pipeline_run(
     typer.echo(f"submitted {job.resource_name}")
 
 
+@app.command()
+def promotions(
+    env: Annotated[
+        str, typer.Option(help="local reads the DuckDB warehouse; dev or prod, BigQuery.")
+    ] = "local",
+) -> None:
+    """Every promotion decision (gate and canary) with the numbers it was taken on."""
+    from app.cli_reports import promotions_table
+    from app.warehouse.factory import open_warehouse
+
+    settings = load_settings(env)
+    typer.echo(promotions_table(open_warehouse(settings).promotions()))
+
+
 def main() -> None:
     sys.exit(app())
 

@@ -123,6 +123,20 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """The promotion gate between Trainer and Deployer (docs/safe-promotion.md)."""
+
+    estimator: str = "dr"  # ips, snips or dr: the estimate the decision is taken on
+    margin: float = 0.05  # stars the candidate may be worse than the serving policy
+    confidence: float = 0.95  # one-sided, of the candidate − serving lower bound
+    holdout_every: int = 0  # 0: evaluate on all the run's examples; n: every n-th, untrained
+    # Demo switches (app/demo.py), off in every profile: a candidate that skips the gate,
+    # and a Trainer that learns from shuffled rewards.
+    skip: bool = False
+    corrupt_rewards: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: str = "local"
     state_dir: str = ".recloop"
@@ -134,6 +148,7 @@ class Settings:
     warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
     pubsub: PubSubConfig = field(default_factory=PubSubConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 # Well-known variables set by Vertex AI or by users, mapped onto (section, key).

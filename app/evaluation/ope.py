@@ -83,29 +83,55 @@ def weights(logged: Logged, target: np.ndarray) -> np.ndarray:
     return target[rows, logged.actions] / logged.propensities
 
 
+def terms(
+    name: str, logged: Logged, target: np.ndarray, predicted: np.ndarray | None = None
+) -> tuple[float, np.ndarray]:
+    """An estimator's value and its per-interaction terms (whose standard error is the
+    estimate's); terms of two policies on the same rows subtract into their difference's."""
+    w = weights(logged, target)
+    if name == IPS:
+        t = w * logged.rewards
+        return float(t.mean()), t
+    if name == SNIPS:
+        total = w.sum()
+        if total <= 0:
+            raise EvaluationError("the policy never takes a logged action: SNIPS is undefined")
+        value = float((w * logged.rewards).sum() / total)
+        return value, w * (logged.rewards - value) / w.mean()
+    if name == DR:
+        if predicted is None:
+            raise EvaluationError("the doubly robust estimate needs a reward model")
+        rows = np.arange(len(logged.actions))
+        direct = (target * predicted).sum(axis=1)
+        t = direct + w * (logged.rewards - predicted[rows, logged.actions])
+        return float(t.mean()), t
+    raise EvaluationError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
+
+
+def estimate(
+    name: str,
+    logged: Logged,
+    target: np.ndarray,
+    predicted: np.ndarray | None = None,
+    confidence: float = 0.95,
+) -> Estimate:
+    value, t = terms(name, logged, target, predicted)
+    return interval(value, t, confidence)
+
+
 def ips(logged: Logged, target: np.ndarray, confidence: float = 0.95) -> Estimate:
-    terms = weights(logged, target) * logged.rewards
-    return interval(terms.mean(), terms, confidence)
+    return estimate(IPS, logged, target, None, confidence)
 
 
 def snips(logged: Logged, target: np.ndarray, confidence: float = 0.95) -> Estimate:
-    w = weights(logged, target)
-    total = w.sum()
-    if total <= 0:
-        raise EvaluationError("the target policy never takes a logged action: SNIPS is undefined")
-    value = float((w * logged.rewards).sum() / total)
-    return interval(value, w * (logged.rewards - value) / w.mean(), confidence)
+    return estimate(SNIPS, logged, target, None, confidence)
 
 
 def dr(
     logged: Logged, target: np.ndarray, predicted: np.ndarray, confidence: float = 0.95
 ) -> Estimate:
     """`predicted`: the reward model's q̂(x_i, a) for every logged context and arm (n × arms)."""
-    rows = np.arange(len(logged.actions))
-    direct = (target * predicted).sum(axis=1)
-    residual = logged.rewards - predicted[rows, logged.actions]
-    terms = direct + weights(logged, target) * residual
-    return interval(terms.mean(), terms, confidence)
+    return estimate(DR, logged, target, predicted, confidence)
 
 
 def estimate_all(
@@ -116,11 +142,25 @@ def estimate_all(
             f"target {target.shape} and reward model {predicted.shape} must both be "
             f"{len(logged.actions)} rows × arms"
         )
-    return {
-        IPS: ips(logged, target, confidence),
-        SNIPS: snips(logged, target, confidence),
-        DR: dr(logged, target, predicted, confidence),
-    }
+    return {name: estimate(name, logged, target, predicted, confidence) for name in ESTIMATORS}
+
+
+def difference_lower_bound(
+    name: str,
+    logged: Logged,
+    candidate: np.ndarray,
+    serving: np.ndarray,
+    predicted: np.ndarray | None,
+    confidence: float,
+) -> tuple[float, float]:
+    """(V̂(candidate) − V̂(serving), its one-sided lower confidence bound), paired on the
+    same logged rows, so that what both policies share cancels out of the spread."""
+    value_c, terms_c = terms(name, logged, candidate, predicted)
+    value_s, terms_s = terms(name, logged, serving, predicted)
+    d = terms_c - terms_s
+    stderr = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else np.inf
+    one_sided = z_value(2 * confidence - 1) if confidence > 0.5 else 0.0
+    return value_c - value_s, value_c - value_s - one_sided * stderr
 
 
 CHUNK_ROWS = 32_768  # bounds the rows × arms × rank scratch of scoring a linear policy

@@ -58,6 +58,16 @@ class PipelineParameters:
     predictor_max_replicas: int = _carries_default(("cloud", "predictor_max_replicas"))
     pubsub_project_id: str = _carries(("pubsub", "project_id"), "")
     prediction_logs_topic: str = _carries(("pubsub", "prediction_logs_topic"), "")
+    # The Evaluator judges candidates as they will be served (app/evaluation/gate.py).
+    serving_exploration: str = _carries(("serving", "exploration"), "greedy")
+    serving_epsilon: float = _carries(("serving", "epsilon"), 0.1)
+    serving_temperature: float = _carries(("serving", "temperature"), 0.25)
+    gate_estimator: str = _carries(("gate", "estimator"), "dr")
+    gate_margin: float = _carries(("gate", "margin"), 0.05)
+    gate_confidence: float = _carries(("gate", "confidence"), 0.95)
+    gate_holdout_every: int = _carries(("gate", "holdout_every"), 0)
+    gate_skip: bool = _carries(("gate", "skip"), False)
+    gate_corrupt_rewards: bool = _carries(("gate", "corrupt_rewards"), False)
 
     @classmethod
     def from_settings(cls, settings: Settings, **pipeline_only: Any) -> PipelineParameters:

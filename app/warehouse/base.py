@@ -8,6 +8,7 @@ from typing import Protocol
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
+    PromotionRecord,
     TrainingExample,
     TrainingRunRecord,
 )
@@ -49,6 +50,12 @@ class Warehouse(Protocol):
     def commit(self, run: TrainingRunRecord) -> bool:
         """Ledger + run record in one transaction. False if the run had committed already;
         LedgerConflict if its parent is no longer the latest run or its examples were taken."""
+
+    def record_promotion(self, row: PromotionRecord) -> None:
+        """Stores a decision; a decision already stored for (run_id, stage) is kept."""
+
+    def promotions(self) -> list[PromotionRecord]:
+        """Every decision, oldest first."""
 
 
 def conflict_message(run: TrainingRunRecord, latest: str | None, overlap: int) -> str | None:

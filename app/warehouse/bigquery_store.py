@@ -14,12 +14,13 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema
+from app.schemas import FEEDBACK, PREDICTIONS, PROMOTIONS, TABLES, TableSchema
 from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict, conflict_message
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
+    PromotionRecord,
     TrainingExample,
     TrainingRunRecord,
 )
@@ -163,6 +164,19 @@ class BigQueryWarehouse:
         params = {c: getattr(run, c) for c in ledger.TRAINING_RUNS.column_names if c != "time"}
         self._query(script + ";", params).result()
         return True
+
+    def record_promotion(self, row: PromotionRecord) -> None:
+        self._insert(PROMOTIONS, [_json(row)])
+
+    def promotions(self) -> list[PromotionRecord]:
+        """Deduplicated by key (streaming inserts may repeat), oldest first."""
+        cols = ", ".join(PROMOTIONS.column_names)
+        sql = (
+            f"SELECT {cols} FROM `{self.table_id(PROMOTIONS)}` WHERE TRUE QUALIFY ROW_NUMBER() "
+            f"OVER (PARTITION BY {', '.join(PROMOTIONS.key)} ORDER BY time) = 1 ORDER BY time"
+        )
+        rows = self._rows(sql, {})
+        return [PromotionRecord(*(row[c] for c in PROMOTIONS.column_names)) for row in rows]
 
 
 def _json(record: Any) -> dict[str, Any]:

@@ -19,12 +19,13 @@ from typing import Any
 
 import duckdb
 
-from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema, duckdb_ddl
+from app.schemas import FEEDBACK, PREDICTIONS, PROMOTIONS, TABLES, TableSchema, duckdb_ddl
 from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict, WarehouseBusy, conflict_message
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
+    PromotionRecord,
     TrainingExample,
     TrainingRunRecord,
 )
@@ -144,6 +145,16 @@ class DuckDBWarehouse:
                 db.execute(statement, _bound(statement, params))
             db.commit()
         return True
+
+    def record_promotion(self, row: PromotionRecord) -> None:
+        self._insert(PROMOTIONS, [astuple(row)])
+
+    def promotions(self) -> list[PromotionRecord]:
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(PROMOTIONS.column_names)} FROM promotions ORDER BY time"
+            ).fetchall()
+        return [PromotionRecord(*row) for row in rows]
 
     def query(self, sql: str) -> list[tuple]:
         """Ad-hoc reads (the demo's report, the chaos scenarios' accounting)."""
