@@ -33,14 +33,16 @@ class RecordingSink:
             self.rows.append((round(float(o[0]) * 1000), int(a), float(p)))
 
 
-def serve_many(app: PredictorApp, contexts: np.ndarray, requests: int) -> None:
-    """`requests` requests, each asking about every context once."""
-    body = {"instances": [{"observation": c.tolist()} for c in contexts]}
+def serve_many(app: PredictorApp, contexts: np.ndarray, times: int, per_request: int = 500) -> None:
+    """Every context asked about `times` times, in requests of up to `per_request` instances."""
+    rows = np.repeat(contexts, times, axis=0).tolist()
 
     async def go() -> None:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
-            for _ in range(requests):
+            for start in range(0, len(rows), per_request):
+                chunk = rows[start : start + per_request]
+                body = {"instances": [{"observation": r} for r in chunk]}
                 response = await client.post("/predict", json=body)
                 assert response.status_code == 200
 
