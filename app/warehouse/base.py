@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Protocol
 
+from app.evaluation.canary import RewardStats
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
@@ -56,6 +58,9 @@ class Warehouse(Protocol):
 
     def promotions(self) -> list[PromotionRecord]:
         """Every decision, oldest first."""
+
+    def rewards_by_version(self, since: datetime) -> list[RewardStats]:
+        """Online reward per policy version over the interactions served since `since`."""
 
 
 def conflict_message(run: TrainingRunRecord, latest: str | None, overlap: int) -> str | None:

@@ -14,6 +14,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from app.evaluation import canary
+from app.evaluation.canary import RewardStats
 from app.schemas import FEEDBACK, PREDICTIONS, PROMOTIONS, TABLES, TableSchema
 from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict, conflict_message
@@ -177,6 +179,13 @@ class BigQueryWarehouse:
         )
         rows = self._rows(sql, {})
         return [PromotionRecord(*(row[c] for c in PROMOTIONS.column_names)) for row in rows]
+
+    def rewards_by_version(self, since: datetime) -> list[RewardStats]:
+        rows = self._rows(canary.rewards_by_version_sql(self.sql), {"since": since})
+        return [
+            RewardStats(r["policy_version"], int(r["n"]), float(r["mean"]), float(r["variance"]))
+            for r in rows
+        ]
 
 
 def _json(record: Any) -> dict[str, Any]:

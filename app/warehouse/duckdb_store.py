@@ -14,11 +14,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import astuple
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from app.evaluation import canary
+from app.evaluation.canary import RewardStats
 from app.schemas import FEEDBACK, PREDICTIONS, PROMOTIONS, TABLES, TableSchema, duckdb_ddl
 from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict, WarehouseBusy, conflict_message
@@ -155,6 +158,11 @@ class DuckDBWarehouse:
                 f"SELECT {', '.join(PROMOTIONS.column_names)} FROM promotions ORDER BY time"
             ).fetchall()
         return [PromotionRecord(*row) for row in rows]
+
+    def rewards_by_version(self, since: datetime) -> list[RewardStats]:
+        with self._connect() as db:
+            rows = db.execute(canary.rewards_by_version_sql(SQL), {"since": since}).fetchall()
+        return [RewardStats(str(v), int(n), float(m), float(var)) for v, n, m, var in rows]
 
     def query(self, sql: str) -> list[tuple]:
         """Ad-hoc reads (the demo's report, the chaos scenarios' accounting)."""

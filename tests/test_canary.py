@@ -1,0 +1,113 @@
+"""The canary: Vertex traffic split and undeploy of the loser (asserted on the wire), online
+reward by policy version from the warehouse, and the sequential decision."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from app.config import load_settings
+from app.deployer import vertex
+from app.evaluation import canary
+from app.evaluation.canary import RewardStats
+from app.evaluation.gate import PROMOTED, ROLLED_BACK
+from app.loop.parameters import PipelineParameters
+from app.rehearsal.fakes import FakeVertex
+from app.warehouse.duckdb_store import DuckDBWarehouse
+from app.warehouse.records import FeedbackRecord, PredictionRecord
+from tests.test_vertex_requests import trigger_environment
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("RECLOOP"):
+            monkeypatch.delenv(name)
+
+
+def canary_on(fake: FakeVertex, share: int):
+    settings = PipelineParameters.from_settings(
+        load_settings(environ=trigger_environment("prod", fake.add_endpoint("77", ("old-1",))))
+    ).settings()
+    fake.add_model("recloop-policy")
+    with fake.install():
+        vertex.deploy("gs://recloop-prod-artifacts/policies/v2", "v2", settings, share=share)
+    return settings
+
+
+def test_a_canary_gets_its_share_and_the_serving_model_stays():
+    fake = FakeVertex(project="recloop-prod")
+    canary_on(fake, 10)
+    (deploy,) = fake.sent("EndpointService/DeployModel")
+    assert dict(deploy.traffic_split) == {"0": 10, "old-1": 90}
+    assert not fake.sent("EndpointService/UndeployModel")
+
+
+def test_rollback_undeploys_the_candidate_and_gives_its_traffic_back():
+    fake = FakeVertex(project="recloop-prod")
+    settings = canary_on(fake, 10)
+    (endpoint,) = fake.endpoints.values()
+    (candidate,) = [d.id for d in endpoint.deployed_models if d.id != "old-1"]
+    with fake.install():
+        vertex.roll_back("v2", settings)
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == candidate
+    assert dict(undeploy.traffic_split) == {"old-1": 100}
+    assert [d.id for d in endpoint.deployed_models] == ["old-1"]
+
+
+def test_promotion_undeploys_the_serving_model_and_moves_all_traffic():
+    fake = FakeVertex(project="recloop-prod")
+    settings = canary_on(fake, 10)
+    with fake.install():
+        vertex.promote("v2", settings)
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == "old-1"
+    (survivor,) = dict(undeploy.traffic_split).items()
+    assert survivor[0] != "old-1" and survivor[1] == 100
+
+
+def test_a_canary_share_outside_1_to_100_is_refused():
+    fake = FakeVertex(project="recloop-prod")
+    with pytest.raises(ValueError, match="1..100"):
+        canary_on(fake, 0)
+    assert fake.requests == []
+
+
+def test_online_reward_by_version_comes_from_the_warehouse(tmp_path: Path):
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    start = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    rewards = {"v1": [4.0, 5.0, 3.0], "v2": [2.0, 2.0, 5.0, 3.0]}
+    before = PredictionRecord("old", 0, start - timedelta(hours=1), "v1", [0.0], 0)
+    predictions = [before]
+    feedback = [FeedbackRecord("old", 0, start, 1.0, "simulator")]
+    for version, values in rewards.items():
+        for i, reward in enumerate(values):
+            predictions.append(PredictionRecord(version, i, start, version, [0.0], 0, 0.5))
+            feedback.append(FeedbackRecord(version, i, start, reward, "simulator"))
+    warehouse.insert_predictions(predictions)
+    warehouse.insert_feedback(feedback)
+    stats = {s.version: s for s in warehouse.rewards_by_version(start)}
+    assert (stats["v1"].n, stats["v1"].mean) == (3, pytest.approx(4.0))  # the older one excluded
+    assert stats["v2"].variance == pytest.approx(2.0)
+
+
+def stats(version: str, n: int, mean: float, sd: float = 1.0) -> RewardStats:
+    return RewardStats(version, n, mean, sd**2)
+
+
+def test_the_sequential_decision():
+    serving = stats("old", 2000, 3.5)
+    assert canary.judge(stats("c", 2000, 3.5), serving, 0.1, 0.95, 1, 5).decision == PROMOTED
+    assert canary.judge(stats("c", 2000, 2.5), serving, 0.1, 0.95, 1, 5).decision == ROLLED_BACK
+    undecided = canary.judge(stats("c", 40, 3.4), serving, 0.1, 0.95, 1, 5)
+    assert undecided.decision == canary.CONTINUE
+    assert canary.judge(stats("c", 40, 3.4), serving, 0.1, 0.95, 5, 5).decision == ROLLED_BACK
+    assert canary.judge(stats("c", 1, 5.0), serving, 0.1, 0.95, 1, 5).decision == canary.CONTINUE
