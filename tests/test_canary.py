@@ -76,7 +76,7 @@ def test_promotion_undeploys_the_serving_model_and_moves_all_traffic():
 
 def test_a_canary_share_outside_1_to_100_is_refused():
     fake = FakeVertex(project="recloop-prod")
-    with pytest.raises(ValueError, match="1..100"):
+    with pytest.raises(ValueError, match=r"1\.\.100 percent"):
         canary_on(fake, 0)
     assert fake.requests == []
 
