@@ -111,3 +111,61 @@ def test_the_sequential_decision():
     assert undecided.decision == canary.CONTINUE
     assert canary.judge(stats("c", 40, 3.4), serving, 0.1, 0.95, 5, 5).decision == ROLLED_BACK
     assert canary.judge(stats("c", 1, 5.0), serving, 0.1, 0.95, 1, 5).decision == canary.CONTINUE
+
+
+def test_rollback_by_hand_returns_to_the_version_the_current_one_replaced(
+    tmp_path: Path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.config import GateConfig
+    from app.deployer import local
+    from app.evaluation import gate
+
+    monkeypatch.setenv("RECLOOP__ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("RECLOOP__WAREHOUSE__DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    policies = tmp_path / "artifacts" / "policies"
+    for version in ("v1", "v2"):
+        (policies / version).mkdir(parents=True)
+    local.point(str(policies), "v2")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["rollback"])
+    assert refused.exit_code == 1 and "nothing to roll back to" in refused.output
+
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    warehouse.record_promotion(gate.decide("r2", "v2", "v1", None, None, GateConfig(skip=True)))
+    result = runner.invoke(app, ["rollback"])
+    assert result.exit_code == 0, result.output
+    assert "serving v1" in result.output
+    assert local.current_version(str(policies)) == "v1"
+    last = warehouse.promotions()[-1]
+    assert (last.stage, last.decision, last.candidate_version, last.serving_version) == (
+        "rollback",
+        ROLLED_BACK,
+        "v2",
+        "v1",
+    )
+
+
+def test_ab_report_prints_and_plots_reward_by_version(tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("RECLOOP__WAREHOUSE__DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    now = datetime.now(UTC)
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    warehouse.insert_predictions(
+        [PredictionRecord(f"r{i}", 0, now, f"v{i % 2}", [0.0], 0, 0.5) for i in range(6)]
+    )
+    warehouse.insert_feedback(
+        [FeedbackRecord(f"r{i}", 0, now, float(i), "simulator") for i in range(6)]
+    )
+    plot = tmp_path / "ab.png"
+    result = CliRunner().invoke(app, ["ab", "report", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split()[:3] == ["v0", "3", "2.000"]  # rewards 0, 2, 4
+    assert lines[2].split()[:3] == ["v1", "3", "3.000"]  # rewards 1, 3, 5
+    assert plot.stat().st_size > 0

@@ -68,6 +68,10 @@ def deploy(policy_uri: str, version: str, settings: Settings, share: int = 100) 
     return model
 
 
+class NothingToRollBackTo(ValueError):
+    """Only the version being rolled back is deployed on the endpoint."""
+
+
 def _endpoint(settings: Settings) -> Any:
     from google.cloud import aiplatform
 
@@ -102,7 +106,9 @@ def roll_back(version: str, settings: Settings) -> None:
     endpoint = _endpoint(settings)
     mine, others = _deployed_ids(endpoint, version)
     if not others:
-        raise ValueError(f"nothing else is deployed on {endpoint.resource_name} to roll back to")
+        raise NothingToRollBackTo(
+            f"nothing else is deployed on {endpoint.resource_name} to roll back to"
+        )
     for deployed_model_id in mine:
         endpoint.undeploy(deployed_model_id=deployed_model_id, sync=True)
 
