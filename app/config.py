@@ -130,6 +130,12 @@ class GateConfig:
     margin: float = 0.05  # stars the candidate may be worse than the serving policy
     confidence: float = 0.95  # one-sided, of the candidate − serving lower bound
     holdout_every: int = 0  # 0: evaluate on all the run's examples; n: every n-th, untrained
+    # Canary (app/deployer/canary.py): a promoted candidate first gets this percentage of
+    # traffic (0: all at once), judged every `canary_look_every` rewarded interactions of
+    # it, at most `canary_max_looks` times, with the same margin and confidence.
+    canary_share: int = 0
+    canary_look_every: int = 200
+    canary_max_looks: int = 5
     # Demo switches (app/demo.py), off in every profile: a candidate that skips the gate,
     # and a Trainer that learns from shuffled rewards.
     skip: bool = False

@@ -43,8 +43,14 @@ USERS_PER_TICK = 512  # the gate's data per re-training: fewer rows left good ca
 WAIT_S = 180
 EPSILON = 0.2  # served exploration: every logged propensity is known (≥ ε / num_actions)
 GATE_MARGIN = 0.1  # stars
-# Demo switches by the cycle whose re-training they change (written to the switches file).
-CORRUPTED = {2: "corrupt_rewards = true"}
+# Demo switches by the cycle whose re-training they change (written to the switches file,
+# the RECLOOP_CONFIG of every process): a candidate trained on corrupted rewards that the gate
+# blocks, and one that skips the gate and goes to a canary, which rolls it back.
+SWITCHES = {
+    2: ("corrupt_rewards = true",),
+    4: ("corrupt_rewards = true", "skip = true", "canary_share = 30"),
+}
+LABELS = {2: "corrupted rewards: ", 4: "corrupted, skips the gate → canary: "}
 
 
 @dataclass(frozen=True)
@@ -64,15 +70,18 @@ class Promotion:
     cycle: int  # the cycle after which the candidate was trained (0: the start-up run)
     candidate_version: str
     serving_version: str
-    estimates: dict[str, float]
-    ci: list[float]
+    estimates: dict[str, float | None]
+    ci: list[float | None]
     decision: str
     reason: str
 
 
 def promotion_of(cycle: int, row: PromotionRecord) -> Promotion:
-    def number(value: float | None) -> float:
-        return float("nan") if value is None else float(value)
+    """Estimates are null where none was made (gate skipped; a canary decides on online
+    reward: its ci is the candidate's online interval)."""
+
+    def number(value: float | None) -> float | None:
+        return None if value is None else float(value)
 
     return Promotion(
         cycle,
@@ -109,7 +118,7 @@ def main(cycles: int = CYCLES) -> int:
     shutil.rmtree(state, ignore_errors=True)  # the demo's own folder: every run starts afresh
     state.mkdir(parents=True)
     switches = state / "switches.toml"
-    _switch(switches, None)
+    _switch(switches)
     console.print("loading MovieLens 100K and its rank-k factorisation (the simulator's truth)…")
     files = movielens.locate(
         None, settings.data.movielens_dir, settings.data.cache_dir, settings.data.download
@@ -148,10 +157,11 @@ def main(cycles: int = CYCLES) -> int:
     return 0
 
 
-def _switch(path: Path, line: str | None) -> None:
-    """The demo switches the next re-training reads (RECLOOP_CONFIG of every process)."""
-    gate = f"[gate]\nmargin = {GATE_MARGIN}\n" + (f"{line}\n" if line else "")
-    path.write_text(gate)
+def _switch(path: Path, lines: tuple[str, ...] = ()) -> None:
+    """The demo switches the next re-training reads (RECLOOP_CONFIG of every process); a
+    canary is judged at its first look, after 100 rewarded interactions of the candidate."""
+    gate = [f"margin = {GATE_MARGIN}", "canary_look_every = 100", "canary_max_looks = 1"]
+    path.write_text("\n".join(["[gate]", *gate, *lines]) + "\n")
 
 
 def _cycles(
@@ -190,16 +200,19 @@ def _cycles(
             )
             live.update(_table(rows, promotions, random_reward))
             if number < cycles:
-                _switch(stack.state_dir / "switches.toml", CORRUPTED.get(number))
-                decided = len(promotions)
+                _switch(stack.state_dir / "switches.toml", SWITCHES.get(number, ()))
                 stack.tick(settings.pubsub.retrain_topic)
-                row = _wait_for_decision(warehouse, decided)
+                row = _wait_for_decision(warehouse, len(promotions))
                 promotions.append(promotion_of(number, row))
+                if row.stage == "canary":  # judged on this tick; then the re-training
+                    row = _wait_for_decision(warehouse, len(promotions))
+                    promotions.append(promotion_of(number, row))
                 live.update(_table(rows, promotions, random_reward))
-                if row.decision == "promoted":
+                canary_opened = "canary_share = 30" in SWITCHES.get(number, ())
+                if row.decision == "promoted" and not canary_opened:
                     _wait_for_version(stack, version)
                 _wait_for_pipeline_end(stack)  # else the next tick finds it running
-                _switch(stack.state_dir / "switches.toml", None)
+                _switch(stack.state_dir / "switches.toml")
     return rows, promotions
 
 
@@ -271,7 +284,9 @@ def _trained_on(warehouse: DuckDBWarehouse, version: str) -> int:
 
 def _table(rows: list[Cycle], promotions: list[Promotion], random_reward: float) -> Table:
     table = Table(title=f"recloop closed loop — a random policy earns {random_reward:.2f} stars")
-    decided = {p.cycle: p for p in promotions}
+    decided: dict[int, list[Promotion]] = {}
+    for p in promotions:
+        decided.setdefault(p.cycle, []).append(p)
     for column in (
         "cycle",
         "policy version",
@@ -292,16 +307,17 @@ def _table(rows: list[Cycle], promotions: list[Promotion], random_reward: float)
             f"{r.mean_reward:.3f}",
             f"{r.mean_reward - random_reward:+.3f}",
             f"{r.mean_regret:.3f}",
-            _decision_cell(decided.get(r.cycle)),
+            "; ".join(_decision_cell(p) for p in decided.get(r.cycle, [])),
         )
     return table
 
 
-def _decision_cell(p: Promotion | None) -> str:
-    if p is None:
-        return ""
-    label = "corrupted rewards (demo switch): " if p.cycle in CORRUPTED else ""
-    return f"{label}{p.decision} (DR {p.estimates['dr']:.2f})"
+def _decision_cell(p: Promotion) -> str:
+    if p.reason.startswith("online"):
+        return f"canary {p.candidate_version}: {p.decision}"
+    dr = p.estimates["dr"]
+    numbers = f" (DR {dr:.2f})" if dr is not None else ""
+    return f"{LABELS.get(p.cycle, '')}{p.decision}{numbers}"
 
 
 def _report(
@@ -343,7 +359,7 @@ def _report(
             continue
         where = p.cycle + 0.5  # decided between this cycle and the next
         axis.axvline(where, color=colours.get(p.decision, "black"), alpha=0.4)
-        label = ("corrupted → " if p.cycle in CORRUPTED else "") + p.decision
+        label = ("canary: " if p.reason.startswith("online") else "") + p.decision
         axis.text(where, random_reward, label, rotation=90, va="bottom", ha="right", fontsize=8)
     axis.set_xlabel("cycle (simulate → log → re-train → gate → deploy); lines: gate decisions")
     axis.set_ylabel("stars")

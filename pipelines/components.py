@@ -125,6 +125,7 @@ def deploy(
     predictor_max_replicas: int,
     pubsub_project_id: str,
     prediction_logs_topic: str,
+    gate_canary_share: int,
 ) -> str:
     from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_deployer

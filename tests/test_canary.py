@@ -18,6 +18,7 @@ from app.loop.parameters import PipelineParameters
 from app.rehearsal.fakes import FakeVertex
 from app.warehouse.duckdb_store import DuckDBWarehouse
 from app.warehouse.records import FeedbackRecord, PredictionRecord
+from tests.test_gate import Runs, make_runs
 from tests.test_vertex_requests import trigger_environment
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -169,3 +170,66 @@ def test_ab_report_prints_and_plots_reward_by_version(tmp_path: Path, monkeypatc
     assert lines[1].split()[:3] == ["v0", "3", "2.000"]  # rewards 0, 2, 4
     assert lines[2].split()[:3] == ["v1", "3", "3.000"]  # rewards 1, 3, 5
     assert plot.stat().st_size > 0
+
+
+def online(warehouse: DuckDBWarehouse, version: str, rewards: list[float]) -> None:
+    """Rewarded interactions served by `version`, now."""
+    now = datetime.now(UTC)
+    ids = [f"{version}-{i}-{now.timestamp()}" for i in range(len(rewards))]
+    warehouse.insert_predictions([PredictionRecord(r, 0, now, version, [0.0], 0, 0.5) for r in ids])
+    warehouse.insert_feedback(
+        [FeedbackRecord(r, 0, now, x, "simulator") for r, x in zip(ids, rewards, strict=True)]
+    )
+
+
+@pytest.fixture
+def runs(tmp_path: Path, movielens_dir: Path, monkeypatch) -> Runs:
+    return make_runs(tmp_path, movielens_dir, monkeypatch)
+
+
+def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Runs, monkeypatch):
+    """Local canary through the pipeline steps: the Deployer opens it (serving stays, nothing
+    committed), the predictor splits requests by its share, and the Trigger's tick judges it
+    on online reward by policy_version."""
+    import numpy as np
+
+    from app.deployer import canary as controller
+    from app.deployer import local
+    from app.evaluation.gate import CANARY
+    from app.predictor.asgi import load_deployed
+
+    monkeypatch.setenv("RECLOOP__GATE__CANARY_LOOK_EVERY", "50")
+    monkeypatch.setenv("RECLOOP__GATE__MARGIN", "0.2")
+    settings = load_settings()
+    runs.log(40, seed=1)
+    runs.run("r1")
+    runs.log(40, seed=2)
+    assert runs.run("r2", gate_canary_share=30) == (PROMOTED, "v-r2")
+    assert local.current_version(runs.policies) == "v-r1"  # serving stays until it wins
+    assert runs.warehouse.find_run("r2") is None
+    opened = controller.read(runs.policies)
+    assert opened is not None and (opened.version, opened.share) == ("v-r2", 30)
+
+    deployed = load_deployed(runs.policies)
+    rng = np.random.default_rng(0)
+    answered = [deployed.for_request(rng).version for _ in range(4000)]
+    share = answered.count("v-r2") / len(answered)
+    assert abs(share - 0.3) < 4.5 * np.sqrt(0.3 * 0.7 / 4000)
+    assert set(answered) == {"v-r1", "v-r2"}
+
+    assert controller.step(settings, runs.warehouse, runs.policies) is None  # no look due
+    online(runs.warehouse, "v-r1", [4.0, 4.5] * 40)
+    online(runs.warehouse, "v-r2", [2.0, 2.5] * 30)
+    lost = controller.step(settings, runs.warehouse, runs.policies)
+    assert lost is not None and (lost.stage, lost.decision) == (CANARY, ROLLED_BACK)
+    assert controller.read(runs.policies) is None
+    assert local.current_version(runs.policies) == "v-r1"
+    assert runs.warehouse.find_run("r2") is None  # its examples stay for the next run
+
+    assert runs.run("r3", gate_canary_share=30) == (PROMOTED, "v-r3")
+    online(runs.warehouse, "v-r3", [3.0, 4.0] * 100)
+    online(runs.warehouse, "v-r1", [3.0, 4.0] * 100)
+    won = controller.step(settings, runs.warehouse, runs.policies)
+    assert won is not None and won.decision == PROMOTED, won
+    assert local.current_version(runs.policies) == "v-r3"
+    assert runs.warehouse.find_run("r3") is not None  # committed when it won

@@ -65,6 +65,10 @@ class Runs:
 
 @pytest.fixture
 def runs(tmp_path: Path, movielens_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Runs:
+    return make_runs(tmp_path, movielens_dir, monkeypatch)
+
+
+def make_runs(tmp_path: Path, movielens_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Runs:
     monkeypatch.setenv("MOVIELENS_DIR", str(movielens_dir))
     monkeypatch.setenv("RECLOOP__WAREHOUSE__DUCKDB_PATH", str(tmp_path / "w.duckdb"))
     monkeypatch.setenv("RECLOOP__ARTIFACTS_DIR", str(tmp_path / "artifacts"))

@@ -147,6 +147,18 @@ def _context() -> tuple[Settings, Warehouse, Launcher]:
 
 
 def trigger(event: Any) -> None:
+    """An open canary is judged first (app/deployer/canary.py); no re-training starts while
+    it is open."""
+    from app.deployer import canary
+    from app.loop.steps import POLICIES
+    from app.policy_store import join
+
     settings, warehouse, launcher = _context()
+    policies = join(settings.artifacts_dir, POLICIES)
+    if (decided := canary.step(settings, warehouse, policies)) is not None:
+        log.info("canary %s %s: %s", decided.candidate_version, decided.decision, decided.reason)
+    elif (opened := canary.read(policies)) is not None:
+        log.info("waiting: canary %s is serving %d%% of requests", opened.version, opened.share)
+        return
     loop = settings.loop
     log.info(decide(warehouse, launcher, loop.min_new_examples, loop.rank_k, loop.num_actions))

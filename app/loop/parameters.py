@@ -67,6 +67,7 @@ class PipelineParameters:
     gate_confidence: float = _carries(("gate", "confidence"), 0.95)
     gate_holdout_every: int = _carries(("gate", "holdout_every"), 0)
     gate_skip: bool = _carries(("gate", "skip"), False)
+    gate_canary_share: int = _carries(("gate", "canary_share"), 0)
     gate_corrupt_rewards: bool = _carries(("gate", "corrupt_rewards"), False)
 
     @classmethod

@@ -7,10 +7,12 @@ parameter selects the warehouse: local, DuckDB and local folders; dev/prod, BigQ
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from app import movielens, wiring
 from app.agents import AgentSpec
 from app.config import Settings
-from app.deployer import local
+from app.deployer import canary, local
 from app.environment import MovieLensBandit, factorize
 from app.evaluation.gate import PROMOTED
 from app.loop import evaluator, generator, ingester, offpolicy
@@ -139,6 +141,12 @@ def run_deployer(
             num_actions=manifest.num_actions,
             policy_uri=join(policies, version),
         )
+        share = settings.gate.canary_share
+        if share and local.current_version(policies):
+            # A canary first (app/deployer/canary.py): committed only if it wins online.
+            if (opened := canary.read(policies)) is None or opened.version != version:
+                canary.start(policies, run, share, settings, datetime.now(UTC))
+            return version
         warehouse.commit(run)
     latest = warehouse.latest_run()
     if latest is None or latest.run_id != run.run_id:

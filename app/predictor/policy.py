@@ -42,6 +42,8 @@ class ServingPolicy:
         self.scorer = scorer
         self.uri = uri
         self.exploration = exploration or Exploration()
+        # An open canary: the candidate and the share of requests it serves.
+        self.canary: tuple[ServingPolicy, float] | None = None
         titles = metadata.titles or [""] * metadata.num_actions
         movie_ids = metadata.movie_ids or list(range(1, metadata.num_actions + 1))
         # One dict per action, copied per response: building a response is a list lookup.
@@ -59,6 +61,12 @@ class ServingPolicy:
         # Served greedily, LinUCB is deterministic (propensity 1); LinTS's and the neural
         # agents' own sampling have no closed form here, so it stays unknown.
         self.greedy_propensity: float | None = 1.0 if metadata.agent == LINUCB else None
+
+    def for_request(self, rng: np.random.Generator) -> ServingPolicy:
+        """The version that answers one request (split by request while a canary is open)."""
+        if self.canary is not None and rng.random() < self.canary[1]:
+            return self.canary[0]
+        return self
 
     @property
     def rank_k(self) -> int:

@@ -180,9 +180,10 @@ class PredictorApp:
     async def _answer(self, scope: Scope, body: RequestBody) -> tuple[int, dict[str, Any]]:
         """One policy is read once per request: every prediction of a response comes from
         the same version, whatever a reload does meanwhile."""
-        policy = self.policy
-        if policy is None:
+        deployed = self.policy
+        if deployed is None:
             return 503, {"error": "no policy loaded yet"}
+        policy = deployed.for_request(self.rng)
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type != b"application/json":
