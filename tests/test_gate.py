@@ -129,6 +129,9 @@ def test_decision_rule_is_the_paired_lower_bound_against_the_margin():
     let_through = gate.decide("r", "c", "s", data, gate.Candidates(worst, same), lenient, now)
     assert let_through.decision == gate.PROMOTED
     assert gate.decide("r", "c", "s", None, None, config, now).decision == gate.BLOCKED
+    greedy = ope.Logged(data.contexts, data.actions, data.rewards, np.ones(400))
+    unevaluated = gate.decide("r", "c", "s", greedy, gate.Candidates(worst, same), config, now)
+    assert unevaluated.decision == gate.PROMOTED and "greedy serving" in unevaluated.reason
     # The demo switch lets a candidate through unevaluated (the canary's job then).
     skipped = gate.decide("r", "c", "s", data, None, dataclasses.replace(config, skip=True), now)
     assert skipped.decision == gate.PROMOTED and "skipped" in skipped.reason

@@ -10,7 +10,9 @@ the same rows, and the decision is taken on the paired difference:
 
     promote  ⇔  lower one-sided bound of V̂(candidate) − V̂(serving) ≥ −margin
 
-With nothing serving yet (the start-up run) the candidate is promoted. Proved by
+With nothing serving yet (the start-up run), or logs of greedy serving only (every propensity
+1: nothing but the serving policy is identifiable), the candidate is promoted unevaluated,
+and the decision says so. Proved by
 tests/test_gate.py; the estimators by tests/test_ope.py.
 """
 
@@ -91,6 +93,14 @@ def decide(
         return record(PROMOTED, "nothing serves yet: the first policy is promoted")
     if logged is None or policies is None:
         return record(BLOCKED, "no logged example with a propensity to evaluate on")
+    if np.all(logged.propensities == 1.0):
+        # Greedy serving (the local default): no other policy is identifiable from its logs.
+        return record(
+            PROMOTED,
+            "not evaluated: every logged propensity is 1 (greedy serving); the gate needs "
+            "exploration (serving.exploration)",
+            rows=len(logged.actions),
+        )
     arms = policies.candidate.shape[1]
     predicted = reward_model.cross_fitted(logged.contexts, logged.actions, logged.rewards, arms)
     estimates = ope.estimate_all(logged, policies.candidate, predicted, gate.confidence)
