@@ -197,6 +197,7 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
     from app.deployer import local
     from app.evaluation.gate import CANARY
     from app.predictor.asgi import load_deployed
+    from pipelines.run import canary_stays_open
 
     monkeypatch.setenv("RECLOOP__GATE__CANARY_LOOK_EVERY", "50")
     monkeypatch.setenv("RECLOOP__GATE__MARGIN", "0.2")
@@ -217,11 +218,14 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
     assert abs(share - 0.3) < 4.5 * np.sqrt(0.3 * 0.7 / 4000)
     assert set(answered) == {"v-r1", "v-r2"}
 
-    assert controller.step(settings, runs.warehouse, runs.policies) is None  # no look due
+    # What the Trigger launches locally judges the canary first, and re-trains only once
+    # it is closed.
+    assert canary_stays_open(settings)  # no look due yet
     online(runs.warehouse, "v-r1", [4.0, 4.5] * 40)
     online(runs.warehouse, "v-r2", [2.0, 2.5] * 30)
-    lost = controller.step(settings, runs.warehouse, runs.policies)
-    assert lost is not None and (lost.stage, lost.decision) == (CANARY, ROLLED_BACK)
+    assert not canary_stays_open(settings)
+    lost = runs.warehouse.promotions()[-1]
+    assert (lost.stage, lost.decision, lost.candidate_version) == (CANARY, ROLLED_BACK, "v-r2")
     assert controller.read(runs.policies) is None
     assert local.current_version(runs.policies) == "v-r1"
     assert runs.warehouse.find_run("r2") is None  # its examples stay for the next run

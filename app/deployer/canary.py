@@ -4,11 +4,12 @@ its online reward decides, by itself, to promote it or roll it back.
 State: `<policies>/CANARY` (JSON: the candidate's version, share, start time, the run to commit
 on promotion, and the last look taken). Locally the predictor serves both versions, split by
 request (app/predictor/asgi.py); on Vertex the endpoint's traffic split does it
-(app/deployer/vertex.py). Each Scheduler tick of the Trigger calls `step`, which compares the
-two versions' reward since the start (warehouse, by `policy_version`) with the sequential
-test of app/evaluation/canary.py. Promotion commits the run in the ledger, moves the pointer
-and undeploys the loser; rollback undeploys the candidate and commits nothing (its examples
-stay for the next run). While a canary is open no re-training starts. Proved by
+(app/deployer/vertex.py). A local re-training launched by the Trigger calls `step` first
+(pipelines/run.py), which compares the two versions' reward since the start (warehouse, by
+`policy_version`) with the sequential test of app/evaluation/canary.py. Promotion commits
+the run in the ledger, moves the pointer and undeploys the loser; rollback undeploys the
+candidate and commits nothing (its examples stay for the next run). While a canary is open
+no re-training runs. Not yet judged in the cloud (docs/safe-promotion.md). Proved by
 tests/test_canary.py.
 """
 

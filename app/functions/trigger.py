@@ -135,25 +135,6 @@ def decide(
     return f"started re-training on {new} new examples"
 
 
-def _canary_open(settings: Settings, warehouse: Warehouse) -> bool:
-    """Judges an open canary (app/deployer/canary.py); True while it stays open (no
-    re-training starts then). Locally always; in the cloud only with gate.canary_share set,
-    because it reads the policy pointer with TensorFlow's file system, which the Cloud
-    Function does not ship yet (docs/safe-promotion.md)."""
-    from app.deployer import canary
-    from app.loop.steps import POLICIES
-    from app.policy_store import join
-
-    policies = join(settings.artifacts_dir, POLICIES)
-    if (decided := canary.step(settings, warehouse, policies)) is not None:
-        log.info("canary %s %s: %s", decided.candidate_version, decided.decision, decided.reason)
-        return False
-    if (opened := canary.read(policies)) is not None:
-        log.info("waiting: canary %s is serving %d%% of requests", opened.version, opened.share)
-        return True
-    return False
-
-
 @cache
 def _context() -> tuple[Settings, Warehouse, Launcher]:
     settings = wiring.require_in_cloud(load_settings(), wiring.TRIGGER)
@@ -167,8 +148,5 @@ def _context() -> tuple[Settings, Warehouse, Launcher]:
 
 def trigger(event: Any) -> None:
     settings, warehouse, launcher = _context()
-    canaries = settings.profile == "local" or settings.gate.canary_share > 0
-    if canaries and _canary_open(settings, warehouse):
-        return
     loop = settings.loop
     log.info(decide(warehouse, launcher, loop.min_new_examples, loop.rank_k, loop.num_actions))
