@@ -167,6 +167,66 @@ def pipeline_run(
     typer.echo(f"submitted {job.resource_name}")
 
 
+@app.command()
+def promotions(
+    env: Annotated[
+        str, typer.Option(help="local reads the DuckDB warehouse; dev or prod, BigQuery.")
+    ] = "local",
+) -> None:
+    """Every promotion decision (gate and canary) with the numbers it was taken on."""
+    from app.cli_reports import promotions_table
+    from app.warehouse.factory import open_warehouse
+
+    settings = load_settings(env)
+    typer.echo(promotions_table(open_warehouse(settings).promotions()))
+
+
+@app.command()
+def rollback(
+    env: Annotated[str, typer.Option(help="local, dev or prod (its Vertex endpoint).")] = "local",
+) -> None:
+    """Return to the policy that served before the current one (locally and on Vertex)."""
+    from app.config import ConfigError
+    from app.deployer.rollback import RollbackError, roll_back
+    from app.warehouse.factory import open_warehouse
+
+    try:
+        settings = load_settings(env)
+        serving = roll_back(settings, open_warehouse(settings))
+    except (RollbackError, ConfigError, ValueError) as err:
+        typer.echo(f"rollback: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"serving {serving}")
+
+
+ab_app = typer.Typer(help="Online A/B comparison of the policy versions that served.")
+app.add_typer(ab_app, name="ab")
+
+
+@ab_app.command("report")
+def ab_report(
+    env: Annotated[str, typer.Option(help="local, dev or prod.")] = "local",
+    hours: Annotated[float, typer.Option(min=0, help="Interactions of the last N hours.")] = 24,
+    plot: Annotated[
+        Path | None, typer.Option(help="PNG to write [default: <state_dir>/ab-report.png].")
+    ] = None,
+) -> None:
+    """Per-version online reward with 95% confidence intervals, printed and plotted."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.cli_reports import ab_plot, ab_table
+    from app.warehouse.factory import open_warehouse
+
+    settings = load_settings(env)
+    since = datetime.now(UTC) - timedelta(hours=hours)
+    stats = open_warehouse(settings).rewards_by_version(since)
+    typer.echo(ab_table(stats))
+    if stats:
+        path = plot or Path(settings.state_dir) / "ab-report.png"
+        ab_plot(stats, path)
+        typer.echo(f"plot: {path}")
+
+
 def main() -> None:
     sys.exit(app())
 

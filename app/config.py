@@ -49,6 +49,12 @@ class ServingConfig:
     storage_uri: str | None = None
     max_body_bytes: int = 1_500_000
     workers: int = 1
+    # How the policy's choice is explored when served (app/exploration.py): greedy,
+    # epsilon_greedy or softmax; every prediction logs the probability of its action.
+    exploration: str = "greedy"
+    epsilon: float = 0.1
+    temperature: float = 0.25
+    exploration_seed: int | None = None  # None: fresh entropy per process
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,26 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class GateConfig:
+    """The promotion gate between Trainer and Deployer (docs/safe-promotion.md)."""
+
+    estimator: str = "dr"  # ips, snips or dr: the estimate the decision is taken on
+    margin: float = 0.05  # stars the candidate may be worse than the serving policy
+    confidence: float = 0.95  # one-sided, of the candidate − serving lower bound
+    holdout_every: int = 0  # 0: evaluate on all the run's examples; n: every n-th, untrained
+    # Canary (app/deployer/canary.py): a promoted candidate first gets this percentage of
+    # traffic (0: all at once), judged every `canary_look_every` rewarded interactions of
+    # it, at most `canary_max_looks` times, with the same margin and confidence.
+    canary_share: int = 0
+    canary_look_every: int = 200
+    canary_max_looks: int = 5
+    # Demo switches (app/demo.py), off in every profile: a candidate that skips the gate,
+    # and a Trainer that learns from shuffled rewards.
+    skip: bool = False
+    corrupt_rewards: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     profile: str = "local"
     state_dir: str = ".recloop"
@@ -132,6 +158,7 @@ class Settings:
     warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
     pubsub: PubSubConfig = field(default_factory=PubSubConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
 
 # Well-known variables set by Vertex AI or by users, mapped onto (section, key).

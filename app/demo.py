@@ -2,9 +2,13 @@
 
 Starts the Pub/Sub emulator, the Simulator, Logger and Trigger functions under
 functions-framework and the predictor; runs the start-up pipeline with kfp.local; then runs
-cycles of scheduler ticks — simulate → log → re-train → deploy — and shows, per cycle, the
-reward of what was served against the random policy's. Writes .recloop/demo/report.json and
-a PNG beside it; keeps the DuckDB warehouse in .recloop/demo/.
+cycles of scheduler ticks — simulate → log → re-train → evaluate → deploy — and shows, per
+cycle, the reward of what was served against the random policy's. Serving explores
+(ε-greedy), so every candidate is judged off-policy by the gate before it serves; one
+re-training, clearly labelled, learns from corrupted rewards (the demo switch
+gate.corrupt_rewards) and the gate blocks it. Writes .recloop/demo/report.json (with every
+promotion decision and its numbers) and a PNG beside it; keeps the DuckDB warehouse in
+.recloop/demo/.
 """
 
 from __future__ import annotations
@@ -28,13 +32,25 @@ from rich.table import Table
 from app import movielens
 from app.config import Settings, env_name, load_settings
 from app.environment import Factorization, factorize
+from app.functions.trigger import LocalLauncher
 from app.local import pubsub_emulator
 from app.local.stack import DUCKDB_PATH, LocalStack, local_stack
 from app.warehouse.duckdb_store import DuckDBWarehouse
+from app.warehouse.records import PromotionRecord
 
 CYCLES = 6
-USERS_PER_TICK = 128
+USERS_PER_TICK = 512  # the gate's data per re-training: fewer rows left good candidates blocked
 WAIT_S = 180
+EPSILON = 0.2  # served exploration: every logged propensity is known (≥ ε / num_actions)
+GATE_MARGIN = 0.1  # stars
+# Demo switches by the cycle whose re-training they change (written to the switches file,
+# the RECLOOP_CONFIG of every process): a candidate trained on corrupted rewards that the gate
+# blocks, and one that skips the gate and goes to a canary, which rolls it back.
+SWITCHES = {
+    2: ("corrupt_rewards = true",),
+    4: ("corrupt_rewards = true", "skip = true", "canary_share = 30"),
+}
+LABELS = {2: "corrupted rewards: ", 4: "corrupted, skips the gate → canary: "}
 
 
 @dataclass(frozen=True)
@@ -47,14 +63,51 @@ class Cycle:
     served: int
 
 
+@dataclass(frozen=True)
+class Promotion:
+    """One entry of report.json's "promotions" (exact keys of issue 10)."""
+
+    cycle: int  # the cycle after which the candidate was trained (0: the start-up run)
+    candidate_version: str
+    serving_version: str
+    estimates: dict[str, float | None]
+    ci: list[float | None]
+    decision: str
+    reason: str
+
+
+def promotion_of(cycle: int, row: PromotionRecord) -> Promotion:
+    """Estimates are null where none was made (gate skipped; a canary decides on online
+    reward: its ci is the candidate's online interval)."""
+
+    def number(value: float | None) -> float | None:
+        return None if value is None else float(value)
+
+    return Promotion(
+        cycle,
+        row.candidate_version,
+        row.serving_version,
+        {"ips": number(row.ips), "snips": number(row.snips), "dr": number(row.dr)},
+        [number(row.ci_low), number(row.ci_high)],
+        row.decision,
+        row.reason,
+    )
+
+
 def main(cycles: int = CYCLES) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, module="google")
     console = Console()
+    console.print(
+        "[bold]recloop demo[/bold]: the closed loop on this machine — start the Pub/Sub "
+        "emulator, the functions and the predictor, run the start-up pipeline, then "
+        f"{cycles} cycles of simulate → log → re-train → evaluate (the gate) → deploy."
+    )
     settings = load_settings()
     loop = dataclasses.replace(
         settings.loop, simulated_users=USERS_PER_TICK, min_new_examples=USERS_PER_TICK
     )
-    settings = dataclasses.replace(settings, loop=loop)
+    serving = dataclasses.replace(settings.serving, exploration="epsilon_greedy", epsilon=EPSILON)
+    settings = dataclasses.replace(settings, loop=loop, serving=serving)
     state = Path(settings.state_dir) / "demo"
     if not pubsub_emulator.available():
         console.print(
@@ -63,6 +116,10 @@ def main(cycles: int = CYCLES) -> int:
             "directly instead."
         )
     shutil.rmtree(state, ignore_errors=True)  # the demo's own folder: every run starts afresh
+    state.mkdir(parents=True)
+    switches = state / "switches.toml"
+    _switch(switches)
+    console.print("loading MovieLens 100K and its rank-k factorisation (the simulator's truth)…")
     files = movielens.locate(
         None, settings.data.movielens_dir, settings.data.cache_dir, settings.data.download
     )
@@ -74,26 +131,37 @@ def main(cycles: int = CYCLES) -> int:
     random_reward = float(truth.approx_ratings.mean())
     started = time.monotonic()
     with console.status("starting the Pub/Sub emulator, the functions and the predictor…"):
-        stack = local_stack(state, settings)
+        stack = local_stack(state, settings, config_file=switches)
         running = stack.__enter__()
+    console.print(f"stack up: predictor {running.predictor_url}, logs in {state / 'logs'}")
     try:
         with console.status("start-up pipeline (kfp.local): generate → ingest → train → deploy…"):
             from pipelines.run import STARTUP, run_local
 
             run_local(STARTUP, load_settings(), log_path=state / "logs" / "startup-pipeline.log")
             _wait_for_version(running, None)
-        rows = _cycles(console, running, settings, truth, random_reward, cycles)
+        console.print("start-up pipeline done: the first policy serves")
+        rows, promotions = _cycles(console, running, settings, truth, random_reward, cycles)
     finally:
         with console.status("stopping every process…"):
             stack.__exit__(*sys.exc_info())
-    report = _report(state, rows, random_reward, time.monotonic() - started)
+    report = _report(state, rows, promotions, random_reward, time.monotonic() - started)
     console.print(f"report: {report} (and {report.with_suffix('.png').name} beside it)")
     improved = rows[-1].mean_reward - random_reward
     console.print(
         f"served reward went from {rows[0].mean_reward:.2f} to {rows[-1].mean_reward:.2f} "
         f"stars; a random policy earns {random_reward:.2f} ({improved:+.2f})"
     )
+    for p in promotions:
+        console.print(f"cycle {p.cycle}: {p.candidate_version} {p.decision}: {p.reason}")
     return 0
+
+
+def _switch(path: Path, lines: tuple[str, ...] = ()) -> None:
+    """The demo switches the next re-training reads (RECLOOP_CONFIG of every process); a
+    canary is judged at its first look, after 100 rewarded interactions of the candidate."""
+    gate = [f"margin = {GATE_MARGIN}", "canary_look_every = 100", "canary_max_looks = 1"]
+    path.write_text("\n".join(["[gate]", *gate, *lines]) + "\n")
 
 
 def _cycles(
@@ -103,14 +171,15 @@ def _cycles(
     truth: Factorization,
     random_reward: float,
     cycles: int,
-) -> list[Cycle]:
+) -> tuple[list[Cycle], list[Promotion]]:
     warehouse = DuckDBWarehouse(stack.env[env_name(DUCKDB_PATH)])
+    promotions = [promotion_of(0, r) for r in warehouse.promotions()]
     optimal = {
         _key(u): r
         for u, r in zip(truth.user_features, truth.approx_ratings.max(axis=1), strict=True)
     }
     rows: list[Cycle] = []
-    table = _table(rows, random_reward)
+    table = _table(rows, promotions, random_reward)
     with Live(table, console=console, refresh_per_second=4) as live:
         for number in range(1, cycles + 1):
             version = _health(stack)["policy_version"]
@@ -129,11 +198,42 @@ def _cycles(
                     len(served),
                 )
             )
-            live.update(_table(rows, random_reward))
+            live.update(_table(rows, promotions, random_reward))
             if number < cycles:
+                _switch(stack.state_dir / "switches.toml", SWITCHES.get(number, ()))
                 stack.tick(settings.pubsub.retrain_topic)
-                _wait_for_version(stack, version)
-    return rows
+                row = _wait_for_decision(warehouse, len(promotions))
+                promotions.append(promotion_of(number, row))
+                if row.stage == "canary":  # judged on this tick; then the re-training
+                    row = _wait_for_decision(warehouse, len(promotions))
+                    promotions.append(promotion_of(number, row))
+                live.update(_table(rows, promotions, random_reward))
+                canary_opened = "canary_share = 30" in SWITCHES.get(number, ())
+                if row.decision == "promoted" and not canary_opened:
+                    _wait_for_version(stack, version)
+                _wait_for_pipeline_end(stack)  # else the next tick finds it running
+                _switch(stack.state_dir / "switches.toml")
+    return rows, promotions
+
+
+def _wait_for_pipeline_end(stack: LocalStack) -> None:
+    launcher = LocalLauncher(str(stack.state_dir))
+    deadline = time.monotonic() + WAIT_S
+    while launcher.running():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the re-training did not end within {WAIT_S}s")
+        time.sleep(0.5)
+
+
+def _wait_for_decision(warehouse: DuckDBWarehouse, decided: int) -> PromotionRecord:
+    """The gate's decision on the re-training just started (the first one after `decided`)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        found = warehouse.promotions()
+        if len(found) > decided:
+            return found[decided]
+        time.sleep(0.5)
+    raise TimeoutError(f"the re-training took no promotion decision within {WAIT_S}s")
 
 
 def _key(vector: np.ndarray) -> tuple[float, ...]:
@@ -182,8 +282,11 @@ def _trained_on(warehouse: DuckDBWarehouse, version: str) -> int:
     return int(warehouse.query(sql)[0][0])
 
 
-def _table(rows: list[Cycle], random_reward: float) -> Table:
+def _table(rows: list[Cycle], promotions: list[Promotion], random_reward: float) -> Table:
     table = Table(title=f"recloop closed loop — a random policy earns {random_reward:.2f} stars")
+    decided: dict[int, list[Promotion]] = {}
+    for p in promotions:
+        decided.setdefault(p.cycle, []).append(p)
     for column in (
         "cycle",
         "policy version",
@@ -192,6 +295,7 @@ def _table(rows: list[Cycle], random_reward: float) -> Table:
         "mean reward",
         "vs random",
         "mean regret",
+        "next candidate (gate)",
     ):
         table.add_column(column, justify="right")
     for r in rows:
@@ -203,11 +307,26 @@ def _table(rows: list[Cycle], random_reward: float) -> Table:
             f"{r.mean_reward:.3f}",
             f"{r.mean_reward - random_reward:+.3f}",
             f"{r.mean_regret:.3f}",
+            "; ".join(_decision_cell(p) for p in decided.get(r.cycle, [])),
         )
     return table
 
 
-def _report(state: Path, rows: list[Cycle], random_reward: float, seconds: float) -> Path:
+def _decision_cell(p: Promotion) -> str:
+    if p.reason.startswith("online"):
+        return f"canary {p.candidate_version}: {p.decision}"
+    dr = p.estimates["dr"]
+    numbers = f" (DR {dr:.2f})" if dr is not None else ""
+    return f"{LABELS.get(p.cycle, '')}{p.decision}{numbers}"
+
+
+def _report(
+    state: Path,
+    rows: list[Cycle],
+    promotions: list[Promotion],
+    random_reward: float,
+    seconds: float,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,6 +339,7 @@ def _report(state: Path, rows: list[Cycle], random_reward: float, seconds: float
                 "random_policy_mean_reward": random_reward,
                 "seconds": seconds,
                 "cycles": [asdict(r) for r in rows],
+                "promotions": [asdict(p) for p in promotions],
             },
             indent=2,
         )
@@ -233,7 +353,15 @@ def _report(state: Path, rows: list[Cycle], random_reward: float, seconds: float
         cycles, [r.mean_regret for r in rows], "s-", label="mean regret against the best movie"
     )
     axis.axhline(random_reward, color="grey", linestyle="--", label="random policy's mean reward")
-    axis.set_xlabel("cycle (simulate → log → re-train → deploy)")
+    colours = {"promoted": "tab:green", "blocked": "tab:red", "rolled_back": "tab:orange"}
+    for p in promotions:
+        if p.cycle == 0:
+            continue
+        where = p.cycle + 0.5  # decided between this cycle and the next
+        axis.axvline(where, color=colours.get(p.decision, "black"), alpha=0.4)
+        label = ("canary: " if p.reason.startswith("online") else "") + p.decision
+        axis.text(where, random_reward, label, rotation=90, va="bottom", ha="right", fontsize=8)
+    axis.set_xlabel("cycle (simulate → log → re-train → gate → deploy); lines: gate decisions")
     axis.set_ylabel("stars")
     axis.set_xticks(cycles)
     axis.set_title("recloop closed loop on MovieLens 100K")

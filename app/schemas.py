@@ -151,7 +151,44 @@ QUARANTINE = TableSchema(
     partition_by="quarantined_at",
 )
 
-TABLES = (PREDICTIONS, FEEDBACK, TRAINING_RUNS, RUN_EXAMPLES, TRAINED_EXAMPLES, QUARANTINE)
+PROMOTIONS = TableSchema(
+    name="promotions",
+    description="Every promotion decision on a candidate policy, with its numbers "
+    "(docs/safe-promotion.md).",
+    columns=(
+        Column("run_id", STRING, description="The re-training run that made the candidate"),
+        Column("stage", STRING, description="gate (off-policy, before serving) or canary"),
+        Column("time", TIMESTAMP, description="When the decision was taken"),
+        Column("candidate_version", STRING),
+        Column("serving_version", STRING, description="What served when the decision was taken"),
+        Column("decision", STRING, description="promoted, blocked or rolled_back"),
+        Column("reason", STRING),
+        Column("estimator", STRING, description="The estimate the decision was taken on"),
+        Column("ips", FLOAT64, NULLABLE, "Candidate's value, inverse propensity scoring"),
+        Column("snips", FLOAT64, NULLABLE, "Candidate's value, self-normalised IPS"),
+        Column("dr", FLOAT64, NULLABLE, "Candidate's value, doubly robust"),
+        Column("ci_low", FLOAT64, NULLABLE, "Candidate's value: interval, lower end"),
+        Column("ci_high", FLOAT64, NULLABLE, "Candidate's value: interval, upper end"),
+        Column("serving_value", FLOAT64, NULLABLE, "Serving policy's value, same estimator"),
+        Column("difference", FLOAT64, NULLABLE, "Candidate − serving, same rows"),
+        Column("difference_low", FLOAT64, NULLABLE, "One-sided lower bound of the difference"),
+        Column("margin", FLOAT64, description="How much worse the candidate may be"),
+        Column("confidence", FLOAT64),
+        Column("rows", INT64, description="Interactions the decision was taken on"),
+    ),
+    key=("run_id", "stage"),
+    partition_by="time",
+)
+
+TABLES = (
+    PREDICTIONS,
+    FEEDBACK,
+    TRAINING_RUNS,
+    RUN_EXAMPLES,
+    TRAINED_EXAMPLES,
+    QUARANTINE,
+    PROMOTIONS,
+)
 
 _DUCKDB_TYPES = {STRING: "VARCHAR", INT64: "BIGINT", FLOAT64: "DOUBLE", TIMESTAMP: "TIMESTAMPTZ"}
 

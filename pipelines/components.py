@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 DEFAULT_IMAGE = "recloop-trainer:local"
 
@@ -64,6 +64,8 @@ def train(
     num_epochs: int,  # the sample's; linear agents update exactly in one pass (app.loop.offpolicy)
     tikhonov_weight: float,
     agent_alpha: float,
+    gate_holdout_every: int,
+    gate_corrupt_rewards: bool,
     model: Output[Model],
 ) -> str:
     from app.loop.parameters import PipelineParameters
@@ -76,9 +78,39 @@ def train(
     )
 
 
+def evaluate(
+    model: Input[Model],
+    examples: Input[Dataset],
+    profile: str,
+    project_id: str,
+    bigquery_dataset_id: str,
+    bigquery_location: str,
+    training_artifacts_dir: str,
+    serving_exploration: str,
+    serving_epsilon: float,
+    serving_temperature: float,
+    gate_estimator: str,
+    gate_margin: float,
+    gate_confidence: float,
+    gate_holdout_every: int,
+    gate_skip: bool,
+    evaluation: Output[Artifact],
+) -> str:
+    from app.loop.parameters import PipelineParameters
+    from app.loop.steps import run_evaluator
+
+    return run_evaluator(
+        policy_dir=model.path,
+        examples_dir=examples.path,
+        output_dir=evaluation.path,
+        parameters=PipelineParameters.pick(locals()),
+    )
+
+
 def deploy(
     model: Input[Model],
     examples: Input[Dataset],
+    decision: str,
     profile: str,
     training_artifacts_dir: str,
     project_id: str,
@@ -93,6 +125,7 @@ def deploy(
     predictor_max_replicas: int,
     pubsub_project_id: str,
     prediction_logs_topic: str,
+    gate_canary_share: int,
 ) -> str:
     from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_deployer
@@ -101,6 +134,7 @@ def deploy(
         policy_dir=model.path,
         examples_dir=examples.path,
         parameters=PipelineParameters.pick(locals()),
+        decision=decision,
     )
 
 
@@ -109,9 +143,16 @@ class Components:
     generate: Any
     ingest: Any
     train: Any
+    evaluate: Any
     deploy: Any
 
 
 def build(image: str = DEFAULT_IMAGE) -> Components:
     component = dsl.component(base_image=image, install_kfp_package=False)
-    return Components(component(generate), component(ingest), component(train), component(deploy))
+    return Components(
+        component(generate),
+        component(ingest),
+        component(train),
+        component(evaluate),
+        component(deploy),
+    )

@@ -1,5 +1,5 @@
-"""The start-up (Generator → Ingester → Trainer → Deployer) and re-training
-(Ingester → Trainer → Deployer) pipelines.
+"""The start-up (Generator → Ingester → Trainer → Evaluator → Deployer) and re-training
+(Ingester → Trainer → Evaluator → Deployer) pipelines.
 
 Their signatures are generated from app.loop.parameters.PipelineParameters (the one
 declaration of names, types and defaults; KFP reads `inspect.signature`), and every step
@@ -76,7 +76,15 @@ def build_pipelines(image: str = DEFAULT_IMAGE) -> Pipelines:
     def train_and_deploy(ingested: Any, parameters: dict[str, Any]) -> None:
         examples = ingested.outputs["examples"]
         trained = _call(ops.train, parameters, examples=examples)
-        _call(ops.deploy, parameters, model=trained.outputs["model"], examples=examples)
+        model = trained.outputs["model"]
+        evaluated = _call(ops.evaluate, parameters, model=model, examples=examples)
+        _call(
+            ops.deploy,
+            parameters,
+            model=model,
+            examples=examples,
+            decision=evaluated.outputs["Output"],
+        )
 
     def startup_body(parameters: dict[str, Any]) -> None:
         generated = _call(ops.generate, parameters)
@@ -86,10 +94,10 @@ def build_pipelines(image: str = DEFAULT_IMAGE) -> Pipelines:
     def retraining_body(parameters: dict[str, Any]) -> None:
         train_and_deploy(_call(ops.ingest, parameters, run_id=RUN_ID), parameters)
 
-    startup = dsl.pipeline(name=STARTUP, description="Generator → Ingester → Trainer → Deployer")(
-        _with_signature(startup_body, signature())
-    )
-    retraining = dsl.pipeline(name=RETRAINING, description="Ingester → Trainer → Deployer")(
-        _with_signature(retraining_body, signature(exclude=STARTUP_ONLY))
-    )
+    startup = dsl.pipeline(
+        name=STARTUP, description="Generator → Ingester → Trainer → Evaluator → Deployer"
+    )(_with_signature(startup_body, signature()))
+    retraining = dsl.pipeline(
+        name=RETRAINING, description="Ingester → Trainer → Evaluator → Deployer"
+    )(_with_signature(retraining_body, signature(exclude=STARTUP_ONLY)))
     return Pipelines(startup, retraining)

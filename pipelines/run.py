@@ -43,13 +43,35 @@ def run_local(name: str, settings: Settings, log_path: Path | None = None) -> No
         pipeline(**local_parameters(name, settings))
 
 
+def canary_stays_open(settings: Settings) -> bool:
+    """A local re-training (what the Trigger launches) first judges an open canary
+    (app/deployer/canary.py); while it stays open, no re-training runs."""
+    from app.deployer import canary
+    from app.loop.steps import POLICIES
+    from app.policy_store import join
+    from app.warehouse.factory import open_warehouse
+
+    policies = join(settings.artifacts_dir, POLICIES)
+    if canary.read(policies) is None:
+        return False
+    decided = canary.step(settings, open_warehouse(settings), policies)
+    if decided is not None:
+        print(f"canary {decided.candidate_version} {decided.decision}: {decided.reason}")
+        return False
+    print("a canary is open and no look is due: no re-training now")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.run")
     parser.add_argument("pipeline", choices=sorted(NAMES))
     args = parser.parse_args(argv)
     # The Trigger's lock is an flock this process inherits and holds until it exits
     # (app/functions/trigger.py::LocalLauncher): nothing to write or remove here.
-    run_local(NAMES[args.pipeline], load_settings())
+    settings = load_settings()
+    if args.pipeline == "retraining" and canary_stays_open(settings):
+        return 0
+    run_local(NAMES[args.pipeline], settings)
     return 0
 
 

@@ -76,12 +76,15 @@ def test_both_pipelines_compile_with_the_sample_parameters(tmp_path: Path):
         "generate": [],
         "ingest": ["generate"],
         "train": ["ingest"],
-        "deploy": ["ingest", "train"],
+        "evaluate": ["ingest", "train"],
+        "deploy": ["evaluate", "ingest", "train"],
     }
+    # The gate (issue 10): the Deployer runs only after the Evaluator's decision.
     assert order(specs["recloop-retraining"]) == {
         "ingest": [],
         "train": ["ingest"],
-        "deploy": ["ingest", "train"],
+        "evaluate": ["ingest", "train"],
+        "deploy": ["evaluate", "ingest", "train"],
     }
 
 

@@ -214,7 +214,7 @@ class RecordingSink:
     def __init__(self, fail: bool = False):
         self.fail, self.records = fail, []
 
-    def record(self, request_id, time, policy, observations, actions):
+    def record(self, request_id, time, policy, observations, actions, propensities):
         if self.fail:
             raise ConnectionError("pubsub is down")
         self.records.append((request_id, observations.tolist(), actions.tolist()))

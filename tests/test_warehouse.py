@@ -63,6 +63,7 @@ def test_schemas_generate_both_dialects():
         "run_examples",
         "trained_examples",
         "quarantine",
+        "promotions",
     }
 
 

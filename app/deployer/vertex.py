@@ -18,9 +18,13 @@ from app.config import Settings
 MODEL_DISPLAY_NAME = "recloop-policy"
 
 
-def deploy(policy_uri: str, version: str, settings: Settings) -> Any:
+def deploy(policy_uri: str, version: str, settings: Settings, share: int = 100) -> Any:
+    """`share` < 100 is a canary: the new version gets that percentage of the endpoint's
+    traffic beside the serving one, which stays deployed until `promote` or `roll_back`."""
     from google.cloud import aiplatform
 
+    if not 0 < share <= 100:
+        raise ValueError(f"a canary's traffic share must be 1..100 percent, got {share}")
     wiring.require(settings, wiring.PIPELINES)
     cloud, serving = settings.cloud, settings.serving
     aiplatform.init(project=cloud.project_id, location=cloud.region)
@@ -55,12 +59,58 @@ def deploy(policy_uri: str, version: str, settings: Settings) -> Any:
         min_replica_count=cloud.predictor_min_replicas,
         max_replica_count=cloud.predictor_max_replicas,
         service_account=cloud.predictor_service_account,
-        traffic_percentage=100,
+        traffic_percentage=share,
         sync=True,
     )
-    for deployed_model_id in previous:
-        endpoint.undeploy(deployed_model_id=deployed_model_id, sync=True)
+    if share == 100:
+        for deployed_model_id in previous:
+            endpoint.undeploy(deployed_model_id=deployed_model_id, sync=True)
     return model
+
+
+class NothingToRollBackTo(ValueError):
+    """Only the version being rolled back is deployed on the endpoint."""
+
+
+def _endpoint(settings: Settings) -> Any:
+    from google.cloud import aiplatform
+
+    wiring.require(settings, wiring.PIPELINES)
+    aiplatform.init(project=settings.cloud.project_id, location=settings.cloud.region)
+    return aiplatform.Endpoint(str(settings.loop.vertex_endpoint))
+
+
+def _deployed_ids(endpoint: Any, version: str) -> tuple[list[str], list[str]]:
+    """(the deployed models of `version`, every other deployed model) on the endpoint."""
+    name = f"{MODEL_DISPLAY_NAME}-{_alias(version)}"
+    deployed = endpoint.gca_resource.deployed_models
+    return (
+        [d.id for d in deployed if d.display_name == name],
+        [d.id for d in deployed if d.display_name != name],
+    )
+
+
+def promote(version: str, settings: Settings) -> None:
+    """The canary won: every other deployed model is undeployed, its traffic moving to it."""
+    endpoint = _endpoint(settings)
+    mine, others = _deployed_ids(endpoint, version)
+    if not mine:
+        raise ValueError(f"policy {version} is not deployed on {endpoint.resource_name}")
+    for deployed_model_id in others:
+        endpoint.undeploy(deployed_model_id=deployed_model_id, sync=True)
+
+
+def roll_back(version: str, settings: Settings) -> None:
+    """`version` lost (or is rolled back by hand): it is undeployed, its traffic returning
+    to the models deployed beside it."""
+    endpoint = _endpoint(settings)
+    mine, others = _deployed_ids(endpoint, version)
+    if not others:
+        raise NothingToRollBackTo(
+            f"nothing else is deployed on {endpoint.resource_name} to roll back to"
+        )
+    for deployed_model_id in mine:
+        endpoint.undeploy(deployed_model_id=deployed_model_id, sync=True)
 
 
 def _alias(version: str) -> str:

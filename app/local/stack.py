@@ -67,6 +67,10 @@ def stack_environment(state_dir: Path, predictor_port: int, settings: Settings) 
         ("loop", "min_new_examples"): settings.loop.min_new_examples,
         ("loop", "rank_k"): settings.loop.rank_k,
         ("loop", "num_actions"): settings.loop.num_actions,
+        # Served with known propensities, so that the Evaluator can judge candidates.
+        ("serving", "exploration"): settings.serving.exploration,
+        ("serving", "epsilon"): settings.serving.epsilon,
+        ("serving", "temperature"): settings.serving.temperature,
     }
     return {
         **data,
@@ -77,9 +81,13 @@ def stack_environment(state_dir: Path, predictor_port: int, settings: Settings) 
 
 @contextlib.contextmanager
 def local_stack(
-    state_dir: Path, settings: Settings, use_emulator: bool = True
+    state_dir: Path,
+    settings: Settings,
+    use_emulator: bool = True,
+    config_file: Path | None = None,
 ) -> Iterator[LocalStack]:
-    """Starts everything; on exit (also on Ctrl-C) stops every process group it started."""
+    """Starts everything; on exit (also on Ctrl-C) stops every process group it started.
+    `config_file` becomes every process's RECLOOP_CONFIG (the demo's switches live there)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
@@ -92,6 +100,8 @@ def local_stack(
     ports = {target: free_port() for target in routes}
     predictor_port = free_port()
     env = stack_environment(state_dir, predictor_port, settings)
+    if config_file is not None:
+        env["RECLOOP_CONFIG"] = str(config_file)
     emulated = use_emulator and pubsub_emulator.available()
     with contextlib.ExitStack() as stack:
         if emulated:

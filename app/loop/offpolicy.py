@@ -60,7 +60,12 @@ def train_offline(
     warm_start: str | None = None,
     titles: list[str] | None = None,
     policy_version: str | None = None,
+    holdout_every: int = 0,
+    corrupt_rewards: bool = False,
 ) -> OffPolicyResult:
+    """`holdout_every`: every n-th example is left to the Evaluator (app/evaluation/gate.py)
+    and not trained on. `corrupt_rewards` is a demo switch (gate.corrupt_rewards): it trains
+    from scratch on 6 − reward, a candidate that prefers what users dislike."""
     import tensorflow as tf
 
     if not spec.is_linear or spec.per_arm:
@@ -70,6 +75,8 @@ def train_offline(
     manifest = read_manifest(examples_dir)
     model = linear_bandit(spec)
     previous = 0
+    if corrupt_rewards:
+        warm_start = None
     if warm_start:
         meta = read_metadata(warm_start)
         if (meta.num_actions, meta.rank_k) != (spec.num_actions, spec.context_dim):
@@ -101,16 +108,20 @@ def train_offline(
             "action": tf.io.FixedLenFeature([], tf.int64),
             "reward": tf.io.FixedLenFeature([], tf.float32),
         }
-        dataset = (
-            tf.data.TFRecordDataset(manifest.shards)
-            .batch(batch_size)
-            .map(lambda b: tf.io.parse_example(b, features))
-        )
+        dataset = tf.data.TFRecordDataset(manifest.shards)
+        if holdout_every > 0:
+            dataset = (
+                dataset.enumerate()
+                .filter(lambda i, _: i % holdout_every != holdout_every - 1)
+                .map(lambda _, record: record)
+            )
+        dataset = dataset.batch(batch_size).map(lambda b: tf.io.parse_example(b, features))
         for batch in dataset.as_numpy_iterator():
             actions = batch["action"]
             if actions.min() < 0 or actions.max() >= spec.num_actions:
                 raise OffPolicyError(f"examples hold actions outside 0..{spec.num_actions - 1}")
-            model.update(batch["observation"].astype(np.float64), actions, batch["reward"])
+            rewards = 6.0 - batch["reward"] if corrupt_rewards else batch["reward"]
+            model.update(batch["observation"].astype(np.float64), actions, rewards)
             average_return.append(float(batch["reward"].mean()))
     seconds = time.perf_counter() - started
 

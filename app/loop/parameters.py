@@ -58,6 +58,17 @@ class PipelineParameters:
     predictor_max_replicas: int = _carries_default(("cloud", "predictor_max_replicas"))
     pubsub_project_id: str = _carries(("pubsub", "project_id"), "")
     prediction_logs_topic: str = _carries(("pubsub", "prediction_logs_topic"), "")
+    # The Evaluator judges candidates as they will be served (app/evaluation/gate.py).
+    serving_exploration: str = _carries_default(("serving", "exploration"))
+    serving_epsilon: float = _carries_default(("serving", "epsilon"))
+    serving_temperature: float = _carries_default(("serving", "temperature"))
+    gate_estimator: str = _carries_default(("gate", "estimator"))
+    gate_margin: float = _carries_default(("gate", "margin"))
+    gate_confidence: float = _carries_default(("gate", "confidence"))
+    gate_holdout_every: int = _carries_default(("gate", "holdout_every"))
+    gate_skip: bool = _carries_default(("gate", "skip"))
+    gate_canary_share: int = _carries_default(("gate", "canary_share"))
+    gate_corrupt_rewards: bool = _carries_default(("gate", "corrupt_rewards"))
 
     @classmethod
     def from_settings(cls, settings: Settings, **pipeline_only: Any) -> PipelineParameters:

@@ -7,12 +7,15 @@ parameter selects the warehouse: local, DuckDB and local folders; dev/prod, BigQ
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from app import movielens, wiring
 from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec
 from app.config import Settings
-from app.deployer import local
+from app.deployer import canary, local
 from app.environment import MovieLensBandit, factorize
-from app.loop import generator, ingester, offpolicy
+from app.evaluation.gate import PROMOTED
+from app.loop import evaluator, generator, ingester, offpolicy
 from app.loop.parameters import PipelineParameters
 from app.policy_store import join
 from app.warehouse.base import Warehouse
@@ -89,12 +92,33 @@ def run_trainer(
         manifest.warm_start or None,
         movielens.load_titles(files.items, p.num_actions),
         offpolicy.version_for_run(manifest.run_id),
+        holdout_every=settings.gate.holdout_every,
+        corrupt_rewards=settings.gate.corrupt_rewards,
     )
     return result.policy_version
 
 
-def run_deployer(*, policy_dir: str, examples_dir: str, parameters: PipelineParameters) -> str:
-    """Publishes the run's policy in one step that completes or changes nothing served:
+def run_evaluator(
+    *, policy_dir: str, examples_dir: str, output_dir: str, parameters: PipelineParameters
+) -> str:
+    """The gate: promoted or blocked, recorded with its numbers (warehouse `promotions`,
+    <output_dir>/decision.json); a restart after the commit is promoted (it was already)."""
+    settings, warehouse = context(parameters)
+    manifest = ingester.read_manifest(examples_dir)
+    if manifest.committed_version:
+        return PROMOTED
+    policies = join(parameters.training_artifacts_dir, POLICIES)
+    return evaluator.evaluate(
+        settings, warehouse, manifest, policy_dir, policies, output_dir
+    ).decision
+
+
+def run_deployer(
+    *, policy_dir: str, examples_dir: str, parameters: PipelineParameters, decision: str = PROMOTED
+) -> str:
+    """Publishes the run's policy, if the Evaluator promoted it (else the serving policy
+    stays, nothing is committed, and the run's examples stay for the next run), in one step
+    that completes or changes nothing served:
 
     1. stage the policy under <training_artifacts_dir>/policies/<version> (idempotent);
     2. commit ledger + run record in one warehouse transaction (the commit point; a run that
@@ -106,6 +130,8 @@ def run_deployer(*, policy_dir: str, examples_dir: str, parameters: PipelinePara
     """
     settings, warehouse = context(parameters)
     policies = join(parameters.training_artifacts_dir, POLICIES)
+    if decision != PROMOTED:
+        return local.current_version(policies) or ""
     manifest = ingester.read_manifest(examples_dir)
     run = warehouse.find_run(manifest.run_id)
     if run is None:
@@ -120,6 +146,12 @@ def run_deployer(*, policy_dir: str, examples_dir: str, parameters: PipelinePara
             num_actions=manifest.num_actions,
             policy_uri=join(policies, version),
         )
+        share = settings.gate.canary_share
+        if share and local.current_version(policies):
+            # A canary first (app/deployer/canary.py): committed only if it wins online.
+            if (opened := canary.read(policies)) is None or opened.version != version:
+                canary.start(policies, run, share, settings, datetime.now(UTC))
+            return version
         warehouse.commit(run)
     latest = warehouse.latest_run()
     if latest is None or latest.run_id != run.run_id:

@@ -4,14 +4,37 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from app.config import PubSubConfig, ServingConfig, load_settings
+from app.deployer import canary
 from app.deployer.local import current_version, resolve
+from app.exploration import Exploration
+from app.policy_store import join
 from app.predictor.policy import ServingPolicy, load_policy
 from app.predictor.server import PredictionSink, PredictorApp
 
 
-def load_deployed(storage_uri: str) -> ServingPolicy:
-    return load_policy(resolve(storage_uri))
+def load_deployed(storage_uri: str, exploration: Exploration | None = None) -> ServingPolicy:
+    """The deployed policy; with a canary open (app/deployer/canary.py), the candidate rides
+    along and serves its share of requests."""
+    policy = load_policy(resolve(storage_uri), exploration=exploration)
+    if (opened := canary.read(storage_uri)) is not None:
+        candidate = load_policy(join(storage_uri, opened.version), exploration=exploration)
+        policy.canary = (candidate, opened.share / 100)
+    return policy
+
+
+def deployed_marker(storage_uri: str) -> str | None:
+    """What decides a reload: the pointer's version and the canary's, if one is open."""
+    version = current_version(storage_uri)
+    opened = canary.read(storage_uri)
+    return f"{version}+{opened.version}:{opened.share}" if version and opened else version
+
+
+def exploration_of(serving: ServingConfig) -> Exploration:
+    """The serving settings' exploration (an ExplorationError names a bad value)."""
+    return Exploration(serving.exploration, serving.epsilon, serving.temperature)
 
 
 def storage_uri_of(serving: ServingConfig, artifacts_dir: str) -> str:
@@ -29,12 +52,13 @@ def build_app(
 
         sink = sink_for(pubsub)
     return PredictorApp(
-        functools.partial(load_deployed, storage_uri),
+        functools.partial(load_deployed, storage_uri, exploration_of(serving)),
         health_route=serving.health_route,
         predict_route=serving.predict_route,
         max_body_bytes=serving.max_body_bytes,
-        marker=functools.partial(current_version, storage_uri),
+        marker=functools.partial(deployed_marker, storage_uri),
         sink=sink,
+        rng=np.random.default_rng(serving.exploration_seed),
     )
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import orjson
 
 from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec, linear_bandit
-from app.linear import LinearState
+from app.exploration import GREEDY, SOFTMAX, Exploration, one_hot, probabilities, sample
+from app.linear import UCB, LinearState
 from app.policy_store import (
     PolicyMetadata,
     PolicyStoreError,
@@ -25,12 +26,24 @@ from app.policy_store import (
 class Scorer(Protocol):
     def actions(self, observations: np.ndarray) -> np.ndarray: ...
 
+    def scores(self, observations: np.ndarray) -> np.ndarray | None:
+        """Deterministic per-arm scores whose first maximum is the policy's choice, or None."""
+
 
 class ServingPolicy:
-    def __init__(self, metadata: PolicyMetadata, scorer: Scorer, uri: str):
+    def __init__(
+        self,
+        metadata: PolicyMetadata,
+        scorer: Scorer,
+        uri: str,
+        exploration: Exploration | None = None,
+    ):
         self.metadata = metadata
         self.scorer = scorer
         self.uri = uri
+        self.exploration = exploration or Exploration()
+        # An open canary: the candidate and the share of requests it serves.
+        self.canary: tuple[ServingPolicy, float] | None = None
         titles = metadata.titles or [""] * metadata.num_actions
         movie_ids = metadata.movie_ids or list(range(1, metadata.num_actions + 1))
         # One dict per action, copied per response: building a response is a list lookup.
@@ -45,9 +58,15 @@ class ServingPolicy:
         ]
         # The same, serialised without the closing brace: responses append to it.
         self.fragments = [orjson.dumps(p)[:-1] for p in self.predictions]
-        # Probability of the served action: LinUCB is deterministic; sampling and ε-greedy
-        # policies have no closed form here, so it stays unknown.
-        self.propensity: float | None = 1.0 if metadata.agent == LINUCB else None
+        # Served greedily, LinUCB is deterministic (propensity 1); LinTS's and the neural
+        # agents' own sampling have no closed form here, so it stays unknown.
+        self.greedy_propensity: float | None = 1.0 if metadata.agent == LINUCB else None
+
+    def for_request(self, rng: np.random.Generator) -> ServingPolicy:
+        """The version that answers one request (split by request while a canary is open)."""
+        if self.canary is not None and rng.random() < self.canary[1]:
+            return self.canary[0]
+        return self
 
     @property
     def rank_k(self) -> int:
@@ -58,7 +77,28 @@ class ServingPolicy:
         return self.metadata.policy_version
 
     def actions(self, observations: np.ndarray) -> np.ndarray:
+        """The TF-Agents policy's own choice (no exploration)."""
         return self.scorer.actions(observations)
+
+    def distribution(self, observations: np.ndarray) -> np.ndarray:
+        """The served action distribution (rows × arms) under this policy's exploration."""
+        scores = self.scorer.scores(observations)
+        if scores is None:
+            return probabilities(
+                one_hot(self.actions(observations), self.metadata.num_actions), self.exploration
+            )
+        return probabilities(scores, self.exploration)
+
+    def choose(
+        self, observations: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The actions served and the exact probability of each (None: unknown)."""
+        if self.exploration.kind == GREEDY:
+            actions = self.actions(observations)
+            if self.greedy_propensity is None:
+                return actions, None
+            return actions, np.full(len(actions), self.greedy_propensity)
+        return sample(self.distribution(observations), rng)
 
 
 class LinearScorer:
@@ -76,6 +116,14 @@ class LinearScorer:
     def actions(self, observations: np.ndarray) -> np.ndarray:
         return self.model.act(observations)
 
+    def scores(self, observations: np.ndarray) -> np.ndarray:
+        """LinUCB: its upper confidence bounds (argmax = its action); LinTS: the posterior
+        mean (its samples have no closed-form choice probability)."""
+        mean, variance = self.model.mean_and_variance(observations)
+        if self.model.strategy == UCB:
+            return mean + self.model.alpha * np.sqrt(variance)
+        return mean
+
 
 class SavedModelScorer:
     """Calls the TF-Agents policy itself: the general (slow) path."""
@@ -90,9 +138,15 @@ class SavedModelScorer:
         step = ts.restart(tf.constant(observations, tf.float64), batch_size=len(observations))
         return self.saved.action(step).action.numpy()
 
+    def scores(self, observations: np.ndarray) -> None:
+        return None
 
-def load_policy(uri: str, fast_path: bool = True) -> ServingPolicy:
-    """Loads a policy folder (local path or gs://) that `recloop train` wrote."""
+
+def load_policy(
+    uri: str, fast_path: bool = True, exploration: Exploration | None = None
+) -> ServingPolicy:
+    """Loads a policy folder (local path or gs://) that `recloop train` wrote; `exploration`
+    is how it will be served (default: greedy, the policy's own choice)."""
     import tensorflow as tf
     import tensorflow_probability  # noqa: F401  (registers the distribution specs the SavedModel uses)
 
@@ -109,5 +163,10 @@ def load_policy(uri: str, fast_path: bool = True) -> ServingPolicy:
             metadata, linear_state_from_variables(saved.model_variables, num_models)
         )
     else:
+        if exploration is not None and exploration.kind == SOFTMAX:
+            raise PolicyStoreError(
+                f"{uri} holds a {metadata.agent} policy, which exposes no scores: "
+                "serve it greedy or epsilon_greedy, not softmax"
+            )
         scorer = SavedModelScorer(saved)
-    return ServingPolicy(metadata, scorer, uri)
+    return ServingPolicy(metadata, scorer, uri, exploration)

@@ -49,6 +49,7 @@ class PredictionSink(Protocol):
         policy: ServingPolicy,
         observations: np.ndarray,
         actions: np.ndarray,
+        propensities: np.ndarray | None,
     ) -> None: ...
 
 
@@ -62,10 +63,12 @@ class PredictorApp:
         marker: Callable[[], str | None] | None = None,
         reload_seconds: float = 1.0,
         sink: PredictionSink | None = None,
+        rng: np.random.Generator | None = None,
     ):
         """`marker` names what `loader` would load now (the deployed version); when it
-        changes, the policy is reloaded."""
+        changes, the policy is reloaded. `rng` draws the exploring actions."""
         self.loader = loader
+        self.rng = rng or np.random.default_rng()
         self.marker = marker
         self.reload_seconds = reload_seconds
         self.sink = sink
@@ -177,9 +180,10 @@ class PredictorApp:
     async def _answer(self, scope: Scope, body: RequestBody) -> tuple[int, dict[str, Any]]:
         """One policy is read once per request: every prediction of a response comes from
         the same version, whatever a reload does meanwhile."""
-        policy = self.policy
-        if policy is None:
+        deployed = self.policy
+        if deployed is None:
             return 503, {"error": "no policy loaded yet"}
+        policy = deployed.for_request(self.rng)
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type != b"application/json":
@@ -198,10 +202,17 @@ class PredictorApp:
             request = parse(content, policy.rank_k)
         except BadRequest as err:
             return 400, {"error": str(err)}
-        actions = policy.actions(request.observations)
+        actions, propensities = policy.choose(request.observations, self.rng)
         request_id = uuid.uuid4().hex
         response = _predictions(policy, actions, request.layout, request_id)
-        served = (request_id, datetime.now(UTC), policy, request.observations, actions)
+        served = (
+            request_id,
+            datetime.now(UTC),
+            policy,
+            request.observations,
+            actions,
+            propensities,
+        )
         return 200, {"response": response, "served": served}
 
 

@@ -32,15 +32,18 @@ class PredictionLogSink:
         policy: ServingPolicy,
         observations: np.ndarray,
         actions: np.ndarray,
+        propensities: np.ndarray | None,
     ) -> None:
+        """One row per served instance, with the exact probability of its action."""
+        chances = [None] * len(actions) if propensities is None else propensities.tolist()
         rows = [
             {
                 "instance_index": i,
                 "observation": o,
                 "action": int(a),
-                "propensity": policy.propensity,
+                "propensity": p,
             }
-            for i, (o, a) in enumerate(zip(observations, actions, strict=True))
+            for i, (o, a, p) in enumerate(zip(observations, actions, chances, strict=True))
         ]
         data = messages.prediction_log(request_id, time, policy.version, rows)
         future = self.publisher.publish(self.topic, data, kind=messages.PREDICTION_LOG)

@@ -6,10 +6,12 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from app.evaluation.canary import RewardStats
 from app.linear import LinearState
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
+    PromotionRecord,
     TrainingExample,
     TrainingRunRecord,
 )
@@ -66,6 +68,15 @@ class Warehouse(Protocol):
     def commit(self, run: TrainingRunRecord) -> bool:
         """Ledger + run record in one transaction. False if the run had committed already;
         LedgerConflict if its parent is no longer the latest run or its examples were taken."""
+
+    def record_promotion(self, row: PromotionRecord) -> None:
+        """Stores a decision; a decision already stored for (run_id, stage) is kept."""
+
+    def promotions(self) -> list[PromotionRecord]:
+        """Every decision, oldest first."""
+
+    def rewards_by_version(self, since: datetime) -> list[RewardStats]:
+        """Online reward per policy version over the interactions served since `since`."""
 
 
 def conflict_message(run: TrainingRunRecord, latest: str | None, overlap: int) -> str | None:

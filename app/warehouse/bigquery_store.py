@@ -14,13 +14,16 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from app.evaluation import canary
+from app.evaluation.canary import RewardStats
 from app.linear import LinearState
-from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema
+from app.schemas import FEEDBACK, PREDICTIONS, PROMOTIONS, TABLES, TableSchema
 from app.warehouse import ledger, linear_statistics
 from app.warehouse.base import EARLIEST, LedgerConflict, conflict_message, since
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
+    PromotionRecord,
     TrainingExample,
     TrainingRunRecord,
 )
@@ -188,6 +191,26 @@ class BigQueryWarehouse:
         params = {c: getattr(run, c) for c in ledger.TRAINING_RUNS.column_names if c != "time"}
         self._query(script + ";", params).result()
         return True
+
+    def record_promotion(self, row: PromotionRecord) -> None:
+        self._insert(PROMOTIONS, [_json(row)])
+
+    def promotions(self) -> list[PromotionRecord]:
+        """Deduplicated by key (streaming inserts may repeat), oldest first."""
+        cols = ", ".join(PROMOTIONS.column_names)
+        sql = (
+            f"SELECT {cols} FROM `{self.table_id(PROMOTIONS)}` WHERE TRUE QUALIFY ROW_NUMBER() "
+            f"OVER (PARTITION BY {', '.join(PROMOTIONS.key)} ORDER BY time) = 1 ORDER BY time"
+        )
+        rows = self._rows(sql, {})
+        return [PromotionRecord(*(row[c] for c in PROMOTIONS.column_names)) for row in rows]
+
+    def rewards_by_version(self, since: datetime) -> list[RewardStats]:
+        rows = self._rows(canary.rewards_by_version_sql(self.sql), {"since": since})
+        return [
+            RewardStats(r["policy_version"], int(r["n"]), float(r["mean"]), float(r["variance"]))
+            for r in rows
+        ]
 
 
 def _json(record: Any) -> dict[str, Any]:

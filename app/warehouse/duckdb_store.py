@@ -13,19 +13,31 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import astuple
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from app.evaluation import canary
+from app.evaluation.canary import RewardStats
 from app.linear import LinearState
-from app.schemas import FEEDBACK, PREDICTIONS, TABLES, TableSchema, arrow_schema, duckdb_ddl
+from app.schemas import (
+    FEEDBACK,
+    PREDICTIONS,
+    PROMOTIONS,
+    TABLES,
+    TableSchema,
+    arrow_schema,
+    duckdb_ddl,
+)
 from app.warehouse import ledger, linear_statistics
 from app.warehouse.base import EARLIEST, LedgerConflict, WarehouseBusy, conflict_message, since
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
+    PromotionRecord,
     TrainingExample,
     TrainingRunRecord,
 )
@@ -185,6 +197,21 @@ class DuckDBWarehouse:
                 db.execute(statement, _bound(statement, params))
             db.commit()
         return True
+
+    def record_promotion(self, row: PromotionRecord) -> None:
+        self._insert(PROMOTIONS, [astuple(row)])
+
+    def promotions(self) -> list[PromotionRecord]:
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT {', '.join(PROMOTIONS.column_names)} FROM promotions ORDER BY time"
+            ).fetchall()
+        return [PromotionRecord(*row) for row in rows]
+
+    def rewards_by_version(self, since: datetime) -> list[RewardStats]:
+        with self._connect() as db:
+            rows = db.execute(canary.rewards_by_version_sql(SQL), {"since": since}).fetchall()
+        return [RewardStats(str(v), int(n), float(m), float(var)) for v, n, m, var in rows]
 
     def query(self, sql: str) -> list[tuple]:
         """Ad-hoc reads (the demo's report, the chaos scenarios' accounting)."""

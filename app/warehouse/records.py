@@ -49,3 +49,28 @@ class TrainingExample:
     action: int
     reward: float
     propensity: float | None
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """One promotion decision (app/schemas.py PROMOTIONS, same column order)."""
+
+    run_id: str
+    stage: str
+    time: datetime
+    candidate_version: str
+    serving_version: str
+    decision: str
+    reason: str
+    estimator: str
+    ips: float | None
+    snips: float | None
+    dr: float | None
+    ci_low: float | None
+    ci_high: float | None
+    serving_value: float | None
+    difference: float | None
+    difference_low: float | None
+    margin: float
+    confidence: float
+    rows: int

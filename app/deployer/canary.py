@@ -1,0 +1,134 @@
+"""The canary: a promoted candidate serves a share of traffic beside the serving policy until
+its online reward decides, by itself, to promote it or roll it back.
+
+State: `<policies>/CANARY` (JSON: the candidate's version, share, start time, the run to commit
+on promotion, and the last look taken). Locally the predictor serves both versions, split by
+request (app/predictor/asgi.py); on Vertex the endpoint's traffic split does it
+(app/deployer/vertex.py). A local re-training launched by the Trigger calls `step` first
+(pipelines/run.py), which compares the two versions' reward since the start (warehouse, by
+`policy_version`) with the sequential test of app/evaluation/canary.py. Promotion commits
+the run in the ledger, moves the pointer and undeploys the loser; rollback undeploys the
+candidate and commits nothing (its examples stay for the next run). While a canary is open
+no re-training runs. Not yet judged in the cloud (docs/safe-promotion.md). Proved by
+tests/test_canary.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from app.config import Settings
+from app.deployer import local
+from app.evaluation import canary as test
+from app.evaluation.gate import CANARY as STAGE
+from app.evaluation.gate import PROMOTED
+from app.policy_store import join
+from app.warehouse.base import Warehouse
+from app.warehouse.records import PromotionRecord, TrainingRunRecord
+
+FILE = "CANARY"
+
+
+@dataclass(frozen=True)
+class Canary:
+    version: str
+    share: int  # percent of requests
+    started: str  # ISO time
+    run: dict  # the TrainingRunRecord to commit on promotion
+    last_look: int = 0
+
+
+def read(policies: str) -> Canary | None:
+    import tensorflow as tf
+
+    path = join(policies, FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return Canary(**json.load(f))
+
+
+def _write(policies: str, state: Canary) -> None:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(join(policies, FILE), "w") as f:
+        f.write(json.dumps(asdict(state)))
+
+
+def _clear(policies: str) -> None:
+    import tensorflow as tf
+
+    tf.io.gfile.remove(join(policies, FILE))
+
+
+def start(
+    policies: str, run: TrainingRunRecord, share: int, settings: Settings, now: datetime
+) -> None:
+    """The staged candidate starts serving `share` percent of requests."""
+    if not 0 < share < 100:
+        raise ValueError(f"gate.canary_share must be 1..99 percent, got {share}")
+    if settings.loop.vertex_endpoint:
+        from app.deployer import vertex
+
+        vertex.deploy(run.policy_uri, run.policy_version, settings, share=share)
+    _write(policies, Canary(run.policy_version, share, now.isoformat(), asdict(run)))
+
+
+def step(
+    settings: Settings, warehouse: Warehouse, policies: str, now: datetime | None = None
+) -> PromotionRecord | None:
+    """Takes the next look if it is due; the decision when one is taken, else None."""
+    state = read(policies)
+    serving = local.current_version(policies)
+    if state is None or serving is None:
+        return None
+    g = settings.gate
+    stats = {
+        s.version: s for s in warehouse.rewards_by_version(datetime.fromisoformat(state.started))
+    }
+    empty = test.RewardStats("", 0, 0.0, 0.0)
+    candidate, current = stats.get(state.version, empty), stats.get(serving, empty)
+    look = min(candidate.n // g.canary_look_every, g.canary_max_looks)
+    if look <= state.last_look:
+        return None
+    verdict = test.judge(candidate, current, g.margin, g.confidence, look, g.canary_max_looks)
+    if verdict.decision == test.CONTINUE:
+        _write(policies, Canary(**{**asdict(state), "last_look": look}))
+        return None
+    run = TrainingRunRecord(**{**state.run, "time": None})
+    if settings.loop.vertex_endpoint:
+        from app.deployer import vertex
+
+        if verdict.decision == PROMOTED:
+            vertex.promote(state.version, settings)
+        else:
+            vertex.roll_back(state.version, settings)
+    if verdict.decision == PROMOTED:
+        warehouse.commit(run)
+        local.point(policies, state.version)
+    _clear(policies)
+    record = PromotionRecord(
+        run_id=run.run_id,
+        stage=STAGE,
+        time=now or datetime.now(UTC),
+        candidate_version=state.version,
+        serving_version=serving,
+        decision=verdict.decision,
+        reason=verdict.reason,
+        estimator="online mean",
+        ips=None,
+        snips=None,
+        dr=None,
+        ci_low=candidate.interval(g.confidence)[0],
+        ci_high=candidate.interval(g.confidence)[1],
+        serving_value=current.mean,
+        difference=verdict.difference,
+        difference_low=verdict.low,
+        margin=g.margin,
+        confidence=g.confidence,
+        rows=candidate.n + current.n,
+    )
+    warehouse.record_promotion(record)
+    return record

@@ -1,0 +1,80 @@
+"""`recloop rollback`: back to the policy that served before the current one, by hand.
+
+The previous version is the one the current one replaced (the `serving_version` of the
+decision that promoted it, from the warehouse's `promotions`). The deployment pointer moves
+back (the local predictor follows it); with a Vertex endpoint configured, the current
+version is undeployed if the previous one is still deployed beside it (a canary), else the
+previous version is deployed again at 100%. The rollback is recorded as a decision.
+
+The training ledger is not rewound: the next re-training still warm-starts from the last
+committed run (docs/safe-promotion.md). Proved by tests/test_canary.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.config import Settings
+from app.deployer import local
+from app.evaluation.gate import PROMOTED, ROLLED_BACK
+from app.loop.steps import POLICIES
+from app.policy_store import join
+from app.warehouse.base import Warehouse
+from app.warehouse.records import PromotionRecord
+
+STAGE = "rollback"
+
+
+class RollbackError(RuntimeError):
+    """There is nothing to roll back to."""
+
+
+def previous_version(warehouse: Warehouse, current: str) -> str:
+    for decision in reversed(warehouse.promotions()):
+        if decision.candidate_version == current and decision.decision == PROMOTED:
+            if decision.serving_version:
+                return decision.serving_version
+            break
+    raise RollbackError(f"no policy served before {current}: nothing to roll back to")
+
+
+def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = None) -> str:
+    """Rolls back one version; returns the version that serves now."""
+    policies = join(settings.artifacts_dir, POLICIES)
+    current = local.current_version(policies)
+    if current is None:
+        raise RollbackError(f"nothing is deployed under {policies}")
+    previous = previous_version(warehouse, current)
+    if settings.loop.vertex_endpoint:
+        from app.deployer import vertex
+
+        try:
+            vertex.roll_back(current, settings)
+        except vertex.NothingToRollBackTo:
+            vertex.deploy(join(policies, previous), previous, settings)
+    local.point(policies, previous)
+    now = now or datetime.now(UTC)
+    warehouse.record_promotion(
+        PromotionRecord(
+            run_id=f"rollback-{now:%Y%m%dT%H%M%S%fZ}",
+            stage=STAGE,
+            time=now,
+            candidate_version=current,
+            serving_version=previous,
+            decision=ROLLED_BACK,
+            reason=f"rolled back by hand from {current} to {previous}",
+            estimator="",
+            ips=None,
+            snips=None,
+            dr=None,
+            ci_low=None,
+            ci_high=None,
+            serving_value=None,
+            difference=None,
+            difference_low=None,
+            margin=0.0,
+            confidence=0.0,
+            rows=0,
+        )
+    )
+    return previous

@@ -1,0 +1,91 @@
+"""Evaluator: the gate between Trainer and Deployer (app/evaluation/gate.py).
+
+Reads the run's held-out examples from the Ingester's shards, scores the candidate and the
+policy being served (the deployment pointer's target) as they would be served, decides, and
+records the decision with its numbers in the warehouse (`promotions`) and beside the run's
+artifacts (`decision.json`). The Deployer publishes only a promoted candidate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+
+from app.config import Settings
+from app.deployer import local
+from app.evaluation import gate, ope
+from app.loop.ingester import IngestResult
+from app.policy_store import join
+from app.predictor.asgi import exploration_of
+from app.predictor.policy import load_policy
+from app.warehouse.base import Warehouse
+from app.warehouse.records import PromotionRecord
+
+DECISION_FILE = "decision.json"
+
+
+def examples(manifest: IngestResult) -> Iterator[tuple[list[float], int, float, float | None]]:
+    """(observation, action, reward, propensity) of every example, in the shards' order."""
+    import tensorflow as tf
+
+    if not manifest.shards:
+        return
+    features = {
+        "observation": tf.io.FixedLenFeature([manifest.rank_k], tf.float32),
+        "action": tf.io.FixedLenFeature([], tf.int64),
+        "reward": tf.io.FixedLenFeature([], tf.float32),
+        # Empty when the propensity was unknown: read as -1.
+        "propensity": tf.io.FixedLenSequenceFeature([], tf.float32, allow_missing=True),
+    }
+    batches = (
+        tf.data.TFRecordDataset(manifest.shards)
+        .batch(4096)
+        .map(lambda b: tf.io.parse_example(b, features))
+    )
+    for batch in batches.as_numpy_iterator():
+        chances = batch["propensity"]
+        for observation, action, reward, chance in zip(
+            batch["observation"].astype(float).tolist(),
+            batch["action"].tolist(),
+            batch["reward"].astype(float).tolist(),
+            chances[:, 0].tolist() if chances.shape[1] else [None] * len(chances),
+            strict=True,
+        ):
+            yield observation, int(action), reward, chance if chance and chance > 0 else None
+
+
+def evaluate(
+    settings: Settings,
+    warehouse: Warehouse,
+    manifest: IngestResult,
+    candidate_dir: str,
+    policies_dir: str,
+    output_dir: str,
+) -> PromotionRecord:
+    import tensorflow as tf
+
+    exploration = exploration_of(settings.serving)
+    candidate = load_policy(candidate_dir, exploration=exploration)
+    serving_version = local.current_version(policies_dir)
+    logged = gate.logged_rows(examples(manifest), settings.gate.holdout_every)
+    policies = None
+    if serving_version and logged is not None and not settings.gate.skip:
+        serving = load_policy(join(policies_dir, serving_version), exploration=exploration)
+        policies = gate.Candidates(
+            ope.in_chunks(candidate.distribution, logged.contexts),
+            ope.in_chunks(serving.distribution, logged.contexts),
+        )
+    decision = gate.decide(
+        manifest.run_id,
+        candidate.version,
+        serving_version or "",
+        logged,
+        policies,
+        settings.gate,
+    )
+    warehouse.record_promotion(decision)
+    tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(join(output_dir, DECISION_FILE), "w") as f:
+        f.write(json.dumps(asdict(decision), default=str, indent=2))
+    return decision

@@ -1,0 +1,239 @@
+"""The canary: Vertex traffic split and undeploy of the loser (asserted on the wire), online
+reward by policy version from the warehouse, and the sequential decision."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from app.config import load_settings
+from app.deployer import vertex
+from app.evaluation import canary
+from app.evaluation.canary import RewardStats
+from app.evaluation.gate import PROMOTED, ROLLED_BACK
+from app.loop.parameters import PipelineParameters
+from app.rehearsal.fakes import FakeVertex
+from app.warehouse.duckdb_store import DuckDBWarehouse
+from app.warehouse.records import FeedbackRecord, PredictionRecord
+from tests.test_gate import Runs, make_runs
+from tests.test_vertex_requests import trigger_environment
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("RECLOOP"):
+            monkeypatch.delenv(name)
+
+
+def canary_on(fake: FakeVertex, share: int):
+    settings = PipelineParameters.from_settings(
+        load_settings(environ=trigger_environment("prod", fake.add_endpoint("77", ("old-1",))))
+    ).settings()
+    fake.add_model("recloop-policy")
+    with fake.install():
+        vertex.deploy("gs://recloop-prod-artifacts/policies/v2", "v2", settings, share=share)
+    return settings
+
+
+def test_a_canary_gets_its_share_and_the_serving_model_stays():
+    fake = FakeVertex(project="recloop-prod")
+    canary_on(fake, 10)
+    (deploy,) = fake.sent("EndpointService/DeployModel")
+    assert dict(deploy.traffic_split) == {"0": 10, "old-1": 90}
+    assert not fake.sent("EndpointService/UndeployModel")
+
+
+def test_rollback_undeploys_the_candidate_and_gives_its_traffic_back():
+    fake = FakeVertex(project="recloop-prod")
+    settings = canary_on(fake, 10)
+    (endpoint,) = fake.endpoints.values()
+    (candidate,) = [d.id for d in endpoint.deployed_models if d.id != "old-1"]
+    with fake.install():
+        vertex.roll_back("v2", settings)
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == candidate
+    assert dict(undeploy.traffic_split) == {"old-1": 100}
+    assert [d.id for d in endpoint.deployed_models] == ["old-1"]
+
+
+def test_promotion_undeploys_the_serving_model_and_moves_all_traffic():
+    fake = FakeVertex(project="recloop-prod")
+    settings = canary_on(fake, 10)
+    with fake.install():
+        vertex.promote("v2", settings)
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == "old-1"
+    (survivor,) = dict(undeploy.traffic_split).items()
+    assert survivor[0] != "old-1" and survivor[1] == 100
+
+
+def test_a_canary_share_outside_1_to_100_is_refused():
+    fake = FakeVertex(project="recloop-prod")
+    with pytest.raises(ValueError, match=r"1\.\.100 percent"):
+        canary_on(fake, 0)
+    assert fake.requests == []
+
+
+def test_online_reward_by_version_comes_from_the_warehouse(tmp_path: Path):
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    start = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    rewards = {"v1": [4.0, 5.0, 3.0], "v2": [2.0, 2.0, 5.0, 3.0]}
+    before = PredictionRecord("old", 0, start - timedelta(hours=1), "v1", [0.0], 0)
+    predictions = [before]
+    feedback = [FeedbackRecord("old", 0, start, 1.0, "simulator")]
+    for version, values in rewards.items():
+        for i, reward in enumerate(values):
+            predictions.append(PredictionRecord(version, i, start, version, [0.0], 0, 0.5))
+            feedback.append(FeedbackRecord(version, i, start, reward, "simulator"))
+    warehouse.insert_predictions(predictions)
+    warehouse.insert_feedback(feedback)
+    stats = {s.version: s for s in warehouse.rewards_by_version(start)}
+    assert (stats["v1"].n, stats["v1"].mean) == (3, pytest.approx(4.0))  # the older one excluded
+    assert stats["v2"].variance == pytest.approx(2.0)
+
+
+def stats(version: str, n: int, mean: float, sd: float = 1.0) -> RewardStats:
+    return RewardStats(version, n, mean, sd**2)
+
+
+def test_the_sequential_decision():
+    serving = stats("old", 2000, 3.5)
+    assert canary.judge(stats("c", 2000, 3.5), serving, 0.1, 0.95, 1, 5).decision == PROMOTED
+    assert canary.judge(stats("c", 2000, 2.5), serving, 0.1, 0.95, 1, 5).decision == ROLLED_BACK
+    undecided = canary.judge(stats("c", 40, 3.4), serving, 0.1, 0.95, 1, 5)
+    assert undecided.decision == canary.CONTINUE
+    assert canary.judge(stats("c", 40, 3.4), serving, 0.1, 0.95, 5, 5).decision == ROLLED_BACK
+    assert canary.judge(stats("c", 1, 5.0), serving, 0.1, 0.95, 1, 5).decision == canary.CONTINUE
+
+
+def test_rollback_by_hand_returns_to_the_version_the_current_one_replaced(
+    tmp_path: Path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.config import GateConfig
+    from app.deployer import local
+    from app.evaluation import gate
+
+    monkeypatch.setenv("RECLOOP__ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("RECLOOP__WAREHOUSE__DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    policies = tmp_path / "artifacts" / "policies"
+    for version in ("v1", "v2"):
+        (policies / version).mkdir(parents=True)
+    local.point(str(policies), "v2")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["rollback"])
+    assert refused.exit_code == 1 and "nothing to roll back to" in refused.output
+
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    warehouse.record_promotion(gate.decide("r2", "v2", "v1", None, None, GateConfig(skip=True)))
+    result = runner.invoke(app, ["rollback"])
+    assert result.exit_code == 0, result.output
+    assert "serving v1" in result.output
+    assert local.current_version(str(policies)) == "v1"
+    last = warehouse.promotions()[-1]
+    assert (last.stage, last.decision, last.candidate_version, last.serving_version) == (
+        "rollback",
+        ROLLED_BACK,
+        "v2",
+        "v1",
+    )
+
+
+def test_ab_report_prints_and_plots_reward_by_version(tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    monkeypatch.setenv("RECLOOP__WAREHOUSE__DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    now = datetime.now(UTC)
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    warehouse.insert_predictions(
+        [PredictionRecord(f"r{i}", 0, now, f"v{i % 2}", [0.0], 0, 0.5) for i in range(6)]
+    )
+    warehouse.insert_feedback(
+        [FeedbackRecord(f"r{i}", 0, now, float(i), "simulator") for i in range(6)]
+    )
+    plot = tmp_path / "ab.png"
+    result = CliRunner().invoke(app, ["ab", "report", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].split()[:3] == ["v0", "3", "2.000"]  # rewards 0, 2, 4
+    assert lines[2].split()[:3] == ["v1", "3", "3.000"]  # rewards 1, 3, 5
+    assert plot.stat().st_size > 0
+
+
+def online(warehouse: DuckDBWarehouse, version: str, rewards: list[float]) -> None:
+    """Rewarded interactions served by `version`, now."""
+    now = datetime.now(UTC)
+    ids = [f"{version}-{i}-{now.timestamp()}" for i in range(len(rewards))]
+    warehouse.insert_predictions([PredictionRecord(r, 0, now, version, [0.0], 0, 0.5) for r in ids])
+    warehouse.insert_feedback(
+        [FeedbackRecord(r, 0, now, x, "simulator") for r, x in zip(ids, rewards, strict=True)]
+    )
+
+
+@pytest.fixture
+def runs(tmp_path: Path, movielens_dir: Path, monkeypatch) -> Runs:
+    return make_runs(tmp_path, movielens_dir, monkeypatch)
+
+
+def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Runs, monkeypatch):
+    """Local canary through the pipeline steps: the Deployer opens it (serving stays, nothing
+    committed), the predictor splits requests by its share, and the Trigger's tick judges it
+    on online reward by policy_version."""
+    import numpy as np
+
+    from app.deployer import canary as controller
+    from app.deployer import local
+    from app.evaluation.gate import CANARY
+    from app.predictor.asgi import load_deployed
+    from pipelines.run import canary_stays_open
+
+    monkeypatch.setenv("RECLOOP__GATE__CANARY_LOOK_EVERY", "50")
+    monkeypatch.setenv("RECLOOP__GATE__MARGIN", "0.2")
+    settings = load_settings()
+    runs.log(40, seed=1)
+    runs.run("r1")
+    runs.log(40, seed=2)
+    assert runs.run("r2", gate_canary_share=30) == (PROMOTED, "v-r2")
+    assert local.current_version(runs.policies) == "v-r1"  # serving stays until it wins
+    assert runs.warehouse.find_run("r2") is None
+    opened = controller.read(runs.policies)
+    assert opened is not None and (opened.version, opened.share) == ("v-r2", 30)
+
+    deployed = load_deployed(runs.policies)
+    rng = np.random.default_rng(0)
+    answered = [deployed.for_request(rng).version for _ in range(4000)]
+    share = answered.count("v-r2") / len(answered)
+    assert abs(share - 0.3) < 4.5 * np.sqrt(0.3 * 0.7 / 4000)
+    assert set(answered) == {"v-r1", "v-r2"}
+
+    # What the Trigger launches locally judges the canary first, and re-trains only once
+    # it is closed.
+    assert canary_stays_open(settings)  # no look due yet
+    online(runs.warehouse, "v-r1", [4.0, 4.5] * 40)
+    online(runs.warehouse, "v-r2", [2.0, 2.5] * 30)
+    assert not canary_stays_open(settings)
+    lost = runs.warehouse.promotions()[-1]
+    assert (lost.stage, lost.decision, lost.candidate_version) == (CANARY, ROLLED_BACK, "v-r2")
+    assert controller.read(runs.policies) is None
+    assert local.current_version(runs.policies) == "v-r1"
+    assert runs.warehouse.find_run("r2") is None  # its examples stay for the next run
+
+    assert runs.run("r3", gate_canary_share=30) == (PROMOTED, "v-r3")
+    online(runs.warehouse, "v-r3", [3.0, 4.0] * 100)
+    online(runs.warehouse, "v-r1", [3.0, 4.0] * 100)
+    won = controller.step(settings, runs.warehouse, runs.policies)
+    assert won is not None and won.decision == PROMOTED, won
+    assert local.current_version(runs.policies) == "v-r3"
+    assert runs.warehouse.find_run("r3") is not None  # committed when it won
