@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
 
-from app.config import load_settings
+from app.config import ConfigError, load_settings
+from app.policy_store import PolicyStoreError
+from app.predictor.location import DEFAULT_DESCRIPTION
 
 app = typer.Typer(
     help=(
@@ -21,6 +26,18 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+DEBUG_FLAG = "--debug"
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option(DEBUG_FLAG, help="Show the full traceback when something fails.")
+    ] = False,
+) -> None:
+    """Global options (`--debug` is read by `main`, wherever it appears on the line)."""
+
 
 FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -87,29 +104,54 @@ def serve(
     policy: Annotated[
         str | None,
         typer.Option(
-            help="Policy folder, local or gs:// "
-            "[default: AIP_STORAGE_URI, else <artifacts_dir>/policy]."
+            help="Policy folder (local or gs://), or a deployment folder whose CURRENT "
+            "pointer is followed and hot-swapped.",
+            show_default=DEFAULT_DESCRIPTION,
         ),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port (default: AIP_HTTP_PORT, else 8080).")
+        int | None,
+        typer.Option(
+            help="Port to listen on; 0 picks a free one and reports it.",
+            show_default="AIP_HTTP_PORT, else 8080",
+        ),
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on.", show_default="0.0.0.0")
+    ] = None,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-port",
+            help="Share a port another server listens on (SO_REUSEPORT); refused otherwise.",
+        ),
+    ] = False,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log one line per request on stdout.")
+    ] = False,
 ) -> None:
-    """Serve a trained policy over HTTP with the Vertex AI prediction contract."""
+    """Serve a policy over HTTP with the Vertex AI prediction contract."""
     import dataclasses
 
+    from app.predictor.__main__ import claim_port
     from app.predictor.__main__ import serve as run_server
-    from app.predictor.asgi import storage_uri_of
+    from app.predictor.location import check_local_policy, storage_uri_of
 
     settings = load_settings()
     serving = dataclasses.replace(
         settings.serving,
         port=port if port is not None else settings.serving.port,
         host=host or settings.serving.host,
+        reuse_port=reuse_port or settings.serving.reuse_port,
+        access_log=access_log or settings.serving.access_log,
     )
     uri = policy or storage_uri_of(serving, settings.artifacts_dir)
-    typer.echo(f"serving {uri} on http://{serving.host}:{serving.port}{serving.predict_route}")
+    serving = dataclasses.replace(serving, port=claim_port(serving))
+    version = check_local_policy(uri)
+    typer.echo(
+        f"serving {uri} (policy {version}) on "
+        f"http://{serving.host}:{serving.port}{serving.predict_route}"
+    )
     run_server(serving, uri)
 
 
@@ -167,9 +209,42 @@ def pipeline_run(
     typer.echo(f"submitted {job.resource_name}")
 
 
-def main() -> None:
-    sys.exit(app())
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from app.predictor.__main__ import PortUnavailable
+
+    return (ConfigError, PolicyStoreError, PortUnavailable, FileNotFoundError, ValueError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; a mistake is one line on stderr and exit code 2 (`--debug`: traceback).
+
+    Proved by tests/test_cli.py::test_configuration_mistakes_are_one_line.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args
+    if debug:  # accepted anywhere on the line; typer sees it where the callback takes it
+        args = [DEBUG_FLAG, *(a for a in args if a != DEBUG_FLAG)]
+    try:
+        result = app(args=args, prog_name="recloop", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as err:
+        print(err.format_message())
+        return 2
+    except click_errors.UsageError as err:
+        hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx else ""
+        print(f"error: {err.format_message()}{hint}", file=sys.stderr)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
+    except typer.Exit as stop:
+        return stop.exit_code
+    except _user_errors() as err:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

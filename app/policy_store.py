@@ -17,6 +17,9 @@ import numpy as np
 from app.linear import LinearState
 
 METADATA_FILE = "recloop_policy.json"
+TRAINED_DIR = "policy"  # <artifacts_dir>/policy: what `recloop train` wrote last
+DEPLOYED_DIR = "policies"  # <artifacts_dir>/policies/<version>, and CURRENT: what was deployed
+POINTER = "CURRENT"
 FORMAT = 1
 _VARIABLE = re.compile(r"^(a|b|num_samples)_(\d+):0$")
 

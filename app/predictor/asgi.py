@@ -6,17 +6,13 @@ import functools
 
 from app.config import PubSubConfig, ServingConfig, load_settings
 from app.deployer.local import current_version, resolve
+from app.predictor.location import storage_uri_of
 from app.predictor.policy import ServingPolicy, load_policy
 from app.predictor.server import PredictionSink, PredictorApp
 
 
 def load_deployed(storage_uri: str) -> ServingPolicy:
     return load_policy(resolve(storage_uri))
-
-
-def storage_uri_of(serving: ServingConfig, artifacts_dir: str) -> str:
-    """AIP_STORAGE_URI, else the trainer's default output `<artifacts_dir>/policy`."""
-    return serving.storage_uri or artifacts_dir.rstrip("/") + "/policy"
 
 
 def build_app(

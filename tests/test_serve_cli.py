@@ -1,0 +1,110 @@
+"""`recloop serve` as a person runs it: a real process on loopback, every wait bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.local.processes import PYTHON, free_port, running
+
+RECLOOP = [PYTHON, "-m", "app.cli"]
+LOOPBACK = ["--host", "127.0.0.1"]
+
+
+def recloop(*args: str, env: dict[str, str] | None = None, timeout: float = 90):
+    return subprocess.run(
+        [*RECLOOP, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def labelled(policy: Path, target: Path, version: str) -> Path:
+    """A copy of `policy` served under another version label."""
+    shutil.copytree(policy, target)
+    meta = target / "recloop_policy.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "policy_version": version}))
+    return target
+
+
+def health(port: int) -> dict:
+    return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+
+
+def test_busy_port_is_refused_unless_sharing_is_asked(trained_policy: Path):
+    port = free_port()
+    serve = ["serve", "--policy", str(trained_policy), "--port", str(port), *LOOPBACK]
+    with running([*RECLOOP, *serve], {}, f"http://127.0.0.1:{port}/health"):
+        second = recloop(*serve)
+        assert second.returncode == 2
+        (line,) = second.stderr.strip().splitlines()
+        assert f"port {port}" in line and "already in use" in line and "--reuse-port" in line
+        with running(
+            [*RECLOOP, *serve, "--reuse-port"],
+            {},
+            lambda: health(port).get("status") == "ok",
+        ) as shared:
+            assert shared.poll() is None
+
+
+def test_port_zero_reports_the_port_it_got(trained_policy: Path, tmp_path: Path):
+    log = tmp_path / "serve.log"
+    found: list[int] = []
+
+    def ready() -> bool:
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/predict", log.read_text())
+        if match and int(match.group(1)) != 0:
+            found[:] = [int(match.group(1))]
+            try:
+                return health(found[0]).get("status") == "ok"
+            except httpx.TransportError:
+                return False
+        return False
+
+    command = [*RECLOOP, "serve", "--policy", str(trained_policy), "--port", "0", *LOOPBACK]
+    with running(command, {}, ready, log_path=log):
+        assert health(found[0])["policy_version"] == "v-test-1"
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_port_out_of_range_is_one_line(port: str):
+    result = recloop("serve", "--port", port)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "serving.port must be between 0 and 65535" in line and port in line
+
+
+def test_serve_defaults_to_the_deployed_policy(trained_policy: Path, tmp_path: Path):
+    from app.deployer.local import deploy
+
+    artifacts = tmp_path / "artifacts"
+    labelled(trained_policy, artifacts / "policy", "v-trained")
+    deploy(
+        str(labelled(trained_policy, tmp_path / "out", "v-deployed")), str(artifacts / "policies")
+    )
+    port = free_port()
+    env = {"RECLOOP__ARTIFACTS_DIR": str(artifacts)}
+    url = f"http://127.0.0.1:{port}/health"
+    with running([*RECLOOP, "serve", "--port", str(port), *LOOPBACK], env, url):
+        assert health(port)["policy_version"] == "v-deployed"
+    (artifacts / "policies" / "CURRENT").unlink()
+    with running([*RECLOOP, "serve", "--port", str(port), *LOOPBACK], env, url):
+        assert health(port)["policy_version"] == "v-trained"
+    shown = " ".join(recloop("serve", "--help").stdout.split())
+    assert "else what was deployed (<artifacts_dir>/policies/CURRENT)" in shown
+
+
+def test_no_policy_is_one_clear_line(tmp_path: Path):
+    result = recloop("serve", "--port", "0", env={"RECLOOP__ARTIFACTS_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: no policy to serve:") and "recloop train" in line
