@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app.local.processes import PYTHON, free_port, running
 
@@ -60,3 +61,62 @@ def test_bad_flag_exits_nonzero_with_the_reason():
     result = subprocess.run([*RECLOOP, "train", "--rank-k", "zero"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "--rank-k" in result.stderr
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["pipeline", "run", "retraining", "--env", "dev"], "RECLOOP__CLOUD__PROJECT_ID"),
+        (["pipeline", "run", "retraining", "--env", "staging"], "RECLOOP_PROFILE"),
+        (["tune", "--vertex", "--trials", "1"], "RECLOOP__CLOUD__STAGING_BUCKET"),
+        (["serve", "--port", "x"], "'--port'"),
+    ],
+)
+def test_configuration_mistakes_are_one_line(args: list[str], named: str):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP")}
+    result = subprocess.run([*RECLOOP, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert named in _one_line_error(result)
+    debug = subprocess.run(
+        [*RECLOOP, *args, "--debug"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert debug.returncode == 2
+    if "--port" not in args:  # usage mistakes have no traceback to show
+        assert "Traceback (most recent call last)" in debug.stderr
+
+
+def test_make_synth_mistake_is_one_line():
+    infra = Path(__file__).resolve().parents[1] / "infra"
+    result = subprocess.run(
+        [PYTHON, "main.py", "staging"], cwd=infra, capture_output=True, text=True, timeout=60
+    )
+    assert "ENV=" in _one_line_error(result) and "'staging'" in result.stderr
+
+
+def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path: Path):
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir)}
+    args = ["--training-loops", "5", "--rank-k", "5", "--num-actions", "8", "--no-progress"]
+    result = subprocess.run(
+        [*RECLOOP, "train", *args, "--artifacts-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("trained linucb")
+    shown = subprocess.run(
+        [PYTHON, "-c", "import app, warnings; warnings.warn('a real one', UserWarning)"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert "UserWarning: a real one" in shown.stderr
