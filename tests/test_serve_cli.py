@@ -56,7 +56,9 @@ def test_busy_port_is_refused_unless_sharing_is_asked(trained_policy: Path):
             assert shared.poll() is None
 
 
-def test_port_zero_reports_the_port_it_got(trained_policy: Path, tmp_path: Path):
+def test_port_zero_reports_the_port_it_got_and_access_log_is_optional(
+    trained_policy: Path, tmp_path: Path
+):
     log = tmp_path / "serve.log"
     found: list[int] = []
 
@@ -73,6 +75,10 @@ def test_port_zero_reports_the_port_it_got(trained_policy: Path, tmp_path: Path)
     command = [*RECLOOP, "serve", "--policy", str(trained_policy), "--port", "0", *LOOPBACK]
     with running(command, {}, ready, log_path=log):
         assert health(found[0])["policy_version"] == "v-test-1"
+    assert '"GET /health' not in log.read_text()
+    with running([*command, "--access-log"], {}, ready, log_path=log):
+        health(found[0])
+    assert '"GET /health HTTP/1.1" 200' in log.read_text()
 
 
 @pytest.mark.parametrize("port", ["99999", "-1"])

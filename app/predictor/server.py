@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from app.predictor.policy import ServingPolicy
+from app.predictor.policy import NonFiniteScores, ServingPolicy
 from app.predictor.requests import SINGLE, BadRequest, parse
 
 log = logging.getLogger("recloop.predictor")
@@ -198,11 +198,34 @@ class PredictorApp:
             request = parse(content, policy.rank_k)
         except BadRequest as err:
             return 400, {"error": str(err)}
-        actions = policy.actions(request.observations)
+        try:
+            actions = policy.actions(request.observations)
+        except NonFiniteScores as err:
+            return 400, {
+                "error": f"{_instance_of(err.rows[0], request.layout)}: the policy's scores for "
+                "this observation are not finite numbers (its values are too large)"
+            }
         request_id = uuid.uuid4().hex
         response = _predictions(policy, actions, request.layout, request_id)
         served = (request_id, datetime.now(UTC), policy, request.observations, actions)
         return 200, {"response": response, "served": served}
+
+
+def _instance_of(row: int, layout: list[int] | None) -> str:
+    """Names the instance (and, in the batched form, the vector) holding observation `row`."""
+    if layout is None:
+        return f"instances[{row}].observation"
+    start = 0
+    for i, count in enumerate(layout):
+        if count == SINGLE:
+            if row == start:
+                return f"instances[{i}].observation"
+            start += 1
+        elif row < start + count:
+            return f"instances[{i}].observation[{row - start}]"
+        else:
+            start += count
+    return f"observation row {row}"
 
 
 def _predictions(
