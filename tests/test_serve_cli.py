@@ -114,3 +114,35 @@ def test_no_policy_is_one_clear_line(tmp_path: Path):
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: no policy to serve:") and "recloop train" in line
+
+
+def test_container_retries_with_backoff_until_a_policy_appears(
+    trained_policy: Path, tmp_path: Path
+):
+    """Vertex's container (`python -m app.predictor`): 503 with the reason, a few log lines
+    with growing waits (not one a second), then it serves what appears."""
+    import time
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    port = free_port()
+    log = tmp_path / "predictor.log"
+    env = {"AIP_STORAGE_URI": str(folder), "AIP_HTTP_PORT": str(port)}
+
+    def unavailable() -> bool:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        except httpx.TransportError:
+            return False
+        return answer.status_code == 503 and "retrying in" in answer.json()["reason"]
+
+    with running([PYTHON, "-m", "app.predictor"], env, unavailable, log_path=log):
+        time.sleep(7)
+        attempts = log.read_text().count("could not load the policy")
+        assert 2 <= attempts <= 4, log.read_text()  # every second would be 7 or more
+        labelled(trained_policy, folder / "v-late", "v-late")
+        (folder / "CURRENT").write_text("v-late")
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and health(port).get("status") != "ok":
+            time.sleep(0.5)
+        assert health(port)["policy_version"] == "v-late"

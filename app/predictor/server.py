@@ -62,12 +62,15 @@ class PredictorApp:
         marker: Callable[[], str | None] | None = None,
         reload_seconds: float = 1.0,
         sink: PredictionSink | None = None,
+        retry_seconds: float = 2.0,
+        max_retry_seconds: float = 60.0,
     ):
         """`marker` names what `loader` would load now (the deployed version); when it
         changes, the policy is reloaded."""
         self.loader = loader
         self.marker = marker
         self.reload_seconds = reload_seconds
+        self.retry_seconds, self.max_retry_seconds = retry_seconds, max_retry_seconds
         self.sink = sink
         self._loaded_marker: str | None = None
         self._watching: asyncio.Task[None] | None = None
@@ -79,14 +82,14 @@ class PredictorApp:
         self._loading: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
-    async def load(self) -> None:
+    async def load(self) -> bool:
+        """Loads what `loader` gives now; False (and `load_error` set) if it cannot."""
         try:
             marker = await asyncio.to_thread(self.marker) if self.marker else None
             policy = await asyncio.to_thread(self.loader)
         except Exception as err:  # reported by the health route; the process stays up
             self.load_error = f"{type(err).__name__}: {err}"
-            log.error("could not load the policy: %s", self.load_error)
-            return
+            return False
         first = self.policy is None
         self.policy, self._loaded_marker, self.load_error = policy, marker, None
         if first:
@@ -98,38 +101,58 @@ class PredictorApp:
             gc.collect()
             gc.freeze()
         log.info("serving policy %s from %s", policy.version, policy.uri)
+        return True
+
+    async def load_until_loaded(self) -> None:
+        """The first load, retried with exponential backoff (one log line per attempt, the
+        wait doubling up to `max_retry_seconds`); health answers 503 with the reason until
+        then, so Vertex AI routes no traffic. Proved by
+        tests/test_serve_cli.py::test_container_retries_with_backoff_until_a_policy_appears."""
+        delay = self.retry_seconds
+        while not await self.load():
+            self.load_error = f"{self.load_error} (retrying in {delay:.0f} s)"
+            log.error("could not load the policy: %s", self.load_error)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, self.max_retry_seconds)
 
     async def watch(self) -> None:
         """Follows the deployment pointer; a failed reload keeps the current policy serving.
+        A problem (unreadable pointer, unloadable version) is logged once, not every second.
 
         Starts once the first load has finished: loading the same policy twice at once would
         double start-up time and memory (tests/test_predictor_hot_swap.py)."""
         assert self.marker is not None
         if self._loading is not None:
             await self._loading
+        reported: str | None = None
         while True:
             await asyncio.sleep(self.reload_seconds)
+            problem = None
             try:
                 marker = await asyncio.to_thread(self.marker)
             except Exception as err:
-                log.warning("cannot read the deployment pointer: %s", err)
-                continue
-            if marker is not None and marker != self._loaded_marker:
-                await self.load()
+                problem = f"cannot read the deployment pointer (still serving): {err}"
+            else:
+                if marker is not None and marker != self._loaded_marker and not await self.load():
+                    problem = f"could not load policy {marker} (still serving): {self.load_error}"
+            if problem is not None and problem != reported:
+                log.warning("%s", problem)
+            reported = problem
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._loading = asyncio.create_task(self.load())
+                self._loading = asyncio.create_task(self.load_until_loaded())
                 if self.marker is not None:
                     self._watching = asyncio.create_task(self.watch())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._watching is not None:
-                    self._watching.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._watching
+                for task in (self._watching, self._loading):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
