@@ -18,6 +18,9 @@ from app.linear import LinearState
 
 METADATA_FILE = "recloop_policy.json"
 TRAINED_DIR = "policy"  # <artifacts_dir>/policy: what `recloop train` wrote last
+# Per-arm policies are not servable (the predictor takes global observations): kept apart so
+# a per-arm run never replaces the servable one (tests/test_trainer.py).
+TRAINED_PER_ARM_DIR = "policy-per-arm"
 DEPLOYED_DIR = "policies"  # <artifacts_dir>/policies/<version>, and CURRENT: what was deployed
 POINTER = "CURRENT"
 FORMAT = 1

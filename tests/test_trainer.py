@@ -73,6 +73,23 @@ def test_per_arm_variant_trains(settings: Settings, agent: str):
     assert len(result.history.loops) == 5
 
 
+def test_per_arm_regret_falls_like_the_global_agents(settings: Settings, tmp_path: Path):
+    """Per-arm LinUCB learns (u ⊙ v features): late regret well under early regret, as for
+    the global agent. Over concatenated [u, v] it stayed flat (0.86 vs 1.01 on this data)."""
+    for per_arm in (False, True):
+        args = dataclasses.replace(SMALL, per_arm=per_arm, training_loops=150, num_actions=6)
+        where = dataclasses.replace(settings, artifacts_dir=str(tmp_path / str(per_arm)))
+        regret = [m.regret for m in run(args, where).history.loops]
+        assert np.mean(regret[-30:]) < 0.6 * np.mean(regret[:10]), (per_arm, regret)
+
+
+def test_per_arm_run_keeps_the_servable_policy(settings: Settings):
+    served = run(SMALL, settings).policy_dir
+    per_arm = run(dataclasses.replace(SMALL, per_arm=True, training_loops=3), settings)
+    assert per_arm.policy_dir != served and read_metadata(per_arm.policy_dir).per_arm
+    assert not read_metadata(served).per_arm
+
+
 def test_vertex_directories_are_honoured(settings: Settings, tmp_path: Path):
     vertex = VertexJobConfig(
         model_dir=str(tmp_path / "model"),

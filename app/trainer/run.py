@@ -14,7 +14,13 @@ from app import movielens
 from app.agents import AgentSpec
 from app.config import Settings
 from app.environment import MovieLensBandit, MovieLensPerArmBandit, factorize, factorize_per_arm
-from app.policy_store import TRAINED_DIR, PolicyMetadata, join, save_policy
+from app.policy_store import (
+    TRAINED_DIR,
+    TRAINED_PER_ARM_DIR,
+    PolicyMetadata,
+    join,
+    save_policy,
+)
 from app.trainer import report
 from app.trainer.checkpoint import Checkpoints
 from app.trainer.flags import TrainingArgs
@@ -120,7 +126,9 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
 
     tf.io.gfile.makedirs(artifacts_dir)
 
-    policy_dir = settings.vertex_job.model_dir or join(artifacts_dir, TRAINED_DIR)
+    policy_dir = settings.vertex_job.model_dir or join(
+        artifacts_dir, TRAINED_PER_ARM_DIR if args.per_arm else TRAINED_DIR
+    )
     version = args.policy_version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
     save_policy(
         agent,
