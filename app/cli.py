@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
 
-from app.config import ConfigError, load_settings
+from app.config import ConfigError, Settings, load_settings
 from app.policy_store import PolicyStoreError
 from app.predictor.location import DEFAULT_DESCRIPTION
 
@@ -182,7 +182,16 @@ def pipeline_run(
         str, typer.Option(help="local runs here with kfp.local; dev or prod submits to Vertex AI.")
     ] = "local",
     template: Annotated[
-        str | None, typer.Option(help="Compiled template (gs:// or a path); default: compile now.")
+        str | None,
+        typer.Option(help="Compiled template (gs:// or a path).", show_default="compile now"),
+    ] = None,
+    best_hyperparameters: Annotated[
+        str | None,
+        typer.Option(
+            help="A best_hyperparameters.json of `recloop tune` (LinUCB, the pipelines' agent): "
+            "its agent_alpha and tikhonov_weight replace the configured ones.",
+            show_default="the configured loop.agent_alpha and loop.tikhonov_weight",
+        ),
     ] = None,
 ) -> None:
     """Run a pipeline: here with kfp.local, or on Vertex AI Pipelines in a cloud environment."""
@@ -195,6 +204,12 @@ def pipeline_run(
     if name not in NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(sorted(NAMES))}", param_hint="NAME")
     settings = load_settings(env)
+    if best_hyperparameters:
+        settings = with_best_hyperparameters(settings, best_hyperparameters)
+        typer.echo(
+            f"tuned values from {best_hyperparameters}: agent_alpha="
+            f"{settings.loop.agent_alpha:.4g}, tikhonov_weight={settings.loop.tikhonov_weight:.4g}"
+        )
     if env == "local":
         run_local(NAMES[name], settings)
         return
@@ -207,6 +222,30 @@ def pipeline_run(
             NAMES[name], settings, template, vertex_parameters(NAMES[name], settings)
         )
     typer.echo(f"submitted {job.resource_name}")
+
+
+def with_best_hyperparameters(settings: Settings, path: str) -> Settings:
+    """`settings` whose loop trains with the tuned values in `path` (refused, in one line, if
+    they were tuned for another agent than the pipelines' LinUCB).
+    Proved by tests/test_tuning.py::test_pipelines_take_best_hyperparameters."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from app.agents import LINUCB
+    from app.tuning import space
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"--best-hyperparameters: {path} does not exist")
+    with tf.io.gfile.GFile(path) as f:
+        agent, values = space.loads_best(f.read(), path)
+    space.check_agent(agent, LINUCB, path)
+    loop = dataclasses.replace(
+        settings.loop,
+        agent_alpha=values["agent_alpha"],
+        tikhonov_weight=values["tikhonov_weight"],
+    )
+    return dataclasses.replace(settings, loop=loop)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

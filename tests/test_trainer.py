@@ -129,7 +129,11 @@ def test_train_with_best_hyperparameters_uses_the_winner(settings: Settings):
     artifacts.mkdir(parents=True)
     (artifacts / "best_hyperparameters.json").write_text(
         json.dumps(
-            {"hyperparameters": {"agent_alpha": 0.37, "tikhonov_weight": 2.5}, "final_regret": 0.1}
+            {
+                "agent": "linucb",
+                "hyperparameters": {"agent_alpha": 0.37, "tikhonov_weight": 2.5},
+                "final_regret": 0.1,
+            }
         )
     )
     result = run(dataclasses.replace(SMALL, train_with_best_hyperparameters=True), settings)
@@ -144,15 +148,23 @@ def test_train_with_best_hyperparameters_uses_the_winner(settings: Settings):
     ("document", "message"),
     [
         (
-            {"hyperparameters": {"alpha": 1.0, "tikhonov_weight": 1.0}},
+            {"agent": "linucb", "hyperparameters": {"alpha": 1.0, "tikhonov_weight": 1.0}},
             "'alpha' is not a tuned hyper-parameter",
         ),
-        ({"hyperparameters": {"agent_alpha": 1.0}}, "missing tikhonov_weight"),
+        ({"agent": "linucb", "hyperparameters": {"agent_alpha": 1.0}}, "missing tikhonov_weight"),
         (
-            {"hyperparameters": {"agent_alpha": "1", "tikhonov_weight": 1.0}},
+            {"agent": "linucb", "hyperparameters": {"agent_alpha": "1", "tikhonov_weight": 1.0}},
             "agent_alpha must be a finite number",
         ),
         ({"best": {}}, "must hold an object with a 'hyperparameters' object"),
+        (
+            {"hyperparameters": {"agent_alpha": 1.0, "tikhonov_weight": 1.0}},
+            "does not record the agent it was tuned for",
+        ),
+        (
+            {"agent": "lints", "hyperparameters": {"agent_alpha": 1.0, "tikhonov_weight": 1.0}},
+            "was tuned for --agent lints, not linucb",
+        ),
     ],
 )
 def test_bad_best_hyperparameters_are_refused(settings: Settings, document, message):

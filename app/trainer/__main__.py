@@ -13,7 +13,7 @@ from app.trainer.run import run
 def main(argv: Sequence[str] | None = None, prog: str = "python -m app.trainer") -> int:
     args = parse_args(argv, prog)
     try:
-        result = run(args, load_settings())
+        result = run(args, load_settings(), say=print)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

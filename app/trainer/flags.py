@@ -36,6 +36,8 @@ class TrainingArgs:
     checkpoint_every: int = 50
     policy_version: str | None = None
     progress: bool = True
+    # Destinations of the flags given on the command line: tuned values never replace them.
+    explicit: frozenset[str] = frozenset()
 
 
 def _positive_int(text: str) -> int:
@@ -161,7 +163,7 @@ def to_argv(args: TrainingArgs, exclude: Sequence[str] = ()) -> list[str]:
     argv: list[str] = []
     for f in dataclasses.fields(TrainingArgs):
         value = getattr(args, f.name)
-        if f.name in exclude or value == getattr(defaults, f.name):
+        if f.name in (*exclude, "explicit") or value == getattr(defaults, f.name):
             continue
         if f.name == "progress":
             argv.append("--no-progress")
@@ -190,5 +192,10 @@ def _dashed(argv: Sequence[str]) -> list[str]:
 def parse_args(
     argv: Sequence[str] | None = None, prog: str = "python -m app.trainer"
 ) -> TrainingArgs:
-    namespace = build_parser(prog).parse_args(_dashed(sys.argv[1:] if argv is None else argv))
-    return TrainingArgs(**vars(namespace))
+    tokens = _dashed(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog)
+    namespace = parser.parse_args(tokens)
+    for action in parser._actions:  # parsed again without defaults: what was given
+        action.default = argparse.SUPPRESS
+    given = frozenset(vars(parser.parse_args(tokens)))
+    return TrainingArgs(**vars(namespace), explicit=given)

@@ -54,21 +54,28 @@ class TrainingResult:
     resumed_from_loop: int = 0
 
 
-def resolve_args(args: TrainingArgs, settings: Settings) -> TrainingArgs:
-    """Fills the artifacts dir from the profile and applies tuned values when asked."""
+def resolve_args(args: TrainingArgs, settings: Settings) -> tuple[TrainingArgs, str | None]:
+    """Fills the artifacts dir from the profile and applies tuned values when asked; also
+    says where the tuned values came from (None: none were used)."""
     args = dataclasses.replace(args, artifacts_dir=args.artifacts_dir or settings.artifacts_dir)
-    if args.train_with_best_hyperparameters:
-        import tensorflow as tf
+    if not args.train_with_best_hyperparameters:
+        return args, None
+    import tensorflow as tf
 
-        path = join(str(args.artifacts_dir), space.BEST_FILE)
-        if not tf.io.gfile.exists(path):
-            raise FileNotFoundError(
-                f"--train-with-best-hyperparameters: {path} does not exist; "
-                "run `recloop tune` first"
-            )
-        with tf.io.gfile.GFile(path) as f:
-            args = space.apply_best(args, f.read(), path)
-    return args
+    path = join(str(args.artifacts_dir), space.BEST_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"--train-with-best-hyperparameters: {path} does not exist; run `recloop tune` first"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        args, applied = space.apply_best(args, f.read(), path)
+    return args, f"{', '.join(sorted(applied)) or 'nothing'} from {path}"
+
+
+def describe_hyperparameters(args: TrainingArgs, tuned: str | None) -> str:
+    """The values a run uses, and which came from tuning (printed before training starts)."""
+    values = ", ".join(f"{p.name}={getattr(args, p.name):.4g}" for p in space.SEARCH_SPACE)
+    return f"{args.agent}: {values}" + (f" (tuned: {tuned})" if tuned else "")
 
 
 def build_environment(
@@ -103,8 +110,13 @@ def agent_spec(args: TrainingArgs) -> AgentSpec:
     )
 
 
-def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
-    args = resolve_args(args, settings)
+def run(
+    args: TrainingArgs, settings: Settings, say: Callable[[str], None] | None = None
+) -> TrainingResult:
+    """`say` hears what a person should read before training starts (the values used)."""
+    args, tuned = resolve_args(args, settings)
+    if say is not None:
+        say(f"hyper-parameters of {describe_hyperparameters(args, tuned)}")
     artifacts_dir = str(args.artifacts_dir)
     env, titles = build_environment(args, settings)
     learner = make_learner(agent_spec(args), args.seed)
