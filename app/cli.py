@@ -25,6 +25,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 DEBUG_FLAG = "--debug"
@@ -56,7 +57,9 @@ def tune(
     trials: Annotated[int, typer.Option(min=1, help="How many trials to run.")] = 16,
     parallel: Annotated[
         int | None,
-        typer.Option(min=1, help="Trials at once [default: one per core locally, 4 on Vertex]."),
+        typer.Option(
+            min=1, help="Trials at once.", show_default="one per core locally, 4 on Vertex"
+        ),
     ] = None,
     vertex: Annotated[
         bool,

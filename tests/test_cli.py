@@ -19,7 +19,16 @@ def test_help_lists_the_commands():
     train_help = subprocess.run(
         [*RECLOOP, "train", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    assert "usage: recloop train" in train_help and "--agent-alpha" in train_help
+    assert "Usage: recloop train" in train_help and "--agent-alpha" in train_help
+    # One framework, one style: no type tag on flags, no doubled or swallowed defaults.
+    for shown in (train_help, out):
+        assert "<bool>" not in shown and "(default: None)" not in shown
+    flat = " ".join(train_help.split())
+    assert "--progress / --no-progress Show a progress bar. [default: progress]" in flat
+    tune_help = subprocess.run(
+        [*RECLOOP, "tune", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "[default: (one per core locally, 4 on Vertex)" in " ".join(tune_help.split())
 
 
 def test_train_then_serve_answers_a_vertex_request(movielens_dir: Path, tmp_path: Path):
@@ -112,7 +121,9 @@ def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert result.stdout.startswith("trained linucb")
+    first, last = result.stdout.splitlines()
+    assert first.startswith("hyper-parameters of linucb: agent_alpha=1, tikhonov_weight=1")
+    assert last.startswith("trained linucb")
     shown = subprocess.run(
         [PYTHON, "-c", "import app, warnings; warnings.warn('a real one', UserWarning)"],
         capture_output=True,

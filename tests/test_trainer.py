@@ -226,10 +226,10 @@ def test_sample_flags_and_vertex_spelling_parse():
 @pytest.mark.parametrize(
     ("flag", "message"),
     [
-        ("--batch-size=0", "--batch-size: must be a whole number ≥ 1"),
-        ("--tikhonov-weight=-1", "--tikhonov-weight: must be a finite number > 0"),
-        ("--agent-alpha=nan", "--agent-alpha: must be a finite number ≥ 0"),
-        ("--agent=dqn", "--agent: invalid choice: 'dqn'"),
+        ("--batch-size=0", "'--batch-size': must be a whole number ≥ 1"),
+        ("--tikhonov-weight=-1", "'--tikhonov-weight': must be a finite number > 0"),
+        ("--agent-alpha=nan", "'--agent-alpha': must be a finite number ≥ 0"),
+        ("--agent=dqn", "'--agent': choose one of linucb, lints"),
     ],
 )
 def test_bad_flags_are_named(flag: str, message: str, capsys: pytest.CaptureFixture[str]):
