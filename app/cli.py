@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-import time
-import traceback
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Annotated
 
-import typer
-from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
+# Ctrl-C while the imports below load (about a second) ends quietly; `main` then restores
+# Python's KeyboardInterrupt (tests/test_cli.py::test_serve_stops_on_ctrl_c_while_starting).
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 
-from app.config import ConfigError, Settings, load_settings
-from app.policy_store import PolicyStoreError
-from app.predictor.location import DEFAULT_DESCRIPTION
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+from typer._click import exceptions as click_errors  # noqa: E402  (typer 0.29 vendors click here)
+
+from app.config import ConfigError, load_settings  # noqa: E402
+from app.policy_store import PolicyStoreError  # noqa: E402
+from app.predictor.location import DEFAULT_DESCRIPTION  # noqa: E402
 
 app = typer.Typer(
     help=(
@@ -208,6 +214,8 @@ def pipeline_run(
         raise typer.BadParameter(f"choose one of {', '.join(sorted(NAMES))}", param_hint="NAME")
     settings = load_settings(env)
     if best_hyperparameters:
+        from app.tuning.space import with_best_hyperparameters
+
         settings = with_best_hyperparameters(settings, best_hyperparameters)
         typer.echo(
             f"tuned values from {best_hyperparameters}: agent_alpha="
@@ -227,30 +235,6 @@ def pipeline_run(
     typer.echo(f"submitted {job.resource_name}")
 
 
-def with_best_hyperparameters(settings: Settings, path: str) -> Settings:
-    """`settings` whose loop trains with the tuned values in `path` (refused, in one line, if
-    they were tuned for another agent than the pipelines' LinUCB).
-    Proved by tests/test_tuning.py::test_pipelines_take_best_hyperparameters."""
-    import dataclasses
-
-    import tensorflow as tf
-
-    from app.agents import LINUCB
-    from app.tuning import space
-
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"--best-hyperparameters: {path} does not exist")
-    with tf.io.gfile.GFile(path) as f:
-        agent, values = space.loads_best(f.read(), path)
-    space.check_agent(agent, LINUCB, path)
-    loop = dataclasses.replace(
-        settings.loop,
-        agent_alpha=values["agent_alpha"],
-        tikhonov_weight=values["tikhonov_weight"],
-    )
-    return dataclasses.replace(settings, loop=loop)
-
-
 def _user_errors() -> tuple[type[BaseException], ...]:
     from app.predictor.__main__ import PortUnavailable
 
@@ -262,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Proved by tests/test_cli.py::test_configuration_mistakes_are_one_line.
     """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args
     if debug:  # accepted anywhere on the line; typer sees it where the callback takes it

@@ -1,7 +1,8 @@
 """Known-harmless messages from libraries, silenced where they come from, one by one.
 
 Each entry names one message; any other warning still shows. Installed by `app/__init__.py`
-before TensorFlow, TF-Agents or the Google SDKs are imported.
+before TensorFlow, TF-Agents or the Google SDKs are imported; the absl filter by
+`app.policy_store.save_policy`, where those messages come from.
 Proved by tests/test_cli.py::test_a_training_run_prints_only_recloops_lines.
 """
 
@@ -43,8 +44,13 @@ def install() -> None:
     for category, message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
     _drop_gym_notice()
-    try:
-        from absl import logging as absl_logging  # creates the "absl" logger as absl wants it
-    except ImportError:
-        return
-    absl_logging.get_absl_logger().addFilter(_DropKnown())
+
+
+def quiet_absl() -> None:
+    """Called where the absl messages come from (saving a policy), so that importing `app`
+    stays light (a CLI must react to Ctrl-C from its first moment)."""
+    from absl import logging as absl_logging  # creates the "absl" logger as absl wants it
+
+    logger = absl_logging.get_absl_logger()
+    if not any(isinstance(f, _DropKnown) for f in logger.filters):
+        logger.addFilter(_DropKnown())

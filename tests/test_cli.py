@@ -10,6 +10,7 @@ import pytest
 from app.local.processes import PYTHON, free_port, running
 
 RECLOOP = [PYTHON, "-m", "app.cli"]
+LOOPBACK = ["--host", "127.0.0.1"]
 
 
 def test_help_lists_the_commands():
@@ -131,3 +132,50 @@ def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path
         env=env,
     )
     assert "UserWarning: a real one" in shown.stderr
+
+
+def test_ctrl_c_stops_training_cleanly(movielens_dir: Path, tmp_path: Path):
+    import signal
+    import time
+
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir), "PYTHONUNBUFFERED": "1"}
+    args = ["--training-loops", "10000000", "--rank-k", "5", "--num-actions", "8"]
+    process = subprocess.Popen(
+        [*RECLOOP, "train", *args, "--no-progress", "--artifacts-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("hyper-parameters of linucb")
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.strip().splitlines() == ["interrupted: no new policy was saved"]
+    assert not (tmp_path / "policy").exists()
+
+
+def test_serve_stops_on_ctrl_c_while_starting(trained_policy: Path):
+    import signal
+    import time
+
+    for delay in (0.5, 3):
+        process = subprocess.Popen(
+            [*RECLOOP, "serve", "--policy", str(trained_policy), *["--port", "0"], *LOOPBACK],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=15)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
+        assert "Traceback" not in err, err

@@ -31,12 +31,45 @@ def test_trainer_writes_policy_metrics_plot_and_summaries(settings: Settings):
     assert metrics["interactions_per_second"] > 0
     assert metrics["hyperparameters"] == {"agent_alpha": 2.0, "tikhonov_weight": 0.5}
     assert (artifacts / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list((artifacts / "tensorboard").glob("events.out.tfevents.*"))
+    (run_folder,) = (artifacts / "tensorboard").iterdir()  # one folder per run
+    assert run_folder.name == read_metadata(str(artifacts / "policy")).policy_version
+    assert list(run_folder.glob("events.out.tfevents.*"))
     meta = read_metadata(str(artifacts / "policy"))
     assert (meta.agent, meta.num_actions, meta.rank_k, meta.alpha) == ("linucb", 10, 5, 2.0)
     assert meta.titles[0] == "Synthetic Movie 1 (1995)" and meta.movie_ids[:2] == [1, 2]
     assert (artifacts / "policy" / "saved_model.pb").is_file()
     assert result.history.interactions == 480
+
+
+def test_metrics_json_is_summarised_per_window(settings: Settings):
+    result = run(dataclasses.replace(SMALL, training_loops=450), settings)
+    metrics = json.loads((Path(settings.artifacts_dir) / "metrics.json").read_text())
+    assert (metrics["loops"], metrics["window_loops"], len(metrics["regret"])) == (450, 3, 150)
+    regret = [m.regret for m in result.history.loops]
+    assert metrics["regret"][-1] == pytest.approx(np.mean(regret[-3:]))
+
+
+def test_interrupted_training_leaves_the_last_policy(settings: Settings, monkeypatch):
+    """Ctrl-C while saving: the earlier policy stays whole; no half-written one appears."""
+    from tf_agents.policies import policy_saver
+
+    first = run(SMALL, settings)
+    before = read_metadata(first.policy_dir).policy_version
+
+    class Interrupted:  # PolicySaver stopped half-way through writing `directory`
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def save(self, directory: str) -> None:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            (Path(directory) / "saved_model.pb").write_bytes(b"half")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(policy_saver, "PolicySaver", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(dataclasses.replace(SMALL, policy_version="v-never"), settings)
+    assert read_metadata(first.policy_dir).policy_version == before
+    assert (Path(first.policy_dir) / "saved_model.pb").read_bytes() != b"half"
 
 
 def test_learning_beats_uniform_choice(settings: Settings):

@@ -165,12 +165,11 @@ def test_best_values_record_the_agent_and_yield_to_flags(movielens_dir: Path, tm
 
 
 def test_pipelines_take_best_hyperparameters(tmp_path: Path):
-    from app.cli import with_best_hyperparameters
     from app.loop.parameters import STARTUP, PipelineParameters
 
     best = tmp_path / "best_hyperparameters.json"
     best.write_text(space.dumps_best("linucb", {"agent_alpha": 0.5, "tikhonov_weight": 3.0}, 0.1))
-    tuned = with_best_hyperparameters(Settings(), str(best))
+    tuned = space.with_best_hyperparameters(Settings(), str(best))
     values = PipelineParameters.from_settings(tuned).values(STARTUP)
     assert (values["agent_alpha"], values["tikhonov_weight"]) == (0.5, 3.0)
     best.write_text(space.dumps_best("lints", {"agent_alpha": 0.5, "tikhonov_weight": 3.0}, 0.1))

@@ -15,6 +15,8 @@ from app import wiring
 from app.config import ConfigError, ServingConfig, env_name, load_settings
 from app.predictor.location import storage_uri_of
 
+WORKER_KILL_SECONDS = 3
+
 
 class PortUnavailable(RuntimeError):
     """The port cannot be listened on; the message names it and what to do."""
@@ -72,6 +74,9 @@ def serve(serving: ServingConfig, storage_uri: str) -> None:
         loop=Loops.uvloop,
         log_level=LogLevels.warning,
         log_access=serving.access_log,
+        # A worker still starting (importing TensorFlow) ignores SIGTERM: without this, Ctrl-C
+        # during start-up waited for it forever.
+        workers_kill_timeout=WORKER_KILL_SECONDS,
     ).serve()
 
 

@@ -142,40 +142,57 @@ def run(
         artifacts_dir, TRAINED_PER_ARM_DIR if args.per_arm else TRAINED_DIR
     )
     version = args.policy_version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
-    save_policy(
-        agent,
-        policy_dir,
-        PolicyMetadata(
-            agent=args.agent,
-            per_arm=args.per_arm,
-            num_actions=args.num_actions,
-            rank_k=args.rank_k,
-            alpha=args.agent_alpha,
-            tikhonov_weight=args.tikhonov_weight,
-            policy_version=version,
-            movie_ids=list(range(1, args.num_actions + 1)) if not args.per_arm else [],
-            titles=titles,
-            trained_interactions=history.interactions,
-        ),
-    )
     hyperparameters = {p.name: getattr(args, p.name) for p in space.SEARCH_SPACE}
-    metrics_path = report.write_metrics(
-        artifacts_dir,
-        history,
+    metadata = PolicyMetadata(
         agent=args.agent,
-        seed=args.seed,
-        hyperparameters=hyperparameters,
-        objective={"name": space.METRIC, "value": objective},
-        policy_dir=policy_dir,
+        per_arm=args.per_arm,
+        num_actions=args.num_actions,
+        rank_k=args.rank_k,
+        alpha=args.agent_alpha,
+        tikhonov_weight=args.tikhonov_weight,
         policy_version=version,
-        resumed_from_loop=resumed_from_loop,
+        movie_ids=list(range(1, args.num_actions + 1)) if not args.per_arm else [],
+        titles=titles,
+        trained_interactions=history.interactions,
     )
-    report.write_plot(
-        artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)"
-    )
-    report.write_tensorboard(
-        settings.vertex_job.tensorboard_log_dir or join(artifacts_dir, "tensorboard"), history
-    )
+    # Reports first, the policy last (renamed into place): a run stopped while saving leaves
+    # the previous policy, never a new one without its reports.
+    saving: list[tuple[str, Callable[[], object]]] = [
+        (
+            report.METRICS_FILE,
+            lambda: report.write_metrics(
+                artifacts_dir,
+                history,
+                agent=args.agent,
+                seed=args.seed,
+                hyperparameters=hyperparameters,
+                objective={"name": space.METRIC, "value": objective},
+                policy_dir=policy_dir,
+                policy_version=version,
+                resumed_from_loop=resumed_from_loop,
+            ),
+        ),
+        (
+            report.PLOT_FILE,
+            lambda: report.write_plot(
+                artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)"
+            ),
+        ),
+        (
+            f"TensorBoard ({len(history.loops)} loops)",
+            lambda: report.write_tensorboard(
+                settings.vertex_job.tensorboard_log_dir
+                or join(join(artifacts_dir, report.TENSORBOARD_DIR), version),
+                history,
+            ),
+        ),
+        (f"the policy ({policy_dir})", lambda: save_policy(agent, policy_dir, metadata)),
+    ]
+    for step, (what, save) in enumerate(saving, 1):
+        if say is not None and args.progress:
+            say(f"saving {step}/{len(saving)}: {what}")
+        save()
+    metrics_path = join(artifacts_dir, report.METRICS_FILE)
     if args.run_hyperparameter_tuning:
         import hypertune
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from app.config import Settings
 from app.trainer.flags import TrainingArgs
 from app.trainer.metrics import History
 
@@ -116,3 +117,26 @@ def apply_best(
 def with_values(args: TrainingArgs, values: dict[str, float]) -> TrainingArgs:
     """`args` with tuned values set (names already checked against the search space)."""
     return dataclasses.replace(args, **cast(dict[str, Any], values))
+
+
+def with_best_hyperparameters(settings: Settings, path: str) -> Settings:
+    """`settings` whose loop trains with the tuned values in `path` (refused, in one line, if
+    they were tuned for another agent than the pipelines' LinUCB).
+    Proved by tests/test_tuning.py::test_pipelines_take_best_hyperparameters."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from app.agents import LINUCB
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"--best-hyperparameters: {path} does not exist")
+    with tf.io.gfile.GFile(path) as f:
+        agent, values = loads_best(f.read(), path)
+    check_agent(agent, LINUCB, path)
+    loop = dataclasses.replace(
+        settings.loop,
+        agent_alpha=values["agent_alpha"],
+        tikhonov_weight=values["tikhonov_weight"],
+    )
+    return dataclasses.replace(settings, loop=loop)
