@@ -222,7 +222,15 @@ def pipeline_run(
             f"{settings.loop.agent_alpha:.4g}, tikhonov_weight={settings.loop.tikhonov_weight:.4g}"
         )
     if env == "local":
-        run_local(NAMES[name], settings)
+        from pipelines.progress import run_with_progress
+
+        terminal = sys.stdout  # kfp.local's own output goes to the log file meanwhile
+        run_with_progress(
+            name,
+            settings,
+            lambda log: run_local(NAMES[name], settings, log),
+            lambda line: print(line, file=terminal, flush=True),
+        )
         return
     with tempfile.TemporaryDirectory() as scratch:
         if template is None:
@@ -237,8 +245,16 @@ def pipeline_run(
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from app.predictor.__main__ import PortUnavailable
+    from pipelines.progress import PipelineFailed
 
-    return (ConfigError, PolicyStoreError, PortUnavailable, FileNotFoundError, ValueError)
+    return (
+        ConfigError,
+        PolicyStoreError,
+        PortUnavailable,
+        PipelineFailed,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -179,3 +179,36 @@ def test_serve_stops_on_ctrl_c_while_starting(trained_policy: Path):
         finally:
             os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
         assert "Traceback" not in err, err
+
+
+def test_pipeline_run_shows_steps_and_a_summary(tmp_path: Path, trained_policy: Path):
+    """A failing step: one line per step, one error line naming the step and the log file
+    that holds kfp.local's raw output (227 lines of executor JSON on the terminal before)."""
+    env = {**os.environ, "MOVIELENS_DIR": str(tmp_path / "none")}
+    env["RECLOOP__DATA__DOWNLOAD"] = "false"
+    result = subprocess.run(
+        [*RECLOOP, "pipeline", "run", "startup"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 2
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("pipeline startup, here with kfp.local (full log: ")
+    assert lines[1:] == ["  running generate …", lines[2]] and "failure generate" in lines[2]
+    (error,) = result.stderr.strip().splitlines()
+    assert "Inner task failed: 'generate'" in error
+    (log,) = (tmp_path / ".recloop" / "logs").glob("startup-*.log")
+    assert str(log.relative_to(tmp_path)) in error and "Executing task" in log.read_text()
+
+    from app.config import Settings
+    from app.deployer.local import deploy
+    from pipelines.progress import summary
+
+    artifacts = tmp_path / "artifacts"
+    deploy(str(trained_policy), str(artifacts / "policies"))
+    said = summary(Settings(artifacts_dir=str(artifacts)), 12.3)
+    assert f"policy v-test-1 deployed to {artifacts}/policies/v-test-1" in said
+    assert "serve it with `recloop serve`" in said
