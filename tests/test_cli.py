@@ -212,3 +212,15 @@ def test_pipeline_run_shows_steps_and_a_summary(tmp_path: Path, trained_policy: 
     said = summary(Settings(artifacts_dir=str(artifacts)), 12.3)
     assert f"policy v-test-1 deployed to {artifacts}/policies/v-test-1" in said
     assert "serve it with `recloop serve`" in said
+
+
+def test_old_node_is_said_once_and_readably():
+    """jsii printed Node's end-of-life banner as a dozen Python byte strings (b'!!  …')."""
+    code = "from infra.main import note_old_node\nnote_old_node()\nimport cdktf\n"
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=root, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "b'!!" not in result.stderr
+    assert result.stderr.count("note: Node") <= 1
