@@ -112,7 +112,7 @@ def test_make_synth_mistake_is_one_line():
 
 def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path: Path):
     env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir)}
-    args = ["--training-loops", "5", "--rank-k", "5", "--num-actions", "8", "--no-progress"]
+    args = ["--training-loops", "5", "--rank-k", "5", "--num-actions", "8"]
     result = subprocess.run(
         [*RECLOOP, "train", *args, "--artifacts-dir", str(tmp_path)],
         capture_output=True,
@@ -122,9 +122,11 @@ def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    first, last = result.stdout.splitlines()
-    assert first.startswith("hyper-parameters of linucb: agent_alpha=1, tikhonov_weight=1")
-    assert last.startswith("trained linucb")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("hyper-parameters of linucb: agent_alpha=1, tikhonov_weight=1")
+    assert lines[1].startswith("training linucb")  # the progress bar, then what is saved
+    assert [line.split(":")[0] for line in lines[2:6]] == [f"saving {i}/4" for i in range(1, 5)]
+    assert lines[6].startswith("trained linucb") and len(lines) == 7
     shown = subprocess.run(
         [PYTHON, "-c", "import app, warnings; warnings.warn('a real one', UserWarning)"],
         capture_output=True,
