@@ -157,9 +157,9 @@ def serve(
     uri = policy or storage_uri_of(serving, settings.artifacts_dir)
     serving = dataclasses.replace(serving, port=claim_port(serving))
     version = check_local_policy(uri)
+    shown = f"policy {version}" if version else "loaded by the server, retried until it loads"
     typer.echo(
-        f"serving {uri} (policy {version}) on "
-        f"http://{serving.host}:{serving.port}{serving.predict_route}"
+        f"serving {uri} ({shown}) on http://{serving.host}:{serving.port}{serving.predict_route}"
     )
     run_server(serving, uri)
 

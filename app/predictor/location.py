@@ -44,11 +44,11 @@ def storage_uri_of(serving: ServingConfig, artifacts_dir: str) -> str:
     return serving.storage_uri or default_location(artifacts_dir)
 
 
-def check_local_policy(uri: str) -> str:
+def check_local_policy(uri: str) -> str | None:
     """The version a local policy location would serve; a PolicyStoreError (one line) says
     why there is none. Remote (gs://) locations are left to the server, which retries."""
     if "://" in uri:
-        return "?"
+        return None
     folder = uri
     pointer = os.path.join(uri, POINTER)
     if os.path.isfile(pointer):

@@ -88,7 +88,8 @@ class PredictorApp:
             marker = await asyncio.to_thread(self.marker) if self.marker else None
             policy = await asyncio.to_thread(self.loader)
         except Exception as err:  # reported by the health route; the process stays up
-            self.load_error = f"{type(err).__name__}: {err}"
+            reason = " ".join(str(err).split())  # TensorFlow's messages span lines
+            self.load_error = f"{type(err).__name__}: {reason}"
             return False
         first = self.policy is None
         self.policy, self._loaded_marker, self.load_error = policy, marker, None
