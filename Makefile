@@ -95,7 +95,7 @@ $(CHECKOV):
 	.venv-checkov/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 
 synth: install
-	cd infra && ../$(PY) main.py $(ENV)
+	cd infra && ../$(PY) main.py $(ENV) $(if $(DEBUG),--debug)
 
 golden: install
 	$(PY) -m infra.golden write

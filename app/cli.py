@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-import time
-from pathlib import Path
-from typing import Annotated
 
-import typer
+# Ctrl-C while the imports below load (about a second) ends quietly; `main` then restores
+# Python's KeyboardInterrupt (tests/test_cli.py::test_serve_stops_on_ctrl_c_while_starting).
+signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
 
-from app.config import load_settings
+import time  # noqa: E402
+import traceback  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+from typer._click import exceptions as click_errors  # noqa: E402  (typer 0.29 vendors click here)
+
+from app.config import ConfigError, load_settings  # noqa: E402
+from app.policy_store import PolicyStoreError  # noqa: E402
+from app.predictor.location import DEFAULT_DESCRIPTION  # noqa: E402
 
 app = typer.Typer(
     help=(
@@ -20,7 +31,20 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
+
+DEBUG_FLAG = "--debug"
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option(DEBUG_FLAG, help="Show the full traceback when something fails.")
+    ] = False,
+) -> None:
+    """Global options (`--debug` is read by `main`, wherever it appears on the line)."""
+
 
 FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -39,7 +63,9 @@ def tune(
     trials: Annotated[int, typer.Option(min=1, help="How many trials to run.")] = 16,
     parallel: Annotated[
         int | None,
-        typer.Option(min=1, help="Trials at once [default: one per core locally, 4 on Vertex]."),
+        typer.Option(
+            min=1, help="Trials at once.", show_default="one per core locally, 4 on Vertex"
+        ),
     ] = None,
     vertex: Annotated[
         bool,
@@ -87,29 +113,54 @@ def serve(
     policy: Annotated[
         str | None,
         typer.Option(
-            help="Policy folder, local or gs:// "
-            "[default: AIP_STORAGE_URI, else <artifacts_dir>/policy]."
+            help="Policy folder (local or gs://), or a deployment folder whose CURRENT "
+            "pointer is followed and hot-swapped.",
+            show_default=DEFAULT_DESCRIPTION,
         ),
     ] = None,
     port: Annotated[
-        int | None, typer.Option(help="Port (default: AIP_HTTP_PORT, else 8080).")
+        int | None,
+        typer.Option(
+            help="Port to listen on; 0 picks a free one and reports it.",
+            show_default="AIP_HTTP_PORT, else 8080",
+        ),
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on.", show_default="0.0.0.0")
+    ] = None,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-port",
+            help="Share a port another server listens on (SO_REUSEPORT); refused otherwise.",
+        ),
+    ] = False,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log one line per request on stdout.")
+    ] = False,
 ) -> None:
-    """Serve a trained policy over HTTP with the Vertex AI prediction contract."""
+    """Serve a policy over HTTP with the Vertex AI prediction contract."""
     import dataclasses
 
+    from app.predictor.__main__ import claim_port
     from app.predictor.__main__ import serve as run_server
-    from app.predictor.asgi import storage_uri_of
+    from app.predictor.location import check_local_policy, storage_uri_of
 
     settings = load_settings()
     serving = dataclasses.replace(
         settings.serving,
         port=port if port is not None else settings.serving.port,
         host=host or settings.serving.host,
+        reuse_port=reuse_port or settings.serving.reuse_port,
+        access_log=access_log or settings.serving.access_log,
     )
     uri = policy or storage_uri_of(serving, settings.artifacts_dir)
-    typer.echo(f"serving {uri} on http://{serving.host}:{serving.port}{serving.predict_route}")
+    serving = dataclasses.replace(serving, port=claim_port(serving))
+    version = check_local_policy(uri)
+    shown = f"policy {version}" if version else "loaded by the server, retried until it loads"
+    typer.echo(
+        f"serving {uri} ({shown}) on http://{serving.host}:{serving.port}{serving.predict_route}"
+    )
     run_server(serving, uri)
 
 
@@ -140,7 +191,16 @@ def pipeline_run(
         str, typer.Option(help="local runs here with kfp.local; dev or prod submits to Vertex AI.")
     ] = "local",
     template: Annotated[
-        str | None, typer.Option(help="Compiled template (gs:// or a path); default: compile now.")
+        str | None,
+        typer.Option(help="Compiled template (gs:// or a path).", show_default="compile now"),
+    ] = None,
+    best_hyperparameters: Annotated[
+        str | None,
+        typer.Option(
+            help="A best_hyperparameters.json of `recloop tune` (LinUCB, the pipelines' agent): "
+            "its agent_alpha and tikhonov_weight replace the configured ones.",
+            show_default="the configured loop.agent_alpha and loop.tikhonov_weight",
+        ),
     ] = None,
 ) -> None:
     """Run a pipeline: here with kfp.local, or on Vertex AI Pipelines in a cloud environment."""
@@ -153,8 +213,24 @@ def pipeline_run(
     if name not in NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(sorted(NAMES))}", param_hint="NAME")
     settings = load_settings(env)
+    if best_hyperparameters:
+        from app.tuning.space import with_best_hyperparameters
+
+        settings = with_best_hyperparameters(settings, best_hyperparameters)
+        typer.echo(
+            f"tuned values from {best_hyperparameters}: agent_alpha="
+            f"{settings.loop.agent_alpha:.4g}, tikhonov_weight={settings.loop.tikhonov_weight:.4g}"
+        )
     if env == "local":
-        run_local(NAMES[name], settings)
+        from pipelines.progress import run_with_progress
+
+        terminal = sys.stdout  # kfp.local's own output goes to the log file meanwhile
+        run_with_progress(
+            name,
+            settings,
+            lambda log: run_local(NAMES[name], settings, log),
+            lambda line: print(line, file=terminal, flush=True),
+        )
         return
     with tempfile.TemporaryDirectory() as scratch:
         if template is None:
@@ -227,9 +303,51 @@ def ab_report(
         typer.echo(f"plot: {path}")
 
 
-def main() -> None:
-    sys.exit(app())
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from app.predictor.__main__ import PortUnavailable
+    from pipelines.progress import PipelineFailed
+
+    return (
+        ConfigError,
+        PolicyStoreError,
+        PortUnavailable,
+        PipelineFailed,
+        FileNotFoundError,
+        ValueError,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; a mistake is one line on stderr and exit code 2 (`--debug`: traceback).
+
+    Proved by tests/test_cli.py::test_configuration_mistakes_are_one_line.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in args
+    if debug:  # accepted anywhere on the line; typer sees it where the callback takes it
+        args = [DEBUG_FLAG, *(a for a in args if a != DEBUG_FLAG)]
+    try:
+        result = app(args=args, prog_name="recloop", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as err:
+        print(err.format_message())
+        return 2
+    except click_errors.UsageError as err:
+        hint = f" (see `{err.ctx.command_path} --help`)" if err.ctx else ""
+        print(f"error: {err.format_message()}{hint}", file=sys.stderr)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return 130
+    except typer.Exit as stop:
+        return stop.exit_code
+    except _user_errors() as err:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -55,6 +55,8 @@ class ServingConfig:
     epsilon: float = 0.1
     temperature: float = 0.25
     exploration_seed: int | None = None  # None: fresh entropy per process
+    access_log: bool = False  # one line per request on stdout
+    reuse_port: bool = False  # share a busy port with another server (SO_REUSEPORT) on purpose
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,10 @@ def load_settings(
     env = {**(os.environ if environ is None else environ), **(overrides or {})}
     profile = profile or env.get(PROFILE_VARIABLE) or "local"
     if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+        raise ConfigError(
+            f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)} "
+            f"(choose it with --env or {PROFILE_VARIABLE})"
+        )
     layers: list[tuple[str, Mapping[str, Any]]] = [
         (f"profile {profile}", _read_profile(profile)),
     ]

@@ -117,8 +117,20 @@ class MovieLensBandit:
         )
 
 
+def interaction_features(users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    """Per-arm features u ⊙ v (batch × arms × k) for users (batch × k), movies (batch × arms × k).
+
+    A linear model over [u, v] adds the same user term to every arm, so it ranks movies for
+    everyone alike: nothing is personalised. The reward here is Σᵢ sᵢ uᵢ vᵢ, linear in u ⊙ v,
+    so a linear agent over [u, u ⊙ v] can learn it (tests/test_trainer.py::
+    test_per_arm_regret_falls_like_the_global_agents).
+    """
+    return users[:, None, :] * movies
+
+
 class MovieLensPerArmBandit:
-    """Per-arm features: each row gets `num_actions` candidate movies out of all of them."""
+    """Per-arm features: each row gets `num_actions` candidate movies out of all of them,
+    each described by its interaction with the user (`interaction_features`)."""
 
     per_arm = True
 
@@ -151,9 +163,10 @@ class MovieLensPerArmBandit:
         self._candidates = np.argpartition(keys, self.num_actions - 1, axis=1)[
             :, : self.num_actions
         ]
+        users = f.user_features[self._users]
         return {
-            GLOBAL_KEY: f.user_features[self._users],
-            PER_ARM_KEY: f.movie_features[self._candidates],
+            GLOBAL_KEY: users,
+            PER_ARM_KEY: interaction_features(users, f.movie_features[self._candidates]),
         }
 
     def step(self, actions: np.ndarray) -> Outcome:

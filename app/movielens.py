@@ -7,8 +7,10 @@ official zip once, checks its SHA-256 and keeps it in the cache directory.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import logging
 import tempfile
 import urllib.error
 import urllib.request
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("recloop.movielens")
 
 URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 SHA256 = "50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229"
@@ -135,10 +139,17 @@ def load_ratings_matrix(path: Path) -> np.ndarray:
     return matrix
 
 
+@functools.cache
+def _say_titles_missing() -> None:
+    """Once per process (tests/test_movielens.py::test_missing_u_item_is_said_once)."""
+    log.warning("u.item was not found beside u.data: movies are titled 'Movie N'")
+
+
 def load_titles(path: Path | None, num_movies: int) -> list[str]:
     """Titles of movies 1..num_movies from u.item; a placeholder where none is known."""
     titles = [f"Movie {i + 1}" for i in range(num_movies)]
     if path is None:
+        _say_titles_missing()
         return titles
     for number, line in enumerate(path.read_text(encoding="latin-1").splitlines(), start=1):
         fields = line.split("|")

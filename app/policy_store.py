@@ -8,15 +8,24 @@ means, and the version label served with every prediction.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from app import quiet
 from app.linear import LinearState
 
 METADATA_FILE = "recloop_policy.json"
+TRAINED_DIR = "policy"  # <artifacts_dir>/policy: what `recloop train` wrote last
+# Per-arm policies are not servable (the predictor takes global observations): kept apart so
+# a per-arm run never replaces the servable one (tests/test_trainer.py).
+TRAINED_PER_ARM_DIR = "policy-per-arm"
+DEPLOYED_DIR = "policies"  # <artifacts_dir>/policies/<version>, and CURRENT: what was deployed
+POINTER = "CURRENT"
 FORMAT = 1
 _VARIABLE = re.compile(r"^(a|b|num_samples)_(\d+):0$")
 
@@ -45,12 +54,29 @@ def join(directory: str, name: str) -> str:
 
 
 def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:
+    """Writes the policy, then renames it into place: an interrupted save never leaves a
+    folder that looks like a complete policy (local folders; on object stores the metadata,
+    which readers require, is written last).
+    Proved by tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy."""
     import tensorflow as tf
     from tf_agents.policies import policy_saver
 
-    policy_saver.PolicySaver(agent.policy, batch_size=None).save(directory)
-    with tf.io.gfile.GFile(join(directory, METADATA_FILE), "w") as f:
+    quiet.quiet_absl()
+    local = "://" not in directory
+    staging = directory.rstrip("/") + ".partial" if local else directory
+    if local and os.path.exists(staging):
+        shutil.rmtree(staging)
+    policy_saver.PolicySaver(agent.policy, batch_size=None).save(staging)
+    with tf.io.gfile.GFile(join(staging, METADATA_FILE), "w") as f:
         f.write(json.dumps(asdict(metadata), indent=2))
+    if not local:
+        return
+    replaced = directory.rstrip("/") + ".replaced"
+    if os.path.exists(directory):
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(directory, replaced)
+    os.replace(staging, directory)
+    shutil.rmtree(replaced, ignore_errors=True)
 
 
 def read_metadata(directory: str) -> PolicyMetadata:

@@ -91,7 +91,10 @@ def _type_error(key: str, expected: Any, value: Any) -> str | None:
 
 def load(env: str) -> EnvironmentConfig:
     if env not in ENVIRONMENTS:
-        raise ValueError(f"unknown environment {env!r}; expected one of {', '.join(ENVIRONMENTS)}")
+        raise ValueError(
+            f"unknown environment {env!r}; expected one of {', '.join(ENVIRONMENTS)} "
+            "(choose it with ENV=…, e.g. `make synth ENV=dev`)"
+        )
     values = tomllib.loads((FOLDER / f"{env}.toml").read_text())
     fields = {f.name: f for f in dataclasses.fields(EnvironmentConfig) if f.name != "env"}
     required = {

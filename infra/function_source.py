@@ -21,6 +21,7 @@ REQUIREMENTS = (
     "numpy",
     "orjson",
     "pytz",
+    "werkzeug",
 )
 MAIN = '''"""Cloud Functions (gen2, CloudEvent) entry points: simulator, logger, trigger."""
 

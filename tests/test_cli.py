@@ -5,10 +5,12 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app.local.processes import PYTHON, free_port, running
 
 RECLOOP = [PYTHON, "-m", "app.cli"]
+LOOPBACK = ["--host", "127.0.0.1"]
 
 
 def test_help_lists_the_commands():
@@ -18,7 +20,16 @@ def test_help_lists_the_commands():
     train_help = subprocess.run(
         [*RECLOOP, "train", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    assert "usage: recloop train" in train_help and "--agent-alpha" in train_help
+    assert "Usage: recloop train" in train_help and "--agent-alpha" in train_help
+    # One framework, one style: no type tag on flags, no doubled or swallowed defaults.
+    for shown in (train_help, out):
+        assert "<bool>" not in shown and "(default: None)" not in shown
+    flat = " ".join(train_help.split())
+    assert "--progress / --no-progress Show a progress bar. [default: progress]" in flat
+    tune_help = subprocess.run(
+        [*RECLOOP, "tune", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "[default: (one per core locally, 4 on Vertex)" in " ".join(tune_help.split())
 
 
 def test_train_then_serve_answers_a_vertex_request(movielens_dir: Path, tmp_path: Path):
@@ -60,3 +71,159 @@ def test_bad_flag_exits_nonzero_with_the_reason():
     result = subprocess.run([*RECLOOP, "train", "--rank-k", "zero"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "--rank-k" in result.stderr
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["pipeline", "run", "retraining", "--env", "dev"], "RECLOOP__CLOUD__PROJECT_ID"),
+        (["pipeline", "run", "retraining", "--env", "staging"], "RECLOOP_PROFILE"),
+        (["tune", "--vertex", "--trials", "1"], "RECLOOP__CLOUD__STAGING_BUCKET"),
+        (["serve", "--port", "x"], "'--port'"),
+    ],
+)
+def test_configuration_mistakes_are_one_line(args: list[str], named: str):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP")}
+    result = subprocess.run([*RECLOOP, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert named in _one_line_error(result)
+    debug = subprocess.run(
+        [*RECLOOP, *args, "--debug"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert debug.returncode == 2
+    if "--port" not in args:  # usage mistakes have no traceback to show
+        assert "Traceback (most recent call last)" in debug.stderr
+
+
+def test_make_synth_mistake_is_one_line():
+    infra = Path(__file__).resolve().parents[1] / "infra"
+    result = subprocess.run(
+        [PYTHON, "main.py", "staging"], cwd=infra, capture_output=True, text=True, timeout=60
+    )
+    assert "ENV=" in _one_line_error(result) and "'staging'" in result.stderr
+
+
+def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path: Path):
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir)}
+    args = ["--training-loops", "5", "--rank-k", "5", "--num-actions", "8"]
+    result = subprocess.run(
+        [*RECLOOP, "train", *args, "--artifacts-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("hyper-parameters of linucb: agent_alpha=1, tikhonov_weight=1")
+    assert lines[1].startswith("training linucb")  # the progress bar, then what is saved
+    assert [line.split(":")[0] for line in lines[2:6]] == [f"saving {i}/4" for i in range(1, 5)]
+    assert lines[6].startswith("trained linucb") and len(lines) == 7
+    shown = subprocess.run(
+        [PYTHON, "-c", "import app, warnings; warnings.warn('a real one', UserWarning)"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert "UserWarning: a real one" in shown.stderr
+
+
+def test_ctrl_c_stops_training_cleanly(movielens_dir: Path, tmp_path: Path):
+    import signal
+    import time
+
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir), "PYTHONUNBUFFERED": "1"}
+    args = ["--training-loops", "10000000", "--rank-k", "5", "--num-actions", "8"]
+    process = subprocess.Popen(
+        [*RECLOOP, "train", *args, "--no-progress", "--artifacts-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("hyper-parameters of linucb")
+        time.sleep(1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.strip().splitlines() == ["interrupted: no new policy was saved"]
+    assert not (tmp_path / "policy").exists()
+
+
+def test_serve_stops_on_ctrl_c_while_starting(trained_policy: Path):
+    import signal
+    import time
+
+    for sent, delay in ((signal.SIGINT, 0.5), (signal.SIGINT, 3), (signal.SIGTERM, 3)):
+        process = subprocess.Popen(
+            [*RECLOOP, "serve", "--policy", str(trained_policy), *["--port", "0"], *LOOPBACK],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            time.sleep(delay)
+            process.send_signal(sent)
+            _, err = process.communicate(timeout=15)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+        assert "Traceback" not in err, err  # and it ended within 15 s (communicate's timeout)
+
+
+def test_pipeline_run_shows_steps_and_a_summary(tmp_path: Path, trained_policy: Path):
+    """A failing step: one line per step, one error line naming the step and the log file
+    that holds kfp.local's raw output (227 lines of executor JSON on the terminal before)."""
+    env = {**os.environ, "MOVIELENS_DIR": str(tmp_path / "none")}
+    env["RECLOOP__DATA__DOWNLOAD"] = "false"
+    result = subprocess.run(
+        [*RECLOOP, "pipeline", "run", "startup"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 2
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("pipeline startup, here with kfp.local (full log: ")
+    assert lines[1:] == ["  running generate …", lines[2]] and "failure generate" in lines[2]
+    (error,) = result.stderr.strip().splitlines()
+    assert "Inner task failed: 'generate'" in error
+    (log,) = (tmp_path / ".recloop" / "logs").glob("startup-*.log")
+    assert str(log.relative_to(tmp_path)) in error and "Executing task" in log.read_text()
+
+    from app.config import Settings
+    from app.deployer.local import deploy
+    from pipelines.progress import summary
+
+    artifacts = tmp_path / "artifacts"
+    deploy(str(trained_policy), str(artifacts / "policies"))
+    said = summary(Settings(artifacts_dir=str(artifacts)), 12.3)
+    assert f"policy v-test-1 deployed to {artifacts}/policies/v-test-1" in said
+    assert "serve it with `recloop serve`" in said
+
+
+def test_old_node_is_said_once_and_readably():
+    """jsii printed Node's end-of-life banner as a dozen Python byte strings (b'!!  …')."""
+    code = "from infra.main import note_old_node\nnote_old_node()\nimport cdktf\n"
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [PYTHON, "-c", code], capture_output=True, text=True, cwd=root, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "b'!!" not in result.stderr
+    assert result.stderr.count("note: Node") <= 1

@@ -39,3 +39,26 @@ def test_a_pubsub_push_request_reaches_the_target_as_a_cloudevent(target, monkey
     (event,) = received
     assert event["type"] == "google.cloud.pubsub.topic.v1.messagePublished"
     assert base64.b64decode(event.data["message"]["data"]) == b'{"tick": 1}'
+
+
+def test_logger_retry_is_one_line(monkeypatch, caplog):
+    from app.config import Settings
+    from app.functions import logger as logger_module
+    from app.warehouse.base import WarehouseBusy
+
+    def busy(*args, **kwargs):
+        raise WarehouseBusy("w.duckdb is locked by another process")
+
+    monkeypatch.setattr(logger_module, "_context", lambda: (Settings(), None))
+    monkeypatch.setattr(logger_module, "handle", busy)
+    app = functions_framework.create_app(target="logger", source=str(MAIN), signature_type="http")
+    body = {
+        "message": {"data": "", "messageId": "8", "publishTime": "2026-11-23T15:00:00Z"},
+        "subscription": "projects/recloop-dev/subscriptions/recloop-dev-logger",
+    }
+    with caplog.at_level("INFO"):
+        response = app.test_client().post("/", json=body)
+    assert response.status_code == 503  # not acknowledged: Pub/Sub delivers it again
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "recloop.logger"]
+    assert line.startswith("warehouse busy, the message will be delivered again")

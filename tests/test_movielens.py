@@ -1,5 +1,7 @@
 import hashlib
 import io
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -111,3 +113,9 @@ def test_real_movielens_shape_and_titles():
     matrix = movielens.load_ratings_matrix(folder / "u.data")
     assert matrix.shape == (943, 1682) and np.count_nonzero(matrix) == 100_000
     assert movielens.load_titles(folder / "u.item", 1) == ["Toy Story (1995)"]
+
+
+def test_missing_u_item_is_said_once():
+    code = "from app import movielens\nfor _ in range(3): movielens.load_titles(None, 2)\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stderr.count("u.item was not found") == 1, result.stderr

@@ -8,7 +8,7 @@ import yaml
 from app.config import LoopConfig
 from app.hyperparameters import DEFAULTS
 from app.loop.parameters import PipelineParameters
-from app.trainer.flags import TrainingArgs, build_parser
+from app.trainer.flags import TrainingArgs, parse_args
 from pipelines.compile import compile_all
 
 SAMPLE_DEFAULTS = {
@@ -25,7 +25,7 @@ SAMPLE_DEFAULTS = {
 def test_hyperparameter_defaults_have_one_source():
     """Trainer flags, loop configuration and pipeline parameters agree with app.hyperparameters
     (before: 10/0.001, 1/1 and 10/0.01); the loop keeps the values it learns with."""
-    flags = vars(build_parser().parse_args([]))
+    flags = dataclasses.asdict(parse_args([]))
     for name, value in dataclasses.asdict(DEFAULTS).items():
         assert flags[name] == getattr(TrainingArgs(), name) == value, name
         assert getattr(PipelineParameters(), name) == value, name

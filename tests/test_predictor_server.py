@@ -107,3 +107,17 @@ def test_fuzzed_bodies_through_the_real_server_never_get_a_5xx(server: str, trai
         fuzz()
         ok = client.post(server, json={"instances": [{"observation": [0.1, 0.2, 0.3, 0.4, 0.5]}]})
         assert ok.status_code == 200
+
+
+def test_observation_too_large_to_score_is_a_400_naming_the_instance(server: str):
+    fine = [0.1, 0.2, 0.3, 0.4, 0.5]
+    huge = [1e308] * 5
+    response = httpx.post(
+        server, json={"instances": [{"observation": fine}, {"observation": huge}]}
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error.startswith("instances[1].observation:") and "not finite" in error
+    batched = httpx.post(server, json={"instances": [{"observation": [fine, fine, huge]}]})
+    assert batched.status_code == 400
+    assert batched.json()["error"].startswith("instances[0].observation[2]:")

@@ -1,10 +1,13 @@
 import dataclasses
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from app.config import CloudConfig, Settings
+from app.local.processes import PYTHON
 from app.rehearsal.fakes import FakeVertex
 from app.trainer.flags import TrainingArgs, parse_args
 from app.trainer.run import run
@@ -114,6 +117,7 @@ def test_vertex_best_trial_reaches_the_trainer(fake_vertex, settings: Settings):
         path = run_tuning_job(SMALL, CLOUD, settings.artifacts_dir, "recloop-tune-2", 3, 3)
 
     assert json.loads(Path(path).read_text()) == {
+        "agent": "linucb",
         "hyperparameters": {"agent_alpha": 4.5, "tikhonov_weight": 0.02},
         "final_regret": 0.12,
     }
@@ -130,3 +134,60 @@ def test_vertex_tuning_names_missing_settings(missing: str):
     cloud = dataclasses.replace(CLOUD.cloud, **{missing: None})
     with pytest.raises(WiringError, match=f"cloud.{missing} \\(RECLOOP__CLOUD__{missing.upper()}"):
         build_tuning_job(SMALL, dataclasses.replace(CLOUD, cloud=cloud), "x", 1, 1)
+
+
+def test_best_values_record_the_agent_and_yield_to_flags(movielens_dir: Path, tmp_path: Path):
+    """Through `recloop train`: a LinTS-tuned file is refused for LinUCB in one line; an
+    explicit flag beats the tuned value; the values used are printed."""
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir)}
+    best = tmp_path / "best_hyperparameters.json"
+    best.write_text(space.dumps_best("lints", {"agent_alpha": 0.94, "tikhonov_weight": 2.5}, 0.1))
+    train = [
+        PYTHON, "-m", "app.cli", "train", "--artifacts-dir", str(tmp_path), "--no-progress",
+        "--training-loops", "3", "--rank-k", "5", "--num-actions", "6",
+        "--train-with-best-hyperparameters",
+    ]  # fmt: skip
+    refused = subprocess.run(train, capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert "tuned for --agent lints, not linucb" in line
+    used = subprocess.run(
+        [*train, "--agent", "lints", "--agent-alpha", "5"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert used.returncode == 0, used.stderr
+    assert "lints: agent_alpha=5, tikhonov_weight=2.5 (tuned: tikhonov_weight from" in used.stdout
+    meta = json.loads((tmp_path / "policy" / "recloop_policy.json").read_text())
+    assert (meta["alpha"], meta["tikhonov_weight"]) == (5.0, 2.5)
+
+
+def test_pipelines_take_best_hyperparameters(tmp_path: Path):
+    from app.loop.parameters import STARTUP, PipelineParameters
+
+    best = tmp_path / "best_hyperparameters.json"
+    best.write_text(space.dumps_best("linucb", {"agent_alpha": 0.5, "tikhonov_weight": 3.0}, 0.1))
+    tuned = space.with_best_hyperparameters(Settings(), str(best))
+    values = PipelineParameters.from_settings(tuned).values(STARTUP)
+    assert (values["agent_alpha"], values["tikhonov_weight"]) == (0.5, 3.0)
+    best.write_text(space.dumps_best("lints", {"agent_alpha": 0.5, "tikhonov_weight": 3.0}, 0.1))
+    refused = subprocess.run(
+        [
+            PYTHON,
+            "-m",
+            "app.cli",
+            "pipeline",
+            "run",
+            "startup",
+            "--best-hyperparameters",
+            str(best),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert "tuned for --agent lints, not linucb" in line

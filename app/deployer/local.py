@@ -16,9 +16,7 @@ import tempfile
 
 import tensorflow as tf
 
-from app.policy_store import join, read_metadata
-
-POINTER = "CURRENT"
+from app.policy_store import POINTER, join, read_metadata
 
 
 def deploy(policy_dir: str, policies_dir: str) -> str:

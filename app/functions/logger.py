@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from werkzeug.exceptions import ServiceUnavailable
+
 from app import messages, wiring
 from app.config import Settings, load_settings
 from app.functions.events import EventError, pubsub_message
-from app.warehouse.base import Warehouse
+from app.warehouse.base import Warehouse, WarehouseBusy
 from app.warehouse.factory import open_warehouse
 from app.warehouse.records import FeedbackRecord, PredictionRecord
 
@@ -84,8 +86,14 @@ def handle_batch(events: Sequence[Any], warehouse: Warehouse, dead_letter=None) 
 
 
 def logger(event: Any) -> None:
+    """A busy warehouse is one log line and a 503 (Pub/Sub delivers the message again), not
+    a traceback per retry (tests/test_function_entry_points.py::test_logger_retry_is_one_line)."""
     settings, warehouse = _context()
-    outcome = handle(event, warehouse, _dead_letter_publisher(settings))
+    try:
+        outcome = handle(event, warehouse, _dead_letter_publisher(settings))
+    except WarehouseBusy as err:
+        log.warning("warehouse busy, the message will be delivered again: %s", err)
+        raise ServiceUnavailable(str(err)) from None
     log.info(outcome)
 
 

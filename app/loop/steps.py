@@ -17,12 +17,12 @@ from app.environment import MovieLensBandit, factorize
 from app.evaluation.gate import PROMOTED
 from app.loop import evaluator, generator, ingester, offpolicy
 from app.loop.parameters import PipelineParameters
-from app.policy_store import join
+from app.policy_store import DEPLOYED_DIR, join
 from app.warehouse.base import Warehouse
 from app.warehouse.factory import open_warehouse
 from app.warehouse.records import TrainingRunRecord
 
-POLICIES = "policies"
+POLICIES = DEPLOYED_DIR
 
 
 def step_settings(parameters: PipelineParameters) -> Settings:

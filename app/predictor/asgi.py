@@ -11,6 +11,7 @@ from app.deployer import canary
 from app.deployer.local import current_version, resolve
 from app.exploration import Exploration
 from app.policy_store import join
+from app.predictor.location import storage_uri_of
 from app.predictor.policy import ServingPolicy, load_policy
 from app.predictor.server import PredictionSink, PredictorApp
 
@@ -35,11 +36,6 @@ def deployed_marker(storage_uri: str) -> str | None:
 def exploration_of(serving: ServingConfig) -> Exploration:
     """The serving settings' exploration (an ExplorationError names a bad value)."""
     return Exploration(serving.exploration, serving.epsilon, serving.temperature)
-
-
-def storage_uri_of(serving: ServingConfig, artifacts_dir: str) -> str:
-    """AIP_STORAGE_URI, else the trainer's default output `<artifacts_dir>/policy`."""
-    return serving.storage_uri or artifacts_dir.rstrip("/") + "/policy"
 
 
 def build_app(

@@ -23,6 +23,20 @@ from app.policy_store import (
 )
 
 
+class NonFiniteScores(ValueError):
+    """Some observation rows give scores that are not finite (values too large to score)."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = [int(r) for r in rows]
+        super().__init__(f"observation rows {self.rows} give scores that are not finite")
+
+
+def _refuse_non_finite(values: np.ndarray) -> None:
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+        raise NonFiniteScores(np.flatnonzero(bad))
+
+
 class Scorer(Protocol):
     def actions(self, observations: np.ndarray) -> np.ndarray: ...
 
@@ -114,15 +128,21 @@ class LinearScorer:
         self.model.set_state(state)
 
     def actions(self, observations: np.ndarray) -> np.ndarray:
-        return self.model.act(observations)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = self.model.scores(observations)
+        _refuse_non_finite(scores)
+        return np.argmax(scores, axis=1)
 
     def scores(self, observations: np.ndarray) -> np.ndarray:
         """LinUCB: its upper confidence bounds (argmax = its action); LinTS: the posterior
         mean (its samples have no closed-form choice probability)."""
-        mean, variance = self.model.mean_and_variance(observations)
-        if self.model.strategy == UCB:
-            return mean + self.model.alpha * np.sqrt(variance)
-        return mean
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, variance = self.model.mean_and_variance(observations)
+            scores = (
+                mean + self.model.alpha * np.sqrt(variance) if self.model.strategy == UCB else mean
+            )
+        _refuse_non_finite(scores)
+        return scores
 
 
 class SavedModelScorer:
@@ -135,6 +155,9 @@ class SavedModelScorer:
         import tensorflow as tf
         from tf_agents.trajectories import time_step as ts
 
+        # The SavedModel hides its scores; a row whose squared norm overflows cannot score.
+        with np.errstate(over="ignore", invalid="ignore"):
+            _refuse_non_finite(np.sum(observations * observations, axis=1))
         step = ts.restart(tf.constant(observations, tf.float64), batch_size=len(observations))
         return self.saved.action(step).action.numpy()
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from app.predictor.policy import ServingPolicy
+from app.predictor.policy import NonFiniteScores, ServingPolicy
 from app.predictor.requests import SINGLE, BadRequest, parse
 
 log = logging.getLogger("recloop.predictor")
@@ -64,6 +64,8 @@ class PredictorApp:
         reload_seconds: float = 1.0,
         sink: PredictionSink | None = None,
         rng: np.random.Generator | None = None,
+        retry_seconds: float = 2.0,
+        max_retry_seconds: float = 60.0,
     ):
         """`marker` names what `loader` would load now (the deployed version); when it
         changes, the policy is reloaded. `rng` draws the exploring actions."""
@@ -71,6 +73,7 @@ class PredictorApp:
         self.rng = rng or np.random.default_rng()
         self.marker = marker
         self.reload_seconds = reload_seconds
+        self.retry_seconds, self.max_retry_seconds = retry_seconds, max_retry_seconds
         self.sink = sink
         self._loaded_marker: str | None = None
         self._watching: asyncio.Task[None] | None = None
@@ -82,14 +85,15 @@ class PredictorApp:
         self._loading: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
-    async def load(self) -> None:
+    async def load(self) -> bool:
+        """Loads what `loader` gives now; False (and `load_error` set) if it cannot."""
         try:
             marker = await asyncio.to_thread(self.marker) if self.marker else None
             policy = await asyncio.to_thread(self.loader)
         except Exception as err:  # reported by the health route; the process stays up
-            self.load_error = f"{type(err).__name__}: {err}"
-            log.error("could not load the policy: %s", self.load_error)
-            return
+            reason = " ".join(str(err).split())  # TensorFlow's messages span lines
+            self.load_error = f"{type(err).__name__}: {reason}"
+            return False
         first = self.policy is None
         self.policy, self._loaded_marker, self.load_error = policy, marker, None
         if first:
@@ -101,38 +105,58 @@ class PredictorApp:
             gc.collect()
             gc.freeze()
         log.info("serving policy %s from %s", policy.version, policy.uri)
+        return True
+
+    async def load_until_loaded(self) -> None:
+        """The first load, retried with exponential backoff (one log line per attempt, the
+        wait doubling up to `max_retry_seconds`); health answers 503 with the reason until
+        then, so Vertex AI routes no traffic. Proved by
+        tests/test_serve_cli.py::test_container_retries_with_backoff_until_a_policy_appears."""
+        delay = self.retry_seconds
+        while not await self.load():
+            self.load_error = f"{self.load_error} (retrying in {delay:.0f} s)"
+            log.error("could not load the policy: %s", self.load_error)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, self.max_retry_seconds)
 
     async def watch(self) -> None:
         """Follows the deployment pointer; a failed reload keeps the current policy serving.
+        A problem (unreadable pointer, unloadable version) is logged once, not every second.
 
         Starts once the first load has finished: loading the same policy twice at once would
         double start-up time and memory (tests/test_predictor_hot_swap.py)."""
         assert self.marker is not None
         if self._loading is not None:
             await self._loading
+        reported: str | None = None
         while True:
             await asyncio.sleep(self.reload_seconds)
+            problem = None
             try:
                 marker = await asyncio.to_thread(self.marker)
             except Exception as err:
-                log.warning("cannot read the deployment pointer: %s", err)
-                continue
-            if marker is not None and marker != self._loaded_marker:
-                await self.load()
+                problem = f"cannot read the deployment pointer (still serving): {err}"
+            else:
+                if marker is not None and marker != self._loaded_marker and not await self.load():
+                    problem = f"could not load policy {marker} (still serving): {self.load_error}"
+            if problem is not None and problem != reported:
+                log.warning("%s", problem)
+            reported = problem
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._loading = asyncio.create_task(self.load())
+                self._loading = asyncio.create_task(self.load_until_loaded())
                 if self.marker is not None:
                     self._watching = asyncio.create_task(self.watch())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._watching is not None:
-                    self._watching.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await self._watching
+                for task in (self._watching, self._loading):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -202,7 +226,13 @@ class PredictorApp:
             request = parse(content, policy.rank_k)
         except BadRequest as err:
             return 400, {"error": str(err)}
-        actions, propensities = policy.choose(request.observations, self.rng)
+        try:
+            actions, propensities = policy.choose(request.observations, self.rng)
+        except NonFiniteScores as err:
+            return 400, {
+                "error": f"{_instance_of(err.rows[0], request.layout)}: the policy's scores for "
+                "this observation are not finite numbers (its values are too large)"
+            }
         request_id = uuid.uuid4().hex
         response = _predictions(policy, actions, request.layout, request_id)
         served = (
@@ -214,6 +244,23 @@ class PredictorApp:
             propensities,
         )
         return 200, {"response": response, "served": served}
+
+
+def _instance_of(row: int, layout: list[int] | None) -> str:
+    """Names the instance (and, in the batched form, the vector) holding observation `row`."""
+    if layout is None:
+        return f"instances[{row}].observation"
+    start = 0
+    for i, count in enumerate(layout):
+        if count == SINGLE:
+            if row == start:
+                return f"instances[{i}].observation"
+            start += 1
+        elif row < start + count:
+            return f"instances[{i}].observation[{row - start}]"
+        else:
+            start += count
+    return f"observation row {row}"
 
 
 def _predictions(

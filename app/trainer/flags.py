@@ -1,16 +1,23 @@
 """The trainer's command line: the Vertex sample's flags, plus `--agent`, `--seed`, `--per-arm`.
 
+Typer, like the rest of `recloop`, in its plain style (no rich markup: bracketed defaults are
+shown as written). Vertex AI passes flags as `--name=value` (tuning: `--name_with_underscores`).
+
 Flag destinations are the names the tuning search space uses (`agent_alpha`,
 `tikhonov_weight`), so a tuned value can only ever land on the flag it was tuned for.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
+from typer._click.core import ParameterSource
 
 from app.agents import AGENTS, LINUCB
 from app.hyperparameters import DEFAULTS
@@ -36,123 +43,136 @@ class TrainingArgs:
     checkpoint_every: int = 50
     policy_version: str | None = None
     progress: bool = True
+    # Destinations of the flags given on the command line: tuned values never replace them.
+    explicit: frozenset[str] = frozenset()
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
+def _at_least_one(value: int) -> int:
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text}")
+        raise typer.BadParameter(f"must be a whole number ≥ 1, got {value}")
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
+def _positive_float(value: float) -> float:
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}")
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
+def _non_negative_float(value: float) -> float:
     if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+        raise typer.BadParameter(f"must be a finite number ≥ 0, got {value}")
     return value
 
 
-def build_parser(prog: str = "python -m app.trainer") -> argparse.ArgumentParser:
-    d = TrainingArgs()
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Train a contextual-bandit policy on MovieLens 100K and save it with TF-Agents' "
-            "PolicySaver. Runs as a Vertex AI custom-training job (AIP_MODEL_DIR, "
-            "AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR are honoured) or locally."
+def _agent(value: str) -> str:
+    if value not in AGENTS:
+        raise typer.BadParameter(f"choose one of {', '.join(AGENTS)}, got {value!r}")
+    return value
+
+
+_D = TrainingArgs()
+
+trainer_cli = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+@trainer_cli.command(
+    help=(
+        "Train a contextual-bandit policy on MovieLens 100K and save it with TF-Agents' "
+        "PolicySaver. Runs as a Vertex AI custom-training job (AIP_MODEL_DIR, "
+        "AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR are honoured) or locally."
+    )
+)
+def _command(
+    ctx: typer.Context,
+    data_path: Annotated[
+        str | None,
+        typer.Option(
+            help="u.data of MovieLens 100K.", show_default="MOVIELENS_DIR, else the download cache"
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    ] = None,
+    artifacts_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Where metrics.json, plots and the policy go: a local path or gs://.",
+            show_default="the profile's artifacts_dir, .recloop/artifacts locally",
+        ),
+    ] = None,
+    profiler_dir: Annotated[
+        str | None, typer.Option(help="Write a TensorFlow profiler trace here.")
+    ] = None,
+    policy_version: Annotated[
+        str | None,
+        typer.Option(help="Label served with every prediction.", show_default="a UTC timestamp"),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(callback=_at_least_one, help="Users observed per environment step.")
+    ] = _D.batch_size,
+    training_loops: Annotated[
+        int, typer.Option(callback=_at_least_one, help="Collect-then-train iterations.")
+    ] = _D.training_loops,
+    steps_per_loop: Annotated[
+        int, typer.Option(callback=_at_least_one, help="Environment steps collected per loop.")
+    ] = _D.steps_per_loop,
+    seed: Annotated[int, typer.Option(help="Same seed, same numbers.")] = _D.seed,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            callback=_at_least_one,
+            help="Loops between checkpoints in AIP_CHECKPOINT_DIR (a restarted job resumes there).",
+        ),
+    ] = _D.checkpoint_every,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+    ] = _D.progress,
+    agent: Annotated[
+        str, typer.Option(callback=_agent, help=f"TF-Agents agent: {', '.join(AGENTS)}.")
+    ] = _D.agent,
+    per_arm: Annotated[
+        bool,
+        typer.Option(
+            "--per-arm",
+            help="Per-arm MovieLens: each candidate movie scored by user ⊙ movie features, "
+            "candidates drawn from all movies (saved to policy-per-arm/).",
+        ),
+    ] = False,
+    rank_k: Annotated[
+        int, typer.Option(callback=_at_least_one, help="SVD rank: observation size.")
+    ] = _D.rank_k,
+    num_actions: Annotated[
+        int, typer.Option(callback=_at_least_one, help="Movies to choose from.")
+    ] = _D.num_actions,
+    tikhonov_weight: Annotated[
+        float,
+        typer.Option(callback=_positive_float, help="Ridge regularisation of linear agents."),
+    ] = _D.tikhonov_weight,
+    agent_alpha: Annotated[
+        float,
+        typer.Option(
+            callback=_non_negative_float, help="Exploration scale of LinUCB/LinTS/NeuralLinUCB."
+        ),
+    ] = _D.agent_alpha,
+    run_hyperparameter_tuning: Annotated[
+        bool,
+        typer.Option(
+            "--run-hyperparameter-tuning",
+            help="Act as a tuning trial: report the objective with cloudml-hypertune.",
+        ),
+    ] = False,
+    train_with_best_hyperparameters: Annotated[
+        bool,
+        typer.Option(
+            "--train-with-best-hyperparameters",
+            help="Use <artifacts-dir>/best_hyperparameters.json written by `recloop tune` "
+            "(flags given explicitly keep their values).",
+        ),
+    ] = False,
+) -> TrainingArgs:
+    values = {k: v for k, v in ctx.params.items()}
+    given = frozenset(
+        name for name in values if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
     )
-    data = p.add_argument_group("data and outputs")
-    data.add_argument(
-        "--data-path",
-        help="u.data of MovieLens 100K (default: MOVIELENS_DIR or the download cache)",
-    )
-    data.add_argument(
-        "--artifacts-dir",
-        help="where metrics.json, plots and the policy go: local path or gs:// "
-        "(default: the profile's artifacts_dir)",
-    )
-    data.add_argument("--profiler-dir", help="write a TensorFlow profiler trace here")
-    data.add_argument(
-        "--policy-version", help="label served with every prediction (default: a UTC timestamp)"
-    )
-
-    loop = p.add_argument_group("training loop")
-    loop.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=d.batch_size,
-        help="users observed per environment step",
-    )
-    loop.add_argument(
-        "--training-loops",
-        type=_positive_int,
-        default=d.training_loops,
-        help="collect-then-train iterations",
-    )
-    loop.add_argument(
-        "--steps-per-loop",
-        type=_positive_int,
-        default=d.steps_per_loop,
-        help="environment steps collected per loop",
-    )
-    loop.add_argument("--seed", type=int, default=d.seed, help="same seed, same numbers")
-    loop.add_argument(
-        "--checkpoint-every",
-        type=_positive_int,
-        default=d.checkpoint_every,
-        help="loops between checkpoints in AIP_CHECKPOINT_DIR (a restarted job resumes there)",
-    )
-    loop.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar"
-    )
-
-    model = p.add_argument_group("environment and agent")
-    model.add_argument("--agent", choices=AGENTS, default=d.agent, help="TF-Agents agent")
-    model.add_argument(
-        "--per-arm",
-        action="store_true",
-        help="per-arm MovieLens: user + movie features, candidates drawn from all movies",
-    )
-    model.add_argument(
-        "--rank-k", type=_positive_int, default=d.rank_k, help="SVD rank: observation size"
-    )
-    model.add_argument(
-        "--num-actions", type=_positive_int, default=d.num_actions, help="movies to choose from"
-    )
-    model.add_argument(
-        "--tikhonov-weight",
-        type=_positive_float,
-        default=d.tikhonov_weight,
-        help="ridge regularisation of linear agents",
-    )
-    model.add_argument(
-        "--agent-alpha",
-        type=_non_negative_float,
-        default=d.agent_alpha,
-        help="exploration scale of LinUCB/LinTS/NeuralLinUCB",
-    )
-
-    tuning = p.add_argument_group("hyper-parameter tuning")
-    tuning.add_argument(
-        "--run-hyperparameter-tuning",
-        action="store_true",
-        help="act as a tuning trial: report the objective with cloudml-hypertune",
-    )
-    tuning.add_argument(
-        "--train-with-best-hyperparameters",
-        action="store_true",
-        help="use <artifacts-dir>/best_hyperparameters.json written by `recloop tune`",
-    )
-    return p
+    return TrainingArgs(**values, explicit=given)
 
 
 def to_argv(args: TrainingArgs, exclude: Sequence[str] = ()) -> list[str]:
@@ -161,7 +181,7 @@ def to_argv(args: TrainingArgs, exclude: Sequence[str] = ()) -> list[str]:
     argv: list[str] = []
     for f in dataclasses.fields(TrainingArgs):
         value = getattr(args, f.name)
-        if f.name in exclude or value == getattr(defaults, f.name):
+        if f.name in (*exclude, "explicit") or value == getattr(defaults, f.name):
             continue
         if f.name == "progress":
             argv.append("--no-progress")
@@ -190,5 +210,14 @@ def _dashed(argv: Sequence[str]) -> list[str]:
 def parse_args(
     argv: Sequence[str] | None = None, prog: str = "python -m app.trainer"
 ) -> TrainingArgs:
-    namespace = build_parser(prog).parse_args(_dashed(sys.argv[1:] if argv is None else argv))
-    return TrainingArgs(**vars(namespace))
+    """The trainer's flags; a mistake prints one line and exits with 2, `--help` exits 0."""
+    tokens = _dashed(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(trainer_cli)
+    try:
+        result = command.main(args=tokens, prog_name=prog, standalone_mode=False)
+    except click_errors.UsageError as err:
+        print(f"error: {err.format_message()} (see `{prog} --help`)", file=sys.stderr)
+        raise SystemExit(2) from None
+    if not isinstance(result, TrainingArgs):  # --help was shown
+        raise SystemExit(0)
+    return result

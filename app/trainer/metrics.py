@@ -15,6 +15,8 @@ import numpy as np
 
 from app.environment import Outcome
 
+SUMMARY_WINDOWS = 200
+
 
 @dataclass
 class LoopMetrics:
@@ -58,6 +60,27 @@ class History:
             "regret": [m.regret for m in self.loops],
             "suboptimal_arms": [m.suboptimal_arms for m in self.loops],
             "average_return": [m.average_return for m in self.loops],
+            "interactions": self.interactions,
+            "interactions_per_second": self.interactions_per_second,
+            **extra,
+        }
+
+    def summary(self, **extra: Any) -> dict[str, Any]:
+        """metrics.json: each curve as means over at most SUMMARY_WINDOWS windows of equal
+        length (a 200,000-loop run stays a few kilobytes); every loop is in TensorBoard.
+        Proved by tests/test_trainer.py::test_metrics_json_is_summarised_per_window."""
+        window = max(1, -(-len(self.loops) // SUMMARY_WINDOWS))
+
+        def means(key: str) -> list[float]:
+            values = np.array([getattr(m, key) for m in self.loops])
+            return [float(np.mean(values[i : i + window])) for i in range(0, len(values), window)]
+
+        return {
+            "loops": len(self.loops),
+            "window_loops": window,
+            "regret": means("regret"),
+            "suboptimal_arms": means("suboptimal_arms"),
+            "average_return": means("average_return"),
             "interactions": self.interactions,
             "interactions_per_second": self.interactions_per_second,
             **extra,

@@ -14,7 +14,13 @@ from app import movielens
 from app.agents import AgentSpec
 from app.config import Settings
 from app.environment import MovieLensBandit, MovieLensPerArmBandit, factorize, factorize_per_arm
-from app.policy_store import PolicyMetadata, join, save_policy
+from app.policy_store import (
+    TRAINED_DIR,
+    TRAINED_PER_ARM_DIR,
+    PolicyMetadata,
+    join,
+    save_policy,
+)
 from app.trainer import report
 from app.trainer.checkpoint import Checkpoints
 from app.trainer.flags import TrainingArgs
@@ -48,21 +54,28 @@ class TrainingResult:
     resumed_from_loop: int = 0
 
 
-def resolve_args(args: TrainingArgs, settings: Settings) -> TrainingArgs:
-    """Fills the artifacts dir from the profile and applies tuned values when asked."""
+def resolve_args(args: TrainingArgs, settings: Settings) -> tuple[TrainingArgs, str | None]:
+    """Fills the artifacts dir from the profile and applies tuned values when asked; also
+    says where the tuned values came from (None: none were used)."""
     args = dataclasses.replace(args, artifacts_dir=args.artifacts_dir or settings.artifacts_dir)
-    if args.train_with_best_hyperparameters:
-        import tensorflow as tf
+    if not args.train_with_best_hyperparameters:
+        return args, None
+    import tensorflow as tf
 
-        path = join(str(args.artifacts_dir), space.BEST_FILE)
-        if not tf.io.gfile.exists(path):
-            raise FileNotFoundError(
-                f"--train-with-best-hyperparameters: {path} does not exist; "
-                "run `recloop tune` first"
-            )
-        with tf.io.gfile.GFile(path) as f:
-            args = space.apply_best(args, f.read(), path)
-    return args
+    path = join(str(args.artifacts_dir), space.BEST_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"--train-with-best-hyperparameters: {path} does not exist; run `recloop tune` first"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        args, applied = space.apply_best(args, f.read(), path)
+    return args, f"{', '.join(sorted(applied)) or 'nothing'} from {path}"
+
+
+def describe_hyperparameters(args: TrainingArgs, tuned: str | None) -> str:
+    """The values a run uses, and which came from tuning (printed before training starts)."""
+    values = ", ".join(f"{p.name}={getattr(args, p.name):.4g}" for p in space.SEARCH_SPACE)
+    return f"{args.agent}: {values}" + (f" (tuned: {tuned})" if tuned else "")
 
 
 def build_environment(
@@ -97,8 +110,13 @@ def agent_spec(args: TrainingArgs) -> AgentSpec:
     )
 
 
-def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
-    args = resolve_args(args, settings)
+def run(
+    args: TrainingArgs, settings: Settings, say: Callable[[str], None] | None = None
+) -> TrainingResult:
+    """`say` hears what a person should read before training starts (the values used)."""
+    args, tuned = resolve_args(args, settings)
+    if say is not None:
+        say(f"hyper-parameters of {describe_hyperparameters(args, tuned)}")
     artifacts_dir = str(args.artifacts_dir)
     env, titles = build_environment(args, settings)
     learner = make_learner(agent_spec(args), args.seed)
@@ -120,42 +138,61 @@ def run(args: TrainingArgs, settings: Settings) -> TrainingResult:
 
     tf.io.gfile.makedirs(artifacts_dir)
 
-    policy_dir = settings.vertex_job.model_dir or join(artifacts_dir, "policy")
+    policy_dir = settings.vertex_job.model_dir or join(
+        artifacts_dir, TRAINED_PER_ARM_DIR if args.per_arm else TRAINED_DIR
+    )
     version = args.policy_version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
-    save_policy(
-        agent,
-        policy_dir,
-        PolicyMetadata(
-            agent=args.agent,
-            per_arm=args.per_arm,
-            num_actions=args.num_actions,
-            rank_k=args.rank_k,
-            alpha=args.agent_alpha,
-            tikhonov_weight=args.tikhonov_weight,
-            policy_version=version,
-            movie_ids=list(range(1, args.num_actions + 1)) if not args.per_arm else [],
-            titles=titles,
-            trained_interactions=history.interactions,
-        ),
-    )
     hyperparameters = {p.name: getattr(args, p.name) for p in space.SEARCH_SPACE}
-    metrics_path = report.write_metrics(
-        artifacts_dir,
-        history,
+    metadata = PolicyMetadata(
         agent=args.agent,
-        seed=args.seed,
-        hyperparameters=hyperparameters,
-        objective={"name": space.METRIC, "value": objective},
-        policy_dir=policy_dir,
+        per_arm=args.per_arm,
+        num_actions=args.num_actions,
+        rank_k=args.rank_k,
+        alpha=args.agent_alpha,
+        tikhonov_weight=args.tikhonov_weight,
         policy_version=version,
-        resumed_from_loop=resumed_from_loop,
+        movie_ids=list(range(1, args.num_actions + 1)) if not args.per_arm else [],
+        titles=titles,
+        trained_interactions=history.interactions,
     )
-    report.write_plot(
-        artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)"
-    )
-    report.write_tensorboard(
-        settings.vertex_job.tensorboard_log_dir or join(artifacts_dir, "tensorboard"), history
-    )
+    # Reports first, the policy last (renamed into place): a run stopped while saving leaves
+    # the previous policy, never a new one without its reports.
+    saving: list[tuple[str, Callable[[], object]]] = [
+        (
+            report.METRICS_FILE,
+            lambda: report.write_metrics(
+                artifacts_dir,
+                history,
+                agent=args.agent,
+                seed=args.seed,
+                hyperparameters=hyperparameters,
+                objective={"name": space.METRIC, "value": objective},
+                policy_dir=policy_dir,
+                policy_version=version,
+                resumed_from_loop=resumed_from_loop,
+            ),
+        ),
+        (
+            report.PLOT_FILE,
+            lambda: report.write_plot(
+                artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)"
+            ),
+        ),
+        (
+            f"TensorBoard ({len(history.loops)} loops)",
+            lambda: report.write_tensorboard(
+                settings.vertex_job.tensorboard_log_dir
+                or join(join(artifacts_dir, report.TENSORBOARD_DIR), version),
+                history,
+            ),
+        ),
+        (f"the policy ({policy_dir})", lambda: save_policy(agent, policy_dir, metadata)),
+    ]
+    for step, (what, save) in enumerate(saving, 1):
+        if say is not None and args.progress:
+            say(f"saving {step}/{len(saving)}: {what}")
+        save()
+    metrics_path = join(artifacts_dir, report.METRICS_FILE)
     if args.run_hyperparameter_tuning:
         import hypertune
 

@@ -76,6 +76,6 @@ def tune(
     tf.io.gfile.makedirs(artifacts_dir)
     best_path = join(artifacts_dir, space.BEST_FILE)
     with tf.io.gfile.GFile(best_path, "w") as f:
-        f.write(space.dumps_best(best, float(study.best_value)))
+        f.write(space.dumps_best(args.agent, best, float(study.best_value)))
     history = [(dict(t.params), float(t.value)) for t in study.trials if t.value is not None]
     return TuningResult(best, float(study.best_value), history, best_path)

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from app.config import Settings
 from app.trainer.flags import TrainingArgs
 from app.trainer.metrics import History
 
@@ -68,22 +69,74 @@ def validate(values: dict[str, float], source: str) -> dict[str, float]:
     return clean
 
 
-def dumps_best(values: dict[str, float], objective_value: float) -> str:
+def dumps_best(agent: str, values: dict[str, float], objective_value: float) -> str:
+    """best_hyperparameters.json: the agent the values were tuned for, and the values."""
     return json.dumps(
-        {"hyperparameters": validate(values, "best"), METRIC: objective_value}, indent=2
+        {"agent": agent, "hyperparameters": validate(values, "best"), METRIC: objective_value},
+        indent=2,
     )
 
 
-def apply_best(args: TrainingArgs, payload: str, source: str) -> TrainingArgs:
+def loads_best(payload: str, source: str) -> tuple[str, dict[str, float]]:
+    """(agent, values) of a best_hyperparameters.json; a ValueError (one line) says what is
+    wrong with it."""
     try:
         document = json.loads(payload)
     except json.JSONDecodeError as err:
         raise ValueError(f"{source} is not valid JSON: {err}") from err
     if not isinstance(document, dict) or not isinstance(document.get("hyperparameters"), dict):
         raise ValueError(f"{source} must hold an object with a 'hyperparameters' object")
-    return with_values(args, validate(document["hyperparameters"], source))
+    agent = document.get("agent")
+    if not isinstance(agent, str):
+        raise ValueError(
+            f"{source} does not record the agent it was tuned for; run `recloop tune` again"
+        )
+    return agent, validate(document["hyperparameters"], source)
+
+
+def check_agent(tuned_for: str, agent: str, source: str) -> None:
+    if tuned_for != agent:
+        raise ValueError(
+            f"{source} was tuned for --agent {tuned_for}, not {agent}: train with --agent "
+            f"{tuned_for}, or run `recloop tune --agent {agent}` first"
+        )
+
+
+def apply_best(
+    args: TrainingArgs, payload: str, source: str
+) -> tuple[TrainingArgs, dict[str, float]]:
+    """`args` with the tuned values for the flags not given explicitly (those win), and the
+    values applied. Proved by
+    tests/test_tuning.py::test_best_values_record_the_agent_and_yield_to_flags."""
+    tuned_for, values = loads_best(payload, source)
+    check_agent(tuned_for, args.agent, source)
+    applied = {k: v for k, v in values.items() if k not in args.explicit}
+    return with_values(args, applied), applied
 
 
 def with_values(args: TrainingArgs, values: dict[str, float]) -> TrainingArgs:
     """`args` with tuned values set (names already checked against the search space)."""
     return dataclasses.replace(args, **cast(dict[str, Any], values))
+
+
+def with_best_hyperparameters(settings: Settings, path: str) -> Settings:
+    """`settings` whose loop trains with the tuned values in `path` (refused, in one line, if
+    they were tuned for another agent than the pipelines' LinUCB).
+    Proved by tests/test_tuning.py::test_pipelines_take_best_hyperparameters."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    from app.agents import LINUCB
+
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"--best-hyperparameters: {path} does not exist")
+    with tf.io.gfile.GFile(path) as f:
+        agent, values = loads_best(f.read(), path)
+    check_agent(agent, LINUCB, path)
+    loop = dataclasses.replace(
+        settings.loop,
+        agent_alpha=values["agent_alpha"],
+        tikhonov_weight=values["tikhonov_weight"],
+    )
+    return dataclasses.replace(settings, loop=loop)

@@ -97,5 +97,5 @@ def run_tuning_job(
     params, value = best_trial(list(job.trials))
     path = join(artifacts_dir, space.BEST_FILE)
     with tf.io.gfile.GFile(path, "w") as f:
-        f.write(space.dumps_best(params, value))
+        f.write(space.dumps_best(args.agent, params, value))
     return path

@@ -1,0 +1,147 @@
+"""`recloop serve` as a person runs it: a real process on loopback, every wait bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.local.processes import PYTHON, free_port, running
+
+RECLOOP = [PYTHON, "-m", "app.cli"]
+LOOPBACK = ["--host", "127.0.0.1"]
+
+
+def recloop(*args: str, env: dict[str, str] | None = None, timeout: float = 90):
+    return subprocess.run(
+        [*RECLOOP, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def labelled(policy: Path, target: Path, version: str) -> Path:
+    """A copy of `policy` served under another version label."""
+    shutil.copytree(policy, target)
+    meta = target / "recloop_policy.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "policy_version": version}))
+    return target
+
+
+def health(port: int) -> dict:
+    return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
+
+
+def test_busy_port_is_refused_unless_sharing_is_asked(trained_policy: Path, tmp_path: Path):
+    port = free_port()
+    serve = ["serve", "--policy", str(trained_policy), "--port", str(port), *LOOPBACK]
+    log = tmp_path / "first.log"
+    with running([*RECLOOP, *serve], {}, f"http://127.0.0.1:{port}/health", log_path=log):
+        second = recloop(*serve)
+        assert second.returncode == 2
+        (line,) = second.stderr.strip().splitlines()
+        assert f"port {port}" in line and "already in use" in line and "--reuse-port" in line
+        with running(
+            [*RECLOOP, *serve, "--reuse-port"],
+            {},
+            lambda: health(port).get("status") == "ok",
+        ) as shared:
+            assert shared.poll() is None
+        assert '"GET /health' not in log.read_text()  # no access log unless asked
+
+
+def test_port_zero_reports_the_port_it_got_and_access_log_is_optional(
+    trained_policy: Path, tmp_path: Path
+):
+    log = tmp_path / "serve.log"
+    found: list[int] = []
+
+    def ready() -> bool:
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/predict", log.read_text())
+        if match and int(match.group(1)) != 0:
+            found[:] = [int(match.group(1))]
+            try:
+                return health(found[0]).get("status") == "ok"
+            except httpx.TransportError:
+                return False
+        return False
+
+    command = [*RECLOOP, "serve", "--policy", str(trained_policy), "--port", "0", *LOOPBACK]
+    with running([*command, "--access-log"], {}, ready, log_path=log):
+        assert health(found[0])["policy_version"] == "v-test-1"
+    assert '"GET /health HTTP/1.1" 200' in log.read_text()
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_port_out_of_range_is_one_line(port: str):
+    result = recloop("serve", "--port", port)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "serving.port must be between 0 and 65535" in line and port in line
+
+
+def test_serve_defaults_to_the_deployed_policy(trained_policy: Path, tmp_path: Path):
+    from app.deployer.local import deploy
+    from app.predictor.location import default_location
+
+    artifacts = tmp_path / "artifacts"
+    labelled(trained_policy, artifacts / "policy", "v-trained")
+    deploy(
+        str(labelled(trained_policy, tmp_path / "out", "v-deployed")), str(artifacts / "policies")
+    )
+    port = free_port()
+    env = {"RECLOOP__ARTIFACTS_DIR": str(artifacts)}
+    url = f"http://127.0.0.1:{port}/health"
+    with running([*RECLOOP, "serve", "--port", str(port), *LOOPBACK], env, url):
+        assert health(port)["policy_version"] == "v-deployed"
+    (artifacts / "policies" / "CURRENT").unlink()
+    assert default_location(str(artifacts)) == f"{artifacts}/policy"  # else what was trained
+    shown = " ".join(recloop("serve", "--help").stdout.split())
+    assert "else what was deployed (<artifacts_dir>/policies/CURRENT)" in shown
+
+
+def test_no_policy_is_one_clear_line(tmp_path: Path):
+    result = recloop("serve", "--port", "0", env={"RECLOOP__ARTIFACTS_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: no policy to serve:") and "recloop train" in line
+
+
+def test_container_retries_with_backoff_until_a_policy_appears(
+    trained_policy: Path, tmp_path: Path
+):
+    """Vertex's container (`python -m app.predictor`): 503 with the reason, a few log lines
+    with growing waits (not one a second), then it serves what appears."""
+    import time
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    port = free_port()
+    log = tmp_path / "predictor.log"
+    env = {"AIP_STORAGE_URI": str(folder), "AIP_HTTP_PORT": str(port)}
+
+    def unavailable() -> bool:
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        except httpx.TransportError:
+            return False
+        return answer.status_code == 503 and "retrying in" in answer.json()["reason"]
+
+    with running([PYTHON, "-m", "app.predictor"], env, unavailable, log_path=log):
+        time.sleep(7)
+        attempts = log.read_text().count("could not load the policy")
+        assert 2 <= attempts <= 4, log.read_text()  # every second would be 7 or more
+        labelled(trained_policy, folder / "v-late", "v-late")
+        (folder / "CURRENT").write_text("v-late")
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and health(port).get("status") != "ok":
+            time.sleep(0.5)
+        assert health(port)["policy_version"] == "v-late"
