@@ -13,7 +13,6 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import astuple
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -199,7 +198,7 @@ class DuckDBWarehouse:
         return True
 
     def record_promotion(self, row: PromotionRecord) -> None:
-        self._insert(PROMOTIONS, [astuple(row)])
+        self._insert(PROMOTIONS, [row])
 
     def promotions(self) -> list[PromotionRecord]:
         with self._connect() as db:
