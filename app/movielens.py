@@ -104,11 +104,22 @@ def load_ratings_matrix(path: Path) -> np.ndarray:
     Same contents as TF-Agents' `dataset_utilities.load_movielens_data` for u.data; the shape
     follows the largest ids in the file so that small synthetic files work too.
     """
+    rows = load_rating_events(path)
+    matrix = np.zeros((rows[:, 0].max(), rows[:, 1].max()))
+    matrix[rows[:, 0] - 1, rows[:, 1] - 1] = rows[:, 2]
+    return matrix
+
+
+def load_rating_events(path: Path) -> np.ndarray:
+    """u.data's rows as an int64 array of (user id, item id, rating, timestamp), ids 1-based.
+
+    The sequential (slate) environment needs the timestamps that the bandits' matrix drops.
+    """
     try:
         raw = path.read_text(encoding="latin-1").splitlines()
     except OSError as err:
         raise MovieLensError(f"cannot read {path}: {err}") from err
-    rows = np.empty((len(raw), 3), dtype=np.int64)
+    rows = np.empty((len(raw), 4), dtype=np.int64)
     count = 0
     for number, line in enumerate(raw, start=1):
         if not line.strip():
@@ -120,7 +131,7 @@ def load_ratings_matrix(path: Path) -> np.ndarray:
                 f"(user id, item id, rating, timestamp), got {len(fields)}"
             )
         try:
-            user, item, rating = (int(v) for v in fields[:3])
+            user, item, rating, timestamp = (int(v) for v in fields)
         except ValueError as err:
             raise MovieLensError(f"{path} line {number}: {err}") from err
         if user < 1 or item < 1:
@@ -129,14 +140,11 @@ def load_ratings_matrix(path: Path) -> np.ndarray:
             )
         if not 1 <= rating <= 5:
             raise MovieLensError(f"{path} line {number}: rating {rating} is outside 1..5")
-        rows[count] = (user, item, rating)
+        rows[count] = (user, item, rating, timestamp)
         count += 1
     if count == 0:
         raise MovieLensError(f"{path} holds no ratings")
-    rows = rows[:count]
-    matrix = np.zeros((rows[:, 0].max(), rows[:, 1].max()))
-    matrix[rows[:, 0] - 1, rows[:, 1] - 1] = rows[:, 2]
-    return matrix
+    return rows[:count]
 
 
 @functools.cache

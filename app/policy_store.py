@@ -54,10 +54,14 @@ def join(directory: str, name: str) -> str:
 
 
 def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:
-    """Writes the policy, then renames it into place: an interrupted save never leaves a
-    folder that looks like a complete policy (local folders; on object stores the metadata,
-    which readers require, is written last).
-    Proved by tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy."""
+    save_tf_policy(agent.policy, directory, metadata)
+
+
+def save_tf_policy(policy, directory: str, metadata: PolicyMetadata) -> None:
+    """Writes any TF-Agents policy (an agent's, or the slate actor's, app/slate/policy.py), then
+    renames it into place: an interrupted save never leaves a folder that looks like a complete
+    policy (local folders; on object stores the metadata, which readers require, is written
+    last). Proved by tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy."""
     import tensorflow as tf
     from tf_agents.policies import policy_saver
 
@@ -66,7 +70,7 @@ def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:
     staging = directory.rstrip("/") + ".partial" if local else directory
     if local and os.path.exists(staging):
         shutil.rmtree(staging)
-    policy_saver.PolicySaver(agent.policy, batch_size=None).save(staging)
+    policy_saver.PolicySaver(policy, batch_size=None).save(staging)
     with tf.io.gfile.GFile(join(staging, METADATA_FILE), "w") as f:
         f.write(json.dumps(asdict(metadata), indent=2))
     if not local:

@@ -1,0 +1,161 @@
+"""The list-wise actor-critic agent: TF-Agents' TD3 over an item-embedding action space.
+
+The actor maps the state (the last N liked movies' embeddings) to a point a ∈ [−1, 1]^d in
+item-embedding space; the list is the K allowed movies with the highest score v·a, so the
+cost of a decision grows with one dot product per movie, not with a Q-value per movie. Two
+critics (TD3) learn the long-term value Q(s, a) of a list, whose reward is the mean item
+reward; training is off-policy from a replay buffer. TF-Agents' defaults that do not fit
+(gamma 1, target tau 1, noise) are overridden below. With gamma = 0 the same agent is the
+myopic "actor without the critic's long-term value" baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.slate.environment import top_k
+
+ACTOR_CRITIC = "actor_critic"
+ACTOR_NO_CRITIC = "actor_no_critic"
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig:
+    gamma: float = 0.9
+    actor_layers: tuple[int, ...] = (64, 64)
+    critic_layers: tuple[int, ...] = (64, 64)
+    actor_learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-3
+    target_update_tau: float = 0.05
+    actor_update_period: int = 2
+    exploration_std: float = 0.3
+    target_policy_noise: float = 0.2
+    batch_size: int = 64
+    replay_capacity: int = 50_000
+    updates_per_step: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"gamma={self.gamma} must be in [0, 1)")
+
+
+class ActorCritic:
+    """Collects with Gaussian exploration around the actor; `learn` must follow its `act`."""
+
+    def __init__(
+        self,
+        name: str,
+        state_dim: int,
+        item_embeddings: np.ndarray,
+        config: ActorCriticConfig,
+        seed: int = 0,
+    ):
+        import tensorflow as tf
+        from tf_agents.agents.ddpg import actor_network, critic_network
+        from tf_agents.agents.td3 import td3_agent
+        from tf_agents.specs import tensor_spec
+        from tf_agents.trajectories import time_step as ts
+
+        tf.random.set_seed(seed)
+        self.name = name
+        self.config = config
+        self.items = item_embeddings.astype(np.float32)
+        dim = self.items.shape[1]
+        self.rng = np.random.default_rng(seed)
+        self.exploring = True
+        observation_spec = tf.TensorSpec([state_dim], tf.float32, name="state")
+        self.action_spec = tensor_spec.BoundedTensorSpec(
+            [dim], tf.float32, minimum=-1.0, maximum=1.0, name="point"
+        )
+        time_step_spec = ts.time_step_spec(observation_spec)
+        self.actor_network = actor_network.ActorNetwork(
+            observation_spec, self.action_spec, fc_layer_params=config.actor_layers
+        )
+
+        def critic():
+            return critic_network.CriticNetwork(
+                (observation_spec, self.action_spec), joint_fc_layer_params=config.critic_layers
+            )
+
+        self.agent = td3_agent.Td3Agent(
+            time_step_spec,
+            self.action_spec,
+            actor_network=self.actor_network,
+            critic_network=critic(),
+            critic_network_2=critic(),
+            actor_optimizer=tf.keras.optimizers.Adam(config.actor_learning_rate),
+            critic_optimizer=tf.keras.optimizers.Adam(config.critic_learning_rate),
+            exploration_noise_std=config.exploration_std,
+            target_update_tau=config.target_update_tau,
+            target_update_period=1,
+            actor_update_period=config.actor_update_period,
+            gamma=config.gamma,
+            target_policy_noise=config.target_policy_noise,
+            target_policy_noise_clip=0.5,
+        )
+        self.agent.initialize()
+        # The agent's greedy policy is the actor network's output (already within the spec).
+        self._point = tf.function(lambda s: self.actor_network(s, training=False)[0])
+        self._train = tf.function(self.agent.train)
+        capacity = config.replay_capacity
+        self._states = np.zeros((capacity, state_dim), np.float32)
+        self._next_states = np.zeros((capacity, state_dim), np.float32)
+        self._actions = np.zeros((capacity, dim), np.float32)
+        self._rewards = np.zeros(capacity, np.float32)
+        self._discounts = np.zeros(capacity, np.float32)
+        self._size = 0
+        self._cursor = 0
+        self._last_points = np.zeros((0, dim), np.float32)
+        self.losses: list[float] = []
+
+    # -- acting -----------------------------------------------------------------------------
+    def points(self, observations: np.ndarray) -> np.ndarray:
+        return self._point(np.asarray(observations, np.float32)).numpy()
+
+    def act(self, observations: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+        points = self.points(observations)
+        if self.exploring:
+            noise = self.rng.normal(scale=self.config.exploration_std, size=points.shape)
+            points = np.clip(points + noise, -1.0, 1.0).astype(np.float32)
+        self._last_points = points
+        return top_k(points @ self.items.T, excluded, k)
+
+    # -- learning ---------------------------------------------------------------------------
+    def learn(self, observations, slates, rewards, next_observations, done) -> None:
+        rows = len(observations)
+        index = (self._cursor + np.arange(rows)) % len(self._states)
+        self._states[index] = observations
+        self._next_states[index] = next_observations
+        self._actions[index] = self._last_points
+        self._rewards[index] = np.mean(rewards, axis=1)
+        self._discounts[index] = 0.0 if done else 1.0
+        self._cursor = int((self._cursor + rows) % len(self._states))
+        self._size = min(self._size + rows, len(self._states))
+        if self._size < self.config.batch_size:
+            return
+        for _ in range(self.config.updates_per_step):
+            loss = self._train(
+                self._experience(self.rng.integers(self._size, size=self.config.batch_size))
+            )
+            self.losses.append(float(loss.loss))
+
+    def _experience(self, index: np.ndarray):
+        """Transitions as TF-Agents' [batch, 2] trajectories (see trajectory.to_transition)."""
+        from tf_agents.trajectories import time_step as ts
+        from tf_agents.trajectories import trajectory
+
+        batch = len(index)
+        mid = np.full((batch, 2), ts.StepType.MID, np.int32)
+        next_type = np.where(self._discounts[index] == 0.0, ts.StepType.LAST, ts.StepType.MID)
+        action = np.repeat(self._actions[index][:, None, :], 2, axis=1)
+        return trajectory.Trajectory(
+            step_type=mid,
+            observation=np.stack([self._states[index], self._next_states[index]], axis=1),
+            action=action,
+            policy_info=(),
+            next_step_type=np.stack([next_type, next_type], axis=1).astype(np.int32),
+            reward=np.stack([self._rewards[index], np.zeros(batch, np.float32)], axis=1),
+            discount=np.stack([self._discounts[index], np.ones(batch, np.float32)], axis=1),
+        )
