@@ -1,1 +1,1 @@
-"""List-wise (slate) recommendations: a sequential MovieLens environment and an actor-critic agent."""
+"""List-wise (slate) recommendations: a sequential MovieLens environment, actor-critic."""

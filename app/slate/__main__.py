@@ -7,9 +7,9 @@ import sys
 import time
 
 from app import movielens
-from app.config import ConfigError, load_settings
+from app.config import ConfigError, Settings, load_settings
 from app.slate import data as slate_data
-from app.slate.run import SlateArgs, run, write_report
+from app.slate.run import REPORT_FILE, SlateArgs, SlateResult, run, write_report
 from app.slate.save import save_actor_critic
 
 DEFAULT_OUTPUT = ".recloop/slate"
@@ -37,26 +37,32 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, SlateArgs]:
     return options, args
 
 
+def produce(
+    args: SlateArgs, output_dir: str, data_path: str | None, settings: Settings, progress: bool
+) -> SlateResult:
+    """Everything `make slate` does: data, training, evaluation, report, saved actor-critic."""
+    files = movielens.locate(
+        data_path, settings.data.movielens_dir, settings.data.cache_dir, settings.data.download
+    )
+    data = slate_data.build(movielens.load_rating_events(files.ratings), seed=args.seed)
+    titles = movielens.load_titles(files.items, data.num_movies)
+    result = run(data, args, progress=progress)
+    write_report(output_dir, result)
+    version = time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
+    save_actor_critic(output_dir, result, data, args, titles, version)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         options, args = parse(sys.argv[1:] if argv is None else argv)
-        settings = load_settings()
-        files = movielens.locate(
-            options.data_path,
-            settings.data.movielens_dir,
-            settings.data.cache_dir,
-            settings.data.download,
+        result = produce(
+            args, options.output_dir, options.data_path, load_settings(), not options.no_progress
         )
-        data = slate_data.build(movielens.load_rating_events(files.ratings), seed=args.seed)
-        titles = movielens.load_titles(files.items, data.num_movies)
-        result = run(data, args, progress=not options.no_progress)
-        path = write_report(options.output_dir, result)
-        version = time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
-        save_actor_critic(options.output_dir, result, data, args, titles, version)
     except (ValueError, movielens.MovieLensError, ConfigError, OSError) as err:
         print(f"slate: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {path} ({result.seconds:.0f} s)")
+    print(f"wrote {options.output_dir}/{REPORT_FILE} ({result.seconds:.0f} s)")
     for name, metrics in result.report["methods"].items():
         print(
             f"  {name:16s} return {metrics['return']:+.3f}  "

@@ -137,7 +137,7 @@ def build(events: np.ndarray, seed: int = 0, test_user_share: float = TEST_USER_
     active = np.flatnonzero(train.sum(axis=1) > 0)
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(active)
-    test_count = max(1, int(round(test_user_share * len(shuffled))))
+    test_count = max(1, round(test_user_share * len(shuffled)))
     if test_count >= len(shuffled):
         raise ValueError(f"{len(shuffled)} users are too few to split into train and test users")
     return SlateData(

@@ -151,12 +151,12 @@ def run(data: SlateData, args: SlateArgs, progress: bool = False) -> SlateResult
             if name in LEARNING:
                 task = bar.add_task(name, total=args.episodes // args.parallel_episodes)
                 env = SlateEnvironment(data, data.train_users, seed=args.seed, **env_args)
-                curves[name] = train(method, env, args, lambda _: bar.advance(task))
+                curves[name] = train(method, env, args, lambda _, t=task: bar.advance(t))
             test_env = SlateEnvironment(data, data.test_users, seed=args.seed, **env_args)
             results[name] = evaluate(method, test_env).as_report()
     report = {
         "k": args.slate_size,
-        "test_users": int(len(data.test_users)),
+        "test_users": len(data.test_users),
         "episodes": args.episodes,
         "methods": results,
     }
