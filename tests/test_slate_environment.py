@@ -35,7 +35,7 @@ def test_each_users_earliest_ratings_are_train_and_the_latest_held_out(events):
 
 
 def test_embeddings_and_simulator_never_see_held_out_ratings(events, data):
-    train, held_out, _ = slate_data.time_split(events)
+    _, held_out, _ = slate_data.time_split(events)
     flipped = events.copy()
     for row in flipped:
         if held_out[row[0] - 1, row[1] - 1]:
