@@ -14,7 +14,7 @@ endif
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install test lint bench bench-quick demo chaos rehearse pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
+.PHONY: install test lint bench bench-quick demo slate chaos rehearse pipelines synth deploy plan apply destroy rebuild golden checkov-install clean
 
 # Infrastructure (see docs/operations.md).
 ENV ?= dev
@@ -74,6 +74,10 @@ bench-quick: install
 
 demo: install
 	$(PY) -m app.demo
+
+# List-wise actor-critic vs baselines on MovieLens 100K; writes .recloop/slate/report.json (docs/slate.md).
+slate: install
+	$(PY) -m app.slate --output-dir .recloop/slate
 
 # Fault scenarios against the local parts; writes .recloop/chaos/report.json (docs/reliability.md).
 chaos: install
