@@ -11,7 +11,6 @@ import sys
 import time
 
 import app  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported below)
-
 from app.slate.environment import HISTORY_LENGTH
 
 DEFAULT_POLICY = ".recloop/slate/actor_critic/policy"
@@ -51,7 +50,8 @@ def main() -> int:
     result = measure(policy_dir)
     verdict = "meets" if result["median_ms"] <= TARGET_MS else "MISSES"
     print(
-        f"slate decision over {result['catalogue']:.0f} movies: median {result['median_ms']:.3f} ms, "
+        f"slate decision over {result['catalogue']:.0f} movies: "
+        f"median {result['median_ms']:.3f} ms, "
         f"p99 {result['p99_ms']:.3f} ms ({verdict} the {TARGET_MS} ms target)"
     )
     return 0
