@@ -130,7 +130,9 @@ class ActorCritic:
         self._next_states[index] = next_observations
         self._actions[index] = self._last_points
         self._rewards[index] = np.mean(rewards, axis=1)
-        self._discounts[index] = 0.0 if done else 1.0
+        # The horizon truncates a session; it is no terminal state (the state does not hold the
+        # time left), so the critic bootstraps through it and learns a stationary value.
+        self._discounts[index] = 1.0
         self._cursor = int((self._cursor + rows) % len(self._states))
         self._size = min(self._size + rows, len(self._states))
         if self._size < self.config.batch_size:
@@ -148,7 +150,7 @@ class ActorCritic:
 
         batch = len(index)
         mid = np.full((batch, 2), ts.StepType.MID, np.int32)
-        next_type = np.where(self._discounts[index] == 0.0, ts.StepType.LAST, ts.StepType.MID)
+        next_type = np.full(batch, ts.StepType.MID)
         action = np.repeat(self._actions[index][:, None, :], 2, axis=1)
         return trajectory.Trajectory(
             step_type=mid,
