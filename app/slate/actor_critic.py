@@ -97,8 +97,10 @@ class ActorCritic:
         )
         self.agent.initialize()
         # The agent's greedy policy is the actor network's output (already within the spec).
-        self._point = tf.function(lambda s: self.actor_network(s, training=False)[0])
-        self._train = tf.function(self.agent.train)
+        self._point = tf.function(
+            lambda s: self.actor_network(s, training=False)[0], autograph=False
+        )
+        self._train = tf.function(self.agent.train, autograph=False)
         capacity = config.replay_capacity
         self._states = np.zeros((capacity, state_dim), np.float32)
         self._next_states = np.zeros((capacity, state_dim), np.float32)
