@@ -197,7 +197,9 @@ def _plot(path: str, result: SlateResult) -> None:
     import matplotlib.pyplot as plt
     import tensorflow as tf
 
-    fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (curves, returns, ranking) = plt.subplots(
+        1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [2, 1, 1.4]}
+    )
     for name, values in result.curves.items():
         x = np.arange(1, len(values) + 1)
         window = max(1, len(values) // 20)
@@ -205,20 +207,24 @@ def _plot(path: str, result: SlateResult) -> None:
         curves.plot(x[window - 1 :], smooth, label=name)
     curves.set_xlabel("training batch of episodes (train users, with exploration)")
     curves.set_ylabel("mean episode return")
-    curves.set_title("learning curves")
+    curves.set_title("learning curves (same user batches for every method)")
     curves.legend(loc="best")
     curves.grid(alpha=0.3)
-    metrics = ("return", "precision_at_k", "ndcg_at_k")
     methods = list(result.report["methods"])
+    colours = [f"C{i}" for i in range(len(methods))]
+    returns.bar(methods, [result.report["methods"][m]["return"] for m in methods], color=colours)
+    returns.set_title(f"test return ({result.report['test_users']} users)")
+    returns.tick_params(axis="x", labelrotation=45)
     width = 0.8 / len(methods)
     for i, name in enumerate(methods):
-        values = [result.report["methods"][name][m] for m in metrics]
-        bars.bar(np.arange(len(metrics)) + i * width, values, width, label=name)
-    bars.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2)
-    bars.set_xticklabels(["return", f"P@{result.report['k']}", f"NDCG@{result.report['k']}"])
-    bars.set_title(f"test users ({result.report['test_users']})")
-    bars.legend(loc="best", fontsize=8)
-    bars.grid(alpha=0.3, axis="y")
+        values = [result.report["methods"][name][m] for m in ("precision_at_k", "ndcg_at_k")]
+        ranking.bar(np.arange(2) + i * width, values, width, label=name, color=colours[i])
+    ranking.set_xticks(np.arange(2) + 0.4 - width / 2)
+    ranking.set_xticklabels([f"P@{result.report['k']}", f"NDCG@{result.report['k']}"])
+    ranking.set_title("first list vs held-out positives")
+    ranking.legend(loc="best", fontsize=8)
+    for axis in (returns, ranking):
+        axis.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
