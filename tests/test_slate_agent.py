@@ -55,3 +55,14 @@ def test_per_arm_linucb_personalises_through_interaction_features(data):
 def test_gamma_must_discount():
     with pytest.raises(ValueError, match="gamma"):
         ActorCriticConfig(gamma=1.0)
+
+
+def test_the_same_seed_builds_the_same_actor_and_critics(data):
+    from app.slate.actor_critic import ActorCritic
+
+    tiny = ActorCriticConfig(actor_layers=(4,), critic_layers=(4,))
+    first, second = (
+        ActorCritic(name, 85, data.item_embeddings, tiny, seed=5) for name in ("a", "b")
+    )
+    for a, b in zip(first.agent.variables, second.agent.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)

@@ -58,7 +58,9 @@ class ActorCritic:
         from tf_agents.specs import tensor_spec
         from tf_agents.trajectories import time_step as ts
 
-        tf.random.set_seed(seed)
+        # Seeds Python's `random` too: unseeded Keras initialisers (the networks' last layers) draw
+        # their seeds from it, which made the same seed train differently run to run.
+        tf.keras.utils.set_random_seed(seed)
         self.name = name
         self.config = config
         self.items = item_embeddings.astype(np.float32)
