@@ -6,7 +6,8 @@ cost of a decision grows with one dot product per movie, not with a Q-value per 
 critics (TD3) learn the long-term value Q(s, a) of a list, whose reward is the mean item
 reward; training is off-policy from a replay buffer. TF-Agents' defaults that do not fit
 (gamma 1, target tau 1, noise) are overridden below. With gamma = 0 the same agent is the
-myopic "actor without the critic's long-term value" baseline.
+myopic "actor without the critic's long-term value" baseline. Tests: tests/test_slate_run.py
+(it trains, finite losses, saved policy = agent), tests/test_slate_agent.py (seeding).
 """
 
 from __future__ import annotations

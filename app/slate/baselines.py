@@ -4,6 +4,7 @@ Per-arm LinUCB scores each movie by one shared linear model over interaction fea
 (u = the mean embedding of the state's movies, v = the movie's embedding): concatenating u and
 v instead would add the same user term to every movie and personalise nothing. It learns from
 every movie of every list (reward (r − 3)/2) and never plans beyond the next list.
+Tests: tests/test_slate_agent.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ are held out and answer for the items they cover. Everything learned from data u
 ratings only: the agents' item embeddings (a rank-k SVD plus a popularity feature) and the
 simulator that answers for items a user never rated, a biased matrix factorisation fitted by
 alternating least squares — a different model from the agents' embeddings, so that no agent
-is graded by its own representation.
+is graded by its own representation. Tests: tests/test_slate_environment.py
+(`test_embeddings_and_simulator_never_see_held_out_ratings`, `test_each_users_earliest_…`).
 """
 
 from __future__ import annotations
