@@ -81,6 +81,12 @@ BAD = [
     ),
     (log_message(propensity=2), "propensity must be in (0, 1]"),
     (log_message(action=1.5), "predictions[0].action must be a whole number"),
+    # past the warehouse's INT64: stored, it raised (a 500, redelivered until dead-lettered)
+    (
+        feedback_message(rewards=[{"instance_index": 2**63, "reward": 1}]),
+        "rewards[0].instance_index must be a whole number",
+    ),
+    (log_message(action=2**64 - 1), "predictions[0].action must be a whole number"),
 ]
 
 
