@@ -16,7 +16,8 @@ Proved by tests/test_warehouse.py (claims, commit conflicts, quarantine), tests/
 (publish faults) and the scenarios of `make chaos` (tests/test_chaos.py).
 Each side of the join and every ledger table is deduplicated by key in the queries, so
 BigQuery's best-effort streaming dedup is never trusted. The statements are the same text on
-both warehouses but for the table names, the parameter marks and two finiteness functions.
+both warehouses but for the table names, the parameter marks and the array and finiteness
+functions of `Dialect`.
 """
 
 from __future__ import annotations
