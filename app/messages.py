@@ -54,6 +54,9 @@ def feedback(
     )
 
 
+INT64_MAX = 2**63 - 1  # the warehouse's INTEGER/INT64 columns
+
+
 def parse(data: bytes) -> list[PredictionRecord] | list[FeedbackRecord]:
     try:
         message = orjson.loads(data)
@@ -138,9 +141,10 @@ def _list(m: dict[str, Any], key: str) -> list[Any]:
 
 
 def _int(row: dict[str, Any], key: str, where: str) -> int:
+    """A whole number the warehouse's INT64 columns can hold."""
     value = row.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise MessageError(f"{where}.{key} must be a whole number ≥ 0, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT64_MAX:
+        raise MessageError(f"{where}.{key} must be a whole number in 0..{INT64_MAX}, got {value!r}")
     return value
 
 

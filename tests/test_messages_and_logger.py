@@ -81,6 +81,12 @@ BAD = [
     ),
     (log_message(propensity=2), "propensity must be in (0, 1]"),
     (log_message(action=1.5), "predictions[0].action must be a whole number"),
+    # past the warehouse's INT64: stored, it raised (a 500, redelivered until dead-lettered)
+    (
+        feedback_message(rewards=[{"instance_index": 2**63, "reward": 1}]),
+        "rewards[0].instance_index must be a whole number",
+    ),
+    (log_message(action=2**64 - 1), "predictions[0].action must be a whole number"),
 ]
 
 
@@ -131,3 +137,17 @@ def test_a_batch_that_fails_is_stored_exactly_once_on_retry(tmp_path: Path):
     assert warehouse.count_untrained(rank_k=2, num_actions=3) == 80
     assert warehouse.query("SELECT count(*) FROM predictions") == [(80,)]
     assert warehouse.query("SELECT count(*) FROM feedback") == [(80,)]
+
+
+def test_an_index_past_int64_is_rejected_and_blocks_nothing_of_its_batch(
+    warehouse: DuckDBWarehouse,
+):
+    """Before, it passed the parser and the batch's insert raised on every redelivery, so
+    the good messages delivered with it were never stored."""
+    batch = [
+        event(feedback_message(rewards=[{"instance_index": 2**63, "reward": 1}])),
+        event(feedback_message(request_id="good")),
+    ]
+    outcome = handle_batch(batch, warehouse)
+    assert outcome.feedback == 1 and len(outcome.rejected) == 1
+    assert warehouse.query("SELECT request_id FROM feedback") == [("good",)]

@@ -120,21 +120,29 @@ def test_bad_rows_are_quarantined_with_a_reason_and_block_nothing(warehouse: Duc
             prediction("bad", 0, action=ACTIONS),
             PredictionRecord("bad", 1, T0, "v1", [1.0, 2.0, 3.0], 0),
             PredictionRecord("bad", 2, T0, "v1", [1.0, nan], 0),
+            # finite as FLOAT64 (the Logger and the predictor accept them), not as float32
+            PredictionRecord("bad", 3, T0, "v1", [1e39, 1.0], 0),
+            PredictionRecord("bad", 4, T0, "v1", [1e20, 1e20], 0),
+            prediction("bad", 5),
             prediction("ok", 1),
         ]
     )
     warehouse.insert_feedback(
         [reward("ok", 0, 1.0), reward("ok", 1, 2.0)]
-        + [reward("bad", i, 1.0) for i in range(2)]
-        + [FeedbackRecord("bad", 2, T0, 1.0, "t")]
+        + [reward("bad", i, 1.0) for i in (0, 1, 3, 4)]
+        + [FeedbackRecord("bad", 2, T0, 1.0, "t"), reward("bad", 5, 1e39)]
     )
     assert warehouse.count_untrained(RANK, ACTIONS) == 2
     assert warehouse.claim("a", 100, RANK, ACTIONS) == 2
     reasons = warehouse.query("SELECT instance_index, reason FROM quarantine ORDER BY 1")
+    too_large = "observation is too large for float32 training (its squared norm exceeds 3.4e38)"
     assert reasons == [
         (0, "action 4 is outside 0..3"),
         (1, "observation has 3 values, the rank is 2"),
         (2, "observation holds a non-finite value"),
+        (3, too_large),
+        (4, too_large),
+        (5, "reward is too large for float32 training"),
     ]
     warehouse.commit(run("a", None, 2))
     assert warehouse.count_untrained(RANK, ACTIONS) == 0  # nothing left over, nothing stuck

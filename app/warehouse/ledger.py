@@ -16,7 +16,8 @@ Proved by tests/test_warehouse.py (claims, commit conflicts, quarantine), tests/
 (publish faults) and the scenarios of `make chaos` (tests/test_chaos.py).
 Each side of the join and every ledger table is deduplicated by key in the queries, so
 BigQuery's best-effort streaming dedup is never trusted. The statements are the same text on
-both warehouses but for the table names, the parameter marks and two finiteness functions.
+both warehouses but for the table names, the parameter marks and the array and finiteness
+functions of `Dialect`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ from app.schemas import (
 )
 
 KEY = ", ".join(PREDICTIONS.key)
+# The trainer reads examples as float32 and sums outer products x·xᵀ and r·x: a value finite
+# in FLOAT64 but past float32's range (the Logger and the predictor accept 1e39) would turn
+# the policy's statistics into inf/NaN, and every later run warm-starts from it.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Dialect:
     finite: Callable[[str], str]  # SQL that is true when a FLOAT64 expression is finite
     array_sum: Callable[[str], str]
     element: Callable[[str, int], str]  # the i-th (0-based) value of an ARRAY expression
+    sum_of_squares: Callable[[str], str]  # of a FLOAT64 array
 
 
 DUCKDB = Dialect(
@@ -52,6 +58,7 @@ DUCKDB = Dialect(
     finite=lambda e: f"isfinite({e})",
     array_sum=lambda e: f"list_sum({e})",
     element=lambda e, i: f"{e}[{i + 1}]",
+    sum_of_squares=lambda e: f"list_inner_product({e}, {e})",
 )
 
 
@@ -62,6 +69,7 @@ def bigquery(project: str, dataset: str) -> Dialect:
         finite=lambda e: f"NOT (IS_NAN({e}) OR IS_INF({e}))",
         array_sum=lambda e: f"(SELECT SUM(v) FROM UNNEST({e}) AS v)",
         element=lambda e, i: f"{e}[OFFSET({i})]",
+        sum_of_squares=lambda e: f"(SELECT SUM(v * v) FROM UNNEST({e}) AS v)",
     )
 
 
@@ -108,7 +116,10 @@ def untrained(d: Dialect) -> str:
       CAST(ARRAY_LENGTH(j.observation) AS STRING), ' values, the rank is ',
       CAST({p("rank_k")} AS STRING))
     WHEN NOT {d.finite(d.array_sum("j.observation"))} THEN 'observation holds a non-finite value'
+    WHEN NOT ({d.sum_of_squares("j.observation")} <= {FLOAT32_MAX!r}) THEN
+      'observation is too large for float32 training (its squared norm exceeds 3.4e38)'
     WHEN NOT {d.finite("j.reward")} THEN 'reward is not finite'
+    WHEN NOT (ABS(j.reward) <= {FLOAT32_MAX!r}) THEN 'reward is too large for float32 training'
   END AS fault
   FROM ({joined(d)}) AS j
   LEFT JOIN (SELECT DISTINCT {KEY}, TRUE AS trained FROM {d.table(TRAINED_EXAMPLES)}) AS t
