@@ -30,17 +30,25 @@ from infra.components.bucket import SecureBucket
 from infra.config import EnvironmentConfig
 from infra.lifecycle import keep
 from infra.stacks.common import provider
-from infra.stacks.data import ACCOUNTS
+from infra.stacks.data import ACCOUNTS, BUILDER_SOURCE_ROLE
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 # Project-level roles the app stack grants workloads: the only roles the deployer may grant.
 WORKLOAD_PROJECT_ROLES = ("roles/aiplatform.user", "roles/bigquery.jobUser")
 # Cloud Build builds the functions as this account (the project's default build account may
-# lack the permissions since Cloud Build's July 2024 change; Google's "Custom Service
-# Account for Cloud Build" guide). It writes build logs here, and (data stack) reads the
-# function sources and writes images to the functions' own repository only.
+# lack the permissions since Cloud Build's July 2024 change). Google's "Custom Service
+# Account for Cloud Build" (cloud.google.com/functions/docs/securing/build-custom-sa) and
+# Cloud Run's "Set build service account" list exactly three roles: roles/logging.logWriter
+# (build logs), roles/artifactregistry.writer (the image; granted on the functions' own
+# repository in the data stack) and roles/storage.objectAdmin (reading the function source).
+# Cloud Functions copies the source into its own gcf-v2-sources-PROJECT_NUMBER-REGION bucket
+# ("Build process overview", cloud.google.com/functions/docs/building), which the builder
+# reads: objectAdmin is granted on the project, conditioned to those buckets, and (data
+# stack) on the sources bucket. (tests/infra/test_bootstrap.py::
+# test_functions_build_as_the_builder_into_their_own_repository)
 BUILDER = "builder"
 BUILDER_PROJECT_ROLES = ("roles/logging.logWriter",)
+FUNCTION_SOURCE_BUCKETS = "projects/_/buckets/gcf-v2-sources-"
 # Workload → the account it starts work as (the Trigger submits pipeline runs as the
 # pipelines account; the pipelines deploy the predictor as the predictor account).
 ACTS_AS = {"trigger": "pipelines", "pipelines": "predictor"}
@@ -176,6 +184,24 @@ class BootstrapStack(TerraformStack):
                 role=role,
                 member=self.builder.member,
             )
+        sources = ProjectIamMember(
+            self,
+            "builder_reads_function_sources",
+            project=project,
+            role=BUILDER_SOURCE_ROLE,
+            member=self.builder.member,
+            condition=ProjectIamMemberCondition(
+                title="function source buckets only",
+                expression=f'resource.name.startsWith("{FUNCTION_SOURCE_BUCKETS}")',
+            ),
+        )
+        skip(
+            sources,
+            CKV_GCP_42=(
+                "storage.objectAdmin is the role Google's custom build account guide lists for "
+                "reading the function source; conditioned to the gcf-v2-sources-* buckets"
+            ),
+        )
         for actor, target in ACTS_AS.items():
             ServiceAccountIamMember(
                 self,

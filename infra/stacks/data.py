@@ -51,6 +51,9 @@ SERVICES = [
 # what it needs.
 ACCOUNTS = wiring.ACCOUNTS
 BUILDER = "builder"  # Cloud Build's identity for the functions (infra/stacks/bootstrap.py)
+# What reading the function source needs (Google's "Custom Service Account for Cloud Build";
+# the full list is in infra/stacks/bootstrap.py beside BUILDER_PROJECT_ROLES).
+BUILDER_SOURCE_ROLE = "roles/storage.objectAdmin"
 
 
 def endpoint_number(name: str) -> str:
@@ -157,7 +160,7 @@ class DataStack(TerraformStack):
             self,
             "builder_reads_sources",
             bucket=self.sources.name,
-            role="roles/storage.objectViewer",
+            role=BUILDER_SOURCE_ROLE,
             member=self.builder.member,
         )
 

@@ -164,15 +164,23 @@ def test_functions_build_as_the_builder_into_their_own_repository(stacks, env):
     )
     assert writer["repository"] == "${google_artifact_registry_repository.function_images.name}"
     assert writer["member"] == "${data.google_service_account.sa_builder.member}"
-    reader = one(data, "google_storage_bucket_iam_member", role="roles/storage.objectViewer")
+    # Google's "Custom Service Account for Cloud Build": logWriter, artifactregistry.writer and
+    # storage.objectAdmin (reading the source); objectViewer alone cannot run a build.
+    reader = one(data, "google_storage_bucket_iam_member", role="roles/storage.objectAdmin")
     assert reader["member"] == writer["member"] and "sources" in reader["bucket"]
     for function in resources(app, "google_cloudfunctions2_function").values():
         build = function["build_config"]
         assert "sa_buildername" in build["service_account"]
         assert "function_imagesid" in build["docker_repository"]
-    (logs,) = [
-        b
+    grants = {
+        b["role"]: b.get("condition")
         for b in resources(stacks[f"{env}-bootstrap"], "google_project_iam_member").values()
         if b["member"] == "${google_service_account.sa_builder.member}"
-    ]
-    assert logs["role"] == "roles/logging.logWriter"
+    }
+    assert grants.keys() == {"roles/logging.logWriter", "roles/storage.objectAdmin"}
+    assert grants["roles/logging.logWriter"] is None
+    # Cloud Functions copies the source into gcf-v2-sources-PROJECT_NUMBER-REGION; the
+    # builder's objectAdmin on the project reaches those buckets only.
+    assert grants["roles/storage.objectAdmin"]["expression"] == (
+        'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-")'
+    )
