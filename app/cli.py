@@ -234,7 +234,10 @@ def pipeline_run(
         return
     with tempfile.TemporaryDirectory() as scratch:
         if template is None:
-            image = settings.cloud.trainer_image or "recloop-trainer:local"
+            from app import wiring
+
+            wiring.require(settings, wiring.PIPELINE_COMPILATION)
+            image = str(settings.cloud.trainer_image)  # an image by digest: required above
             compiled = {p.stem: p for p in compile_all(Path(scratch), image)}
             template = str(compiled[NAMES[name]])
         job = submit_vertex(

@@ -146,6 +146,13 @@ SUBMISSION = Component(
         Need(("loop", "pipeline_root"), GCS),
     ),
 )
+# Compiling a pipeline for the cloud (`recloop pipeline run --env dev|prod` without
+# --template) bakes the trainer image into every step: the released image, never a local one.
+PIPELINE_COMPILATION = Component(
+    "pipeline run without --template",
+    "pipelines",
+    (Need(("cloud", "trainer_image"), IMAGE),),
+)
 TRIGGER = Component(
     "trigger",
     "trigger",

@@ -214,3 +214,22 @@ def test_cli_submits_the_compiled_pipeline_to_vertex(fake, monkeypatch):
     assert values["project_id"] == "recloop-dev"
     assert values["training_artifacts_dir"] == "gs://recloop-dev-artifacts"
     assert values["bigquery_dataset_id"] == "recloop_dev"
+
+
+def test_cli_without_a_template_refuses_to_compile_the_local_trainer_image(fake, monkeypatch):
+    """Compiling bakes the trainer image into every step: without cloud.trainer_image a cloud
+    run compiled `recloop-trainer:local`, which Vertex cannot pull (before: it was sent)."""
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    for name, value in trigger_environment("dev", "projects/1/x/endpoints/77").items():
+        if name not in ("RECLOOP_PROFILE", env_name(("cloud", "trainer_image"))):
+            monkeypatch.setenv(name, value)
+    with fake.install():
+        result = CliRunner().invoke(app, ["pipeline", "run", "retraining", "--env", "dev"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, wiring.WiringError)
+    (message,) = str(result.exception).splitlines()
+    assert "cloud.trainer_image (RECLOOP__CLOUD__TRAINER_IMAGE)" in message
+    assert not fake.sent("PipelineService/CreatePipelineJob")
