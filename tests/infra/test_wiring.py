@@ -158,3 +158,20 @@ def test_the_deployer_may_act_as_the_predictor_account_and_no_other(stacks, env)
         f"projects/recloop-{env}/serviceAccounts/"
         f"recloop-{env}-predictor@recloop-{env}.iam.gserviceaccount.com"
     ]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_cloud_profiles_name_what_the_stacks_create(stacks, env):
+    """app/profiles/<env>.toml names the artifacts bucket, the dataset and the region for the
+    runs that get no generated environment (`recloop tune --vertex`, `pipeline run --env`):
+    the names infra derives from infra/environments/<env>.toml (name_prefix, region) are the
+    one source, and the profile must name exactly what the synthesized stacks create."""
+    from infra import config as environments
+
+    profile = load_settings(env, environ={})
+    data = stacks[f"{env}-data"]
+    buckets = {b["name"] for b in resources(data, "google_storage_bucket").values()}
+    assert profile.artifacts_dir.removeprefix("gs://") in buckets
+    assert profile.artifacts_dir == f"gs://{environments.load(env).name('artifacts')}"
+    assert profile.warehouse.dataset == one(data, "google_bigquery_dataset")["dataset_id"]
+    assert profile.cloud.region == environments.load(env).region
