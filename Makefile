@@ -108,6 +108,17 @@ infra/node_modules: infra/package.json infra/package-lock.json
 	cd infra && npm ci --no-audit --no-fund
 	touch $@
 
+# `make deploy` applies what it synthesises without a plan anyone read: dev only. Prod goes
+# through a saved, reviewed plan (`make plan`, then `make apply`; the deploy workflow).
+# Like destroy and rebuild it needs the release the app stack is to run.
+# (tests/infra/test_stack_lifecycle.py::test_deploy_refuses_prod_and_a_missing_release)
+ifneq ($(filter deploy,$(MAKECMDGOALS)),)
+ifeq ($(ENV),prod)
+$(error refusing: make deploy applies no reviewed plan; prod goes through `make plan ENV=prod TRAINER_IMAGE=… SERVING_IMAGE=… RELEASE=…`, its tfplan.txt, then `make apply ENV=prod` (docs/operations.md, "Roll back"))
+endif
+$(foreach input,TRAINER_IMAGE SERVING_IMAGE RELEASE,$(if $($(input)),,$(error make deploy needs $(input)=… of the release $(ENV)-app is to run (docs/operations.md, "Roll back"))))
+endif
+
 deploy: synth infra/node_modules
 	$(CDKTF) deploy --skip-synth --auto-approve $(ENV)-data $(ENV)-app
 

@@ -103,6 +103,24 @@ def test_destroy_and_rebuild_refuse_without_the_live_release(target):
         assert f"need {name}=" in stderr
 
 
+@pytest.mark.parametrize("env", ENVS)
+def test_deploy_refuses_prod_and_a_missing_release(env):
+    """`make deploy` applies an unreviewed plan: prod goes through make plan/apply; without
+    the release inputs Terraform has no value for the app stack's variables (before: prod
+    was deployed, and a missing input reached Terraform)."""
+    code, commands, stderr = cdktf_commands("deploy", f"ENV={env}", *RELEASE)
+    if env == "prod":
+        assert code != 0 and not commands
+        assert "refusing" in stderr and "make plan ENV=prod" in stderr
+    else:
+        assert code == 0 and commands == [("deploy", ["dev-data", "dev-app"])], stderr
+    for missing in range(len(RELEASE)):
+        given = [r for i, r in enumerate(RELEASE) if i != missing]
+        code, commands, stderr = cdktf_commands("deploy", "ENV=dev", *given)
+        assert code != 0 and not commands
+        assert f"needs {RELEASE[missing].split('=')[0]}=" in stderr
+
+
 def test_no_workflow_destroys_anything_but_an_app_stack():
     for path in (ROOT / ".github" / "workflows").glob("*.yml"):
         for job in yaml.safe_load(path.read_text())["jobs"].values():
@@ -261,8 +279,9 @@ def test_the_teardown_workflow_destroys_and_rebuilds_the_live_release(tmp_path):
             github_shell(step, workflow), cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert run.returncode == 0, run.stderr
-        verbs += re.findall(r"cdktf (deploy|destroy)[^\n]*", run.stdout)
-    assert verbs == ["destroy", "deploy"]
+        verbs += re.findall(r"cdktf (destroy)|terraform -chdir=\S+ (plan|apply)", run.stdout)
+    # Rebuilding goes through a saved plan, which prod requires (`make deploy` refuses prod).
+    assert ["".join(v) for v in verbs] == ["destroy", "plan", "apply"]
 
 
 @pytest.mark.parametrize("env", ENVS)
