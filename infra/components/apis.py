@@ -25,16 +25,18 @@ class Apis(Construct):
             for service in services
         }
 
+    def reference(self, service: str) -> str:
+        """The enabled API as a bare reference for `depends_on`."""
+        enabled = self.services[service]
+        return f"{enabled.terraform_resource_type}.{enabled.friendly_unique_id}"
+
     def precede(self, scope: Construct) -> None:
         """Every other resource in `scope` is created after the APIs are on (data sources are
         read at plan time and keep no dependency). The Pub/Sub service agent that the data
         stack grants roles to, too, exists only once its API is enabled."""
         # Terraform's JSON syntax: bare references ("type.name"); the `fqn` token would
         # render as "${type.name}".
-        services = [
-            f"{service.terraform_resource_type}.{service.friendly_unique_id}"
-            for service in self.services.values()
-        ]
+        services = [self.reference(service) for service in self.services]
         for node in scope.node.find_all():
             if isinstance(node, TerraformResource) and not isinstance(node, ProjectService):
                 node.add_override("depends_on", services)

@@ -40,6 +40,8 @@ SERVICES = [
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
     "cloudbuild.googleapis.com",
+    # data.google_project (the project number: Pub/Sub's service agent) reads it.
+    "cloudresourcemanager.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
     "iam.googleapis.com",
@@ -67,9 +69,13 @@ class DataStack(TerraformStack):
         self.config = config
         remote_state(self, config, "data")
         provider(self, config)
-        project = DataGoogleProject(self, "project", project_id=config.project_id)
-        self.pubsub_agent = pubsub_agent(project.number)
         self.apis = Apis(self, "apis", config.project_id, SERVICES)
+        project = DataGoogleProject(self, "project", project_id=config.project_id)
+        # Read once the Cloud Resource Manager API is on (deferred to apply on a new project).
+        project.add_override(
+            "depends_on", [self.apis.reference("cloudresourcemanager.googleapis.com")]
+        )
+        self.pubsub_agent = pubsub_agent(project.number)
         self.warehouse = Warehouse(self, "warehouse", config)
         self.artifacts = self._bucket("artifacts", config.name("artifacts"))
         self.sources = self._bucket("sources", config.name("function-sources"))

@@ -299,3 +299,18 @@ def test_every_resource_waits_for_the_apis_its_stack_enables(stacks, env, kind):
             continue
         for name, body in entries.items():
             assert apis <= set(body.get("depends_on", [])), f"{resource_type}.{name}"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_project_data_source_waits_for_the_resource_manager_api(stacks, env):
+    """data.google_project reads the project through Cloud Resource Manager: the data stack
+    enables that API and the read waits for it (before: no stack enabled it, and a new
+    project's first plan failed reading the project number)."""
+    stack = stacks[f"{env}-data"]
+    (api,) = [
+        name
+        for name, body in resources(stack, "google_project_service").items()
+        if body["service"] == "cloudresourcemanager.googleapis.com"
+    ]
+    (project,) = stack["data"]["google_project"].values()
+    assert project["depends_on"] == [f"google_project_service.{api}"]
