@@ -153,6 +153,21 @@ def test_every_action_is_pinned_by_commit_and_no_key_is_used():
         assert "credentials_json" not in text, name
 
 
+def test_every_workflow_runs_one_pinned_terraform():
+    """The state one workflow writes, another reads (teardown after deploy): every
+    setup-terraform pins the same version (before: teardown installed the latest)."""
+    versions = [
+        (name, (step.get("with") or {}).get("terraform_version"))
+        for name, flow in workflows().items()
+        for job in flow["jobs"].values()
+        for step in job.get("steps", [])
+        if step.get("uses", "").startswith("hashicorp/setup-terraform@")
+    ]
+    assert {name for name, _ in versions} == {"deploy", "teardown"}
+    (version,) = {v for _, v in versions}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", str(version)), versions
+
+
 def test_permissions_are_minimal_and_deploys_never_overlap():
     flows = workflows()
     assert set(flows) == {"ci", "deploy", "teardown"}
