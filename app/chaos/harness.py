@@ -15,6 +15,7 @@ import numpy as np
 
 from app import messages
 from app.agents import LINUCB, AgentSpec, linear_bandit
+from app.config import env_name
 from app.deployer import local
 from app.functions import logger
 from app.loop import steps
@@ -138,11 +139,11 @@ class Loop:
 
     def env(self, lock_wait_s: float = 30.0) -> dict[str, str]:
         return {
-            "RECLOOP_PROFILE": "local",
-            "RECLOOP__STATE_DIR": str(self.state),
-            "RECLOOP__ARTIFACTS_DIR": self.artifacts,
-            "RECLOOP__WAREHOUSE__DUCKDB_PATH": str(self.warehouse_path),
-            "RECLOOP__WAREHOUSE__LOCK_WAIT_SECONDS": str(lock_wait_s),
+            env_name(("profile",)): "local",
+            env_name(("state_dir",)): str(self.state),
+            env_name(("artifacts_dir",)): self.artifacts,
+            env_name(("warehouse", "duckdb_path")): str(self.warehouse_path),
+            env_name(("warehouse", "lock_wait_seconds")): str(lock_wait_s),
         }
 
     @property
