@@ -233,3 +233,25 @@ def test_cli_without_a_template_refuses_to_compile_the_local_trainer_image(fake,
     (message,) = str(result.exception).splitlines()
     assert "cloud.trainer_image (RECLOOP__CLOUD__TRAINER_IMAGE)" in message
     assert not fake.sent("PipelineService/CreatePipelineJob")
+
+
+def test_a_submitted_run_holds_off_the_next_and_a_wrong_filter_is_caught(
+    fake, retraining_template, monkeypatch
+):
+    """Vertex answers the Trigger's list with the jobs its filter selects: the run just
+    submitted (PENDING) keeps a second one from starting. The fake used to answer RUNNING
+    jobs whatever the filter said, so a filter that missed PENDING passed."""
+    from app.functions import trigger
+
+    settings = load_settings(environ=trigger_environment("prod", "projects/1/x/endpoints/77"))
+    with fake.install():
+        launcher = VertexLauncher(settings, str(retraining_template))
+        assert launcher.start() is True
+        assert launcher.start() is False
+        assert len(fake.sent("PipelineService/CreatePipelineJob")) == 1
+        monkeypatch.setattr(
+            trigger,
+            "UNDER_WAY_FILTER",
+            f'display_name="{RETRAINING}" AND state="PIPELINE_STATE_RUNNING"',
+        )
+        assert launcher.running() is False  # this filter would start a second run

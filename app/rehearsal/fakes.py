@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,57 @@ class _Channel:
 
     def close(self) -> None:
         pass
+
+
+_FILTER_TOKEN = re.compile(r'\s*(?:([()])|(AND|OR)\b|(\w+)\s*=\s*"([^"]*)")')
+
+
+def _selects(expression: str, job: Any) -> bool:
+    """Vertex's list filter for the fields recloop uses: `field="value"` comparisons of
+    display_name and state (by enum name), AND, OR and parentheses. Anything else is refused,
+    so a filter the fake cannot read fails the test instead of selecting everything."""
+    fields = {"display_name": job.display_name, "state": type(job.state)(job.state).name}
+    tokens: list[str | bool] = []
+    position, end = 0, len(expression.rstrip())
+    while position < end:
+        match = _FILTER_TOKEN.match(expression, position)
+        if match is None or (match.group(3) and match.group(3) not in fields):
+            raise ValueError(f"FakeVertex cannot read the filter {expression!r}")
+        bracket, operator, name, value = match.groups()
+        tokens.append(bracket or operator or fields[name] == value)
+        position = match.end()
+    if not tokens:
+        return True
+
+    def either() -> bool:  # OR binds looser than AND, as in Vertex's filter syntax
+        held = both()
+        while tokens and tokens[0] == "OR":
+            tokens.pop(0)
+            held = both() or held
+        return held
+
+    def both() -> bool:
+        held = term()
+        while tokens and tokens[0] == "AND":
+            tokens.pop(0)
+            held = term() and held
+        return held
+
+    def term() -> bool:
+        token = tokens.pop(0)
+        if token == "(":
+            held = either()
+            if not tokens or tokens.pop(0) != ")":
+                raise ValueError(f"FakeVertex: unbalanced parentheses in {expression!r}")
+            return held
+        if isinstance(token, bool):
+            return token
+        raise ValueError(f"FakeVertex cannot read the filter {expression!r}")
+
+    selected = either()
+    if tokens:
+        raise ValueError(f"FakeVertex cannot read the filter {expression!r}")
+    return selected
 
 
 def _decode(kind: Any, wire: bytes) -> Any:
@@ -235,10 +287,11 @@ class FakeVertex:
         return job
 
     def _pipelineservice_listpipelinejobs(self, body: Any) -> Any:
+        """The jobs `body.filter` selects, evaluated like Vertex: a wrong single-flight filter
+        (one that misses a just-submitted, PENDING job) lets a second run through."""
         from google.cloud.aiplatform_v1 import types
 
-        running = types.PipelineState.PIPELINE_STATE_RUNNING
-        jobs = [j for j in self.pipeline_jobs if j.state == running]
+        jobs = [j for j in self.pipeline_jobs if _selects(body.filter, j)]
         return types.ListPipelineJobsResponse(pipeline_jobs=jobs)
 
     def _jobservice_createhyperparametertuningjob(self, body: Any) -> Any:
