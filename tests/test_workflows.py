@@ -32,7 +32,9 @@ AUTH = "google-github-actions/auth@"
 EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
 REFERENCE = re.compile(r"\b(secrets|vars|env|steps|needs)\.([\w-]+)(?:\.outputs\.([\w-]+))?")
 # What installs something: it must happen before the job holds Google credentials.
-INSTALLS = re.compile(r"make install|make infra/node_modules|npm (ci|install)|pip install|apt-get")
+INSTALLS = re.compile(
+    r"make install|make infra/node_modules|npm (ci|install)|pip install|apt-get|go install"
+)
 
 
 def workflows() -> dict[str, dict]:
@@ -321,11 +323,17 @@ def test_prod_copies_the_tested_images_by_digest_and_never_builds():
     prod = deploy_jobs()["prod"]
     scripts = "\n".join(runs(prod))
     assert "docker build" not in scripts
-    copy = next(s for s in prod["steps"] if "add-tag" in s.get("run", ""))
+    # Google's documented copy between Artifact Registry repositories (also across
+    # projects) is gcrane; `gcloud container images add-tag` across projects is not.
+    copy = next(s for s in prod["steps"] if "gcrane cp" in s.get("run", ""))
+    assert '\n  gcrane cp "$image" "${PROD_REGISTRY}/${name}:${SHA}"\n' in copy["run"]
+    assert "add-tag" not in scripts
     assert copy["env"]["TRAINER"] == "${{ needs.build.outputs.trainer }}"
     assert copy["env"]["PREDICTOR"] == "${{ needs.build.outputs.predictor }}"
     assert '"${PROD_REGISTRY}/${name}@${image#*@}"' in copy["run"]  # the digest is checked
-    assert step_index(prod, lambda s: "add-tag" in s.get("run", "")) < step_index(
+    installed = step_index(prod, lambda s: "cmd/gcrane@v" in s.get("run", ""))
+    assert installed < step_index(prod, lambda s: s.get("uses", "").startswith(AUTH))
+    assert step_index(prod, lambda s: "gcrane cp" in s.get("run", "")) < step_index(
         prod, lambda s: "make apply" in s.get("run", "")
     )
 
