@@ -175,6 +175,12 @@ class AppStack(TerraformStack):
         project_role("trigger_jobs", "trigger", "roles/bigquery.jobUser")
         project_role("trigger_pipelines", "trigger", "roles/aiplatform.user")
         bucket_role("trigger_template", "trigger", "roles/storage.objectViewer")
+        # Submitting, the SDK reads the pipeline root's bucket (google-cloud-aiplatform's
+        # gcs_utils.create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist:
+        # Bucket.exists() and an ownership check, storage.buckets.get, which objectViewer
+        # lacks; without it every submission logs a Forbidden traceback). legacyBucketReader
+        # is the least predefined role with it (buckets.get, objects.list).
+        bucket_role("trigger_pipeline_root", "trigger", "roles/storage.legacyBucketReader")
         # Predictor: reads the policy, logs predictions.
         bucket_role("predictor_policies", "predictor", "roles/storage.objectViewer")
         topic_role("predictor_logs", "predictor", messaging.prediction_logs.name)

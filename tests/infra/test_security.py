@@ -36,6 +36,7 @@ EXPECTED_ROLES = {
         "roles/bigquery.jobUser",
         "roles/aiplatform.user",
         "roles/storage.objectViewer",
+        "roles/storage.legacyBucketReader",  # the SDK's bucket check when submitting
         "roles/run.invoker",
     },
     "predictor": {"roles/storage.objectViewer", "roles/pubsub.publisher"},
@@ -147,3 +148,18 @@ def test_checkov_passes_with_only_reasoned_skips(stacks_dir, capsys):
     assert checkov_gate(str(CHECKOV), str(stacks_dir)) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(r"checkov: \d+ passed, 0 failed, \d+ skipped with a reason", summary)
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_trigger_may_read_the_pipeline_roots_bucket(stacks, env):
+    """aiplatform's PipelineJob.submit calls Bucket.exists() and reloads the pipeline root's
+    bucket (storage.buckets.get); storage.objectViewer has no bucket permission (before:
+    every submission logged a Forbidden traceback)."""
+    app = stacks[f"{env}-app"]
+    grants = {
+        b["role"]: b["bucket"]
+        for b in resources(app, "google_storage_bucket_iam_member").values()
+        if "sa_triggeremail" in b["member"]
+    }
+    assert grants["roles/storage.legacyBucketReader"] == grants["roles/storage.objectViewer"]
+    assert "artifacts" in grants["roles/storage.legacyBucketReader"]
