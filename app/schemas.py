@@ -69,7 +69,8 @@ PREDICTIONS = TableSchema(
         ),
     ),
     key=("request_id", "instance_index"),
-    partition_by="time",
+    # by the warehouse's clock: the feedback window prunes on it (never the sender's `time`)
+    partition_by="ingested_at",
     cluster_by=("policy_version",),
 )
 
@@ -91,7 +92,7 @@ FEEDBACK = TableSchema(
         ),
     ),
     key=("request_id", "instance_index"),
-    partition_by="time",
+    partition_by="ingested_at",
 )
 
 TRAINING_RUNS = TableSchema(
@@ -151,6 +152,18 @@ QUARANTINE = TableSchema(
     partition_by="quarantined_at",
 )
 
+LEDGER_HEAD = TableSchema(
+    name="ledger_head",
+    description="One row: the run committed last. Every commit moves it from the run's parent "
+    "to the run (compare-and-swap), so two concurrent commits conflict. Written only by DML.",
+    columns=(
+        Column("ledger", STRING, description="The row's name (one row)"),
+        Column("run_id", STRING, NULLABLE, "The run committed last"),
+        Column("moved_at", TIMESTAMP, description="When it moved (server clock)"),
+    ),
+    key=("ledger",),
+)
+
 PROMOTIONS = TableSchema(
     name="promotions",
     description="Every promotion decision on a candidate policy, with its numbers "
@@ -187,6 +200,7 @@ TABLES = (
     RUN_EXAMPLES,
     TRAINED_EXAMPLES,
     QUARANTINE,
+    LEDGER_HEAD,
     PROMOTIONS,
 )
 

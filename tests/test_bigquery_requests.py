@@ -37,7 +37,7 @@ class FakeBigQuery:
 
     def __init__(self):
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
-        self.results: list[tuple[list[str], list[list[Any]]]] = []
+        self.results: list[tuple[list[str], list[list[Any]]] | str] = []
         self.jobs: dict[str, dict[str, Any]] = {}
         self.is_mtls = False
 
@@ -49,11 +49,19 @@ class FakeBigQuery:
             return Response({})
         if method == "POST" and path.endswith("/jobs"):
             job_id = body["jobReference"]["jobId"]
-            columns, rows = self.results.pop(0) if self.results else ([], [])
+            result = self.results.pop(0) if self.results else ([], [])
+            if isinstance(result, str):  # the job fails with this message, as BigQuery fails it
+                error = {"reason": "invalidQuery", "message": result}
+                self.jobs[job_id] = {"error": error}
+                status = {"state": "DONE", "errorResult": error, "errors": [error]}
+                return Response({**body, "status": status, "id": job_id})
+            columns, rows = result
             self.jobs[job_id] = {"columns": columns, "rows": rows}
             return Response({**body, "status": {"state": "DONE"}, "id": job_id})
         if "/queries/" in path:
             job = self.jobs[path.rsplit("/", 1)[-1]]
+            if "error" in job:
+                return Response({"error": {"code": 400, **job["error"]}}, status=400)
             return Response(
                 {
                     "jobComplete": True,
@@ -145,12 +153,41 @@ def test_commit_is_one_transaction_that_asserts_the_checks(warehouse, fake):
     assert text.startswith(
         "BEGIN TRANSACTION;\nASSERT (SELECT count(*) FROM `proj.ds.training_runs`"
     )
-    assert "IS NOT DISTINCT FROM @parent_run_id" in text
-    for statement in ledger.commit_statements(ledger.bigquery("proj", "ds")):
+    sql = ledger.bigquery("proj", "ds")
+    bootstrap, move = ledger.head_statements(sql)
+    assert "UPDATE `proj.ds.ledger_head` SET run_id = @run_id" in move
+    assert "IS NOT DISTINCT FROM @parent_run_id" in move
+    # the compare-and-swap (an UPDATE: concurrent transactions conflict) must move one row
+    assert f"{bootstrap};\n{move};\nASSERT @@row_count = 1 AS " in text
+    for statement in ledger.commit_statements(sql):
         assert statement in text
+        assert text.index(move) < text.index(statement)
     assert text.endswith("COMMIT TRANSACTION;")
     assert params(script)["parent_run_id"] == ("STRING", None)
     assert params(script)["examples"] == ("INT64", "12")
+
+
+def test_two_runs_with_one_parent_the_second_commit_is_a_ledger_conflict(warehouse, fake):
+    """Both runs pass the checks before either commits (BigQuery reads a snapshot); the second
+    transaction's compare-and-swap moves no row, its ASSERT fails the job, and the commit
+    raises LedgerConflict; a transaction BigQuery cancels for a concurrent update too."""
+    fresh = (["committed:INT64", "latest", "overlap:INT64"], [["0", None, "0"]])
+    moved = "Query error: the ledger head moved: another run committed at the same time at [5:1]"
+    aborted = "Transaction is aborted due to concurrent update against table proj.ds.ledger_head"
+    fake.results = [fresh, ([], []), fresh, moved, fresh, aborted]
+    assert warehouse.commit(TrainingRunRecord("a", "v-a", None, None, 2, 20, 20, "gs://a"))
+    for run_id in ("b", "c"):
+        with pytest.raises(LedgerConflict, match="another run committed at the same time"):
+            warehouse.commit(TrainingRunRecord(run_id, "v", None, None, 2, 20, 20, "gs://b"))
+    scripts = [q["query"] for q in fake.queries() if q["query"].startswith("BEGIN")]
+    assert len(scripts) == 3 and all("ASSERT @@row_count = 1" in q for q in scripts)
+
+
+def test_a_failed_commit_for_another_reason_is_not_a_conflict(warehouse, fake):
+    fake.results = [(["committed:INT64", "latest", "overlap:INT64"], [["0", None, "0"]]), "boom"]
+    with pytest.raises(Exception, match="boom") as raised:
+        warehouse.commit(TrainingRunRecord("a", "v", None, None, 2, 20, 20, "gs://a"))
+    assert not isinstance(raised.value, LedgerConflict)
 
 
 def test_commit_of_a_stale_run_sends_no_transaction(warehouse, fake):
@@ -182,5 +219,6 @@ def test_ledger_reads_only_the_feedback_window_of_partitions(fake):
         for table in ("predictions", "feedback"):
             scans = query.split(f"`proj.ds.{table}`")[1:]
             assert scans and all(
-                scan.startswith(" WHERE time >= @since QUALIFY ROW_NUMBER()") for scan in scans
+                scan.startswith(" WHERE ingested_at >= @since QUALIFY ROW_NUMBER()")
+                for scan in scans
             )

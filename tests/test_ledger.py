@@ -76,6 +76,27 @@ def test_a_crashed_run_that_is_never_retried_is_superseded(loop: Loop):
     assert loop.warehouse.find_run("dead") is None
 
 
+def test_a_committed_run_left_unserved_is_served_by_the_next_run(loop: Loop):
+    """A run that committed but died before its pointer moved (or its Vertex deploy failed)
+    and is never retried stays unserved until the next re-training: that run warm-starts from
+    it (the last committed run), so what it serves counts both runs' examples once."""
+    first, second = interactions("a", 24, seed=1), interactions("b", 16, seed=2)
+    loop.deliver(prediction_logs(first) + feedback(first))
+    loop.retrain("run-1")
+    loop.deliver(prediction_logs(second) + feedback(second))
+    with pytest.raises(Exception, match="injected"), fault("after_commit"):
+        loop.retrain("run-2")
+    assert loop.warehouse.find_run("run-2") is not None
+    assert local.current_version(loop.policies) == "v-run-1"  # committed, not served
+    third = interactions("c", 16, seed=3)
+    loop.deliver(prediction_logs(third) + feedback(third))
+    loop.retrain("run-3")
+    assert local.current_version(loop.policies) == "v-run-3"
+    assert loop.warehouse.find_run("run-3").parent_run_id == "run-2"
+    counted = account(loop, first + second + third)
+    assert (counted.lost, counted.duplicated, counted.statistics_match) == (0, 0, True)
+
+
 def test_a_changed_rank_is_an_error_of_the_run_that_names_it(loop: Loop):
     items = interactions("a", 8)
     loop.deliver(prediction_logs(items) + feedback(items))

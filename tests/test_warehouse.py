@@ -63,6 +63,7 @@ def test_schemas_generate_both_dialects():
         "run_examples",
         "trained_examples",
         "quarantine",
+        "ledger_head",
         "promotions",
     }
 
@@ -110,6 +111,71 @@ def test_commit_refuses_a_stale_parent_and_taken_examples(warehouse: DuckDBWareh
     rows = warehouse.query("SELECT run_id, count(*) FROM trained_examples GROUP BY ALL")
     assert rows == [("a", 4)]
     assert [r.run_id for r in [warehouse.latest_run()] if r] == ["a"]
+
+
+def test_two_commits_at_once_with_one_parent_commit_once(warehouse, monkeypatch):
+    """Both runs read the ledger before either writes (a barrier after the checks): the
+    compare-and-swap on the ledger head lets one commit; the other fails with LedgerConflict
+    and changes nothing (before the head, both committed)."""
+    import threading
+
+    from app.warehouse import duckdb_store
+
+    warehouse.insert_predictions([prediction(f"r{i}", 0) for i in range(4)])
+    warehouse.insert_feedback([reward(f"r{i}", 0, 1.0) for i in range(4)])
+    warehouse.claim("a", 2, RANK, ACTIONS)
+    warehouse.claim("b", 2, RANK, ACTIONS)
+    warehouse.query("DELETE FROM run_examples WHERE run_id = 'b'")  # b claims the other two
+    warehouse.query(
+        "INSERT INTO run_examples SELECT 'b', request_id, instance_index, now() FROM predictions "
+        "WHERE request_id NOT IN (SELECT request_id FROM run_examples)"
+    )
+    both_checked = threading.Barrier(2, timeout=10)
+    checks = duckdb_store.conflict_message
+
+    def check_then_wait(*args):
+        problem = checks(*args)
+        both_checked.wait()
+        return problem
+
+    monkeypatch.setattr(duckdb_store, "conflict_message", check_then_wait)
+    outcomes: dict[str, object] = {}
+
+    def commit(run_id: str) -> None:
+        try:
+            outcomes[run_id] = DuckDBWarehouse(warehouse.path).commit(run(run_id, None, 2))
+        except LedgerConflict as err:
+            outcomes[run_id] = err
+
+    threads = [threading.Thread(target=commit, args=(r,)) for r in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r, o in outcomes.items() if o is True]
+    assert len(winners) == 1, outcomes
+    loser = "b" if winners == ["a"] else "a"
+    assert isinstance(outcomes[loser], LedgerConflict)
+    assert "another run committed at the same time" in str(outcomes[loser])
+    assert warehouse.query("SELECT DISTINCT run_id FROM trained_examples") == [(winners[0],)]
+    assert warehouse.query("SELECT run_id FROM training_runs") == [(winners[0],)]
+    assert warehouse.query("SELECT ledger, run_id FROM ledger_head") == [
+        ("training_set", winners[0])
+    ]
+
+
+def test_the_ledger_head_starts_at_the_latest_run_of_a_ledger_without_one(warehouse):
+    """The head row is created by the first commit (idempotently): a ledger from before the
+    head starts at its latest committed run, so the next run's compare-and-swap succeeds."""
+    warehouse.insert_predictions([prediction("r0", 0), prediction("r1", 0)])
+    warehouse.insert_feedback([reward("r0", 0, 1.0), reward("r1", 0, 1.0)])
+    warehouse.claim("a", 1, RANK, ACTIONS)
+    assert warehouse.commit(run("a", None, 1))
+    assert warehouse.commit(run("a", None, 1)) is False  # a restart: committed already
+    warehouse.query("DELETE FROM ledger_head")  # as before the head existed
+    warehouse.claim("b", 1, RANK, ACTIONS)
+    assert warehouse.commit(run("b", "a", 1))
+    assert warehouse.query("SELECT ledger, run_id FROM ledger_head") == [("training_set", "b")]
 
 
 def test_bad_rows_are_quarantined_with_a_reason_and_block_nothing(warehouse: DuckDBWarehouse):
@@ -226,17 +292,30 @@ def test_cloud_generator_creates_no_dataset_or_table(movielens_dir, monkeypatch)
     ]
 
 
-def test_rows_logged_before_the_feedback_window_are_not_read(tmp_path):
-    """With a feedback window, the ledger's queries read (and train on) only what was logged
-    inside it; counts, claims and the run's statistics agree."""
+def test_the_feedback_window_is_cut_by_the_warehouse_clock_not_the_senders(tmp_path):
+    """With a feedback window, the ledger's queries read (and train on) only what the
+    warehouse ingested inside it, whatever time the sender stamped: a row stamped 10 days ago
+    by a wrong client clock but stored now is trained on; a row stored 10 days ago (its
+    stamp says now) is not. Counts, claims and the run's statistics agree."""
     now = datetime.now(UTC)
-    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb", feedback_window_days=5)
-    for request_id, age in (("old", 10), ("new", 1)):
-        at = now - timedelta(days=age)
-        warehouse.insert_predictions([PredictionRecord(request_id, 0, at, "v", [1.0, 2.0], 1)])
-        warehouse.insert_feedback([FeedbackRecord(request_id, 0, at, 1.0, "s")])
+    path = tmp_path / "w.duckdb"
+    warehouse = DuckDBWarehouse(path, feedback_window_days=5)
+    for request_id, stamped in (("skewed_clock", now - timedelta(days=10)), ("stored_old", now)):
+        warehouse.insert_predictions([PredictionRecord(request_id, 0, stamped, "v", [1.0, 2.0], 1)])
+        warehouse.insert_feedback([FeedbackRecord(request_id, 0, stamped, 1.0, "s")])
+    for table in ("predictions", "feedback"):
+        warehouse.query(
+            f"UPDATE {table} SET ingested_at = now() - INTERVAL 10 DAY "
+            "WHERE request_id = 'stored_old'"
+        )
     assert warehouse.count_untrained(2, 3) == 1
     assert warehouse.claim("run", 10, 2, 3) == 1
-    assert [e.request_id for page in warehouse.iter_claimed("run") for e in page] == ["new"]
+    assert [e.request_id for page in warehouse.iter_claimed("run") for e in page] == [
+        "skewed_clock"
+    ]
     assert warehouse.claimed_statistics("run", 2, 3).num_samples.tolist() == [0, 1, 0]
-    assert DuckDBWarehouse(tmp_path / "w.duckdb").count_untrained(2, 3) == 2  # unbounded
+    assert DuckDBWarehouse(path).count_untrained(2, 3) == 2  # unbounded: stored_old too
+
+
+def test_logged_tables_are_partitioned_by_the_warehouse_clock():
+    assert PREDICTIONS.partition_by == FEEDBACK.partition_by == "ingested_at"

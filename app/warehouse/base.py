@@ -20,9 +20,10 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def since(feedback_window_days: float, at: datetime | None = None) -> datetime:
-    """The earliest log time a ledger query reads (its partition filter): one feedback window
-    before `at` (now), or everything when the window is 0 (unbounded). An interaction whose
-    prediction or reward was logged before it is never trained on."""
+    """The earliest ingestion time (`ingested_at`, the warehouse's clock) a ledger query reads
+    (its partition filter): one feedback window before `at` (now), or everything when the
+    window is 0 (unbounded). An interaction whose prediction or reward the warehouse stored
+    before it is never trained on; the sender's `time` plays no part."""
     if feedback_window_days <= 0:
         return EARLIEST
     return (at or datetime.now(UTC)) - timedelta(days=feedback_window_days)
@@ -88,3 +89,10 @@ def conflict_message(run: TrainingRunRecord, latest: str | None, overlap: int) -
     if overlap:
         return f"run {run.run_id}: {overlap} of its examples were trained by another run"
     return None
+
+
+def concurrent_commit_message(run: TrainingRunRecord) -> str:
+    return (
+        f"run {run.run_id}: another run committed at the same time (the ledger head moved from "
+        f"{run.parent_run_id or 'nothing'}); it publishes nothing (its examples stay untrained)"
+    )

@@ -19,7 +19,13 @@ from app.evaluation.canary import RewardStats
 from app.linear import LinearState
 from app.schemas import FEEDBACK, PREDICTIONS, PROMOTIONS, TABLES, TableSchema
 from app.warehouse import ledger, linear_statistics
-from app.warehouse.base import EARLIEST, LedgerConflict, conflict_message, since
+from app.warehouse.base import (
+    EARLIEST,
+    LedgerConflict,
+    concurrent_commit_message,
+    conflict_message,
+    since,
+)
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
@@ -28,6 +34,11 @@ from app.warehouse.records import (
     TrainingRunRecord,
 )
 
+# The ASSERT after the head's compare-and-swap, and BigQuery's error for a transaction
+# cancelled by a concurrent one ("Transaction is aborted due to concurrent update against
+# table …"): both mean another run committed at the same time.
+HEAD_MOVED = "the ledger head moved: another run committed at the same time"
+CONCURRENT_UPDATE = "concurrent update"
 _TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP"}
 
 
@@ -169,7 +180,13 @@ class BigQueryWarehouse:
 
     def commit(self, run: TrainingRunRecord) -> bool:
         """Checks, then commits in one transaction whose ASSERTs repeat the checks (an ASSERT
-        that fails rolls the whole transaction back)."""
+        that fails rolls the whole transaction back). The transaction moves the ledger head
+        from the parent to the run (an UPDATE that must change one row): BigQuery cancels one
+        of two concurrent transactions that UPDATE one table, where concurrent INSERTs never
+        conflict (https://cloud.google.com/bigquery/docs/transactions); either way the loser
+        fails with LedgerConflict (tests/test_bigquery_requests.py)."""
+        from google.api_core.exceptions import GoogleAPICallError
+
         state = self._rows(ledger.commit_state(self.sql), {"run_id": run.run_id})[0]
         if state["committed"]:
             return False
@@ -180,8 +197,8 @@ class BigQueryWarehouse:
             [
                 "BEGIN TRANSACTION",
                 f"ASSERT ({checks['committed']}) = 0 AS 'run {run.run_id} committed already'",
-                f"ASSERT ({checks['latest']}) IS NOT DISTINCT FROM @parent_run_id "
-                f"AS 'another run committed since run {run.run_id} started'",
+                *ledger.head_statements(self.sql),
+                f"ASSERT @@row_count = 1 AS '{HEAD_MOVED}'",
                 f"ASSERT ({checks['overlap']}) = 0 "
                 f"AS 'examples of run {run.run_id} were trained by another run'",
                 *ledger.commit_statements(self.sql),
@@ -189,7 +206,12 @@ class BigQueryWarehouse:
             ]
         )
         params = {c: getattr(run, c) for c in ledger.TRAINING_RUNS.column_names if c != "time"}
-        self._query(script + ";", params).result()
+        try:
+            self._query(script + ";", params).result()
+        except GoogleAPICallError as err:
+            if HEAD_MOVED in str(err) or CONCURRENT_UPDATE in str(err):
+                raise LedgerConflict(concurrent_commit_message(run)) from None
+            raise
         return True
 
     def record_promotion(self, row: PromotionRecord) -> None:

@@ -32,7 +32,14 @@ from app.schemas import (
     duckdb_ddl,
 )
 from app.warehouse import ledger, linear_statistics
-from app.warehouse.base import EARLIEST, LedgerConflict, WarehouseBusy, conflict_message, since
+from app.warehouse.base import (
+    EARLIEST,
+    LedgerConflict,
+    WarehouseBusy,
+    concurrent_commit_message,
+    conflict_message,
+    since,
+)
 from app.warehouse.records import (
     FeedbackRecord,
     PredictionRecord,
@@ -192,9 +199,22 @@ class DuckDBWarehouse:
             if problem := conflict_message(run, latest, overlap):
                 db.rollback()
                 raise LedgerConflict(problem)
-            for statement in ledger.commit_statements(SQL):
-                db.execute(statement, _bound(statement, params))
-            db.commit()
+            bootstrap, move = ledger.head_statements(SQL)
+            try:  # a concurrent commit makes DuckDB refuse the second write of the head row
+                db.execute(bootstrap)
+                moved = db.execute(move, _bound(move, params)).fetchone()
+                if not moved or moved[0] != 1:
+                    raise LedgerConflict(concurrent_commit_message(run))
+                for statement in ledger.commit_statements(SQL):
+                    db.execute(statement, _bound(statement, params))
+                db.commit()
+            except (duckdb.TransactionException, duckdb.ConstraintException):
+                with contextlib.suppress(duckdb.TransactionException):  # aborted already
+                    db.rollback()
+                raise LedgerConflict(concurrent_commit_message(run)) from None
+            except LedgerConflict:
+                db.rollback()
+                raise
         return True
 
     def record_promotion(self, row: PromotionRecord) -> None:

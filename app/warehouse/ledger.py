@@ -7,9 +7,12 @@ on exactly once, whatever the order or lateness of its halves (docs/reliability.
    committed run trained on and that are not quarantined; a second claim by the same run id
    adds nothing, so a restarted run reads exactly what it read before;
 2. quarantine: rows that cannot be trained on are stored with their reason, never claimed;
-3. commit: one transaction copies the run's claims into `trained_examples` and inserts its
-   `training_runs` row, if no other run committed since the one it warm-started from and none
-   of its examples is in the ledger already (else it changes nothing and fails).
+3. commit: one transaction moves the ledger head from the run's parent to the run
+   (compare-and-swap: an UPDATE that must change one row, so that two concurrent commits
+   conflict on BigQuery too, where concurrent INSERTs never do), copies the run's claims into
+   `trained_examples` and inserts its `training_runs` row, if no other run committed since
+   the one it warm-started from and none of its examples is in the ledger already (else it
+   changes nothing and fails with LedgerConflict).
 
 Nothing depends on time except the claim order, which uses the warehouse's ingestion time.
 Proved by tests/test_warehouse.py (claims, commit conflicts, quarantine), tests/test_ledger.py
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 from app.schemas import (
     FEEDBACK,
+    LEDGER_HEAD,
     PREDICTIONS,
     QUARANTINE,
     RUN_EXAMPLES,
@@ -209,4 +213,24 @@ def commit_statements(d: Dialect) -> list[str]:
 SELECT c.request_id, c.instance_index, {p("run_id")}, CURRENT_TIMESTAMP
 FROM ({_keys(d, RUN_EXAMPLES, f"run_id = {p('run_id')}")}) AS c""",
         f"INSERT INTO {d.table(TRAINING_RUNS)} ({run_cols}) VALUES ({values})",
+    ]
+
+
+HEAD = "training_set"
+
+
+def head_statements(d: Dialect) -> list[str]:
+    """The first writes of a commit: create the head row if there is none (the first commit
+    ever, or a ledger from before the head: it starts at the latest committed run), then move
+    it from the run's parent to the run. The UPDATE changes one row or none (a stale parent);
+    it makes concurrent commits conflict (BigQuery: UPDATEs of one table in concurrent
+    transactions; DuckDB: one row updated twice)."""
+    p, head = d.param, d.table(LEDGER_HEAD)
+    latest = commit_checks(d)["latest"]
+    return [
+        f"""INSERT INTO {head} (ledger, run_id, moved_at)
+SELECT '{HEAD}', ({latest}), CURRENT_TIMESTAMP FROM (SELECT 1 AS seed) AS s
+WHERE NOT EXISTS (SELECT 1 FROM {head})""",
+        f"""UPDATE {head} SET run_id = {p("run_id")}, moved_at = CURRENT_TIMESTAMP
+WHERE ledger = '{HEAD}' AND run_id IS NOT DISTINCT FROM {p("parent_run_id")}""",
     ]

@@ -19,8 +19,16 @@ def test_tables_come_from_the_app_schemas_partitioned_and_protected(stacks, env)
         table = tables[schema.name]
         assert json.loads(table["schema"]) == bigquery_fields(schema)
         assert table["deletion_protection"] is True
-        assert table["time_partitioning"] == {"type": "DAY", "field": schema.partition_by}
+        if schema.partition_by:
+            assert table["time_partitioning"] == {"type": "DAY", "field": schema.partition_by}
+        else:
+            assert "time_partitioning" not in table
     assert tables["predictions"]["clustering"] == ["policy_version"]
+    # the feedback window prunes on the warehouse's clock, never the sender's
+    for logged in ("predictions", "feedback"):
+        assert tables[logged]["time_partitioning"]["field"] == "ingested_at"
+    # the ledger head is written only by DML (a compare-and-swap), one row, unpartitioned
+    assert "time_partitioning" not in tables["ledger_head"]
 
 
 @pytest.mark.parametrize("env", ENVS)
