@@ -13,6 +13,7 @@ promotion decision and its numbers) and a PNG beside it; keeps the DuckDB wareho
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -22,6 +23,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -218,7 +220,9 @@ def _cycles(
                 say(f"cycle {number}: {_decision_cell(promotions[-1], promotions)}")
                 live.update(_table(rows, promotions, random_reward))
                 canary_opened = "canary_share = 30" in SWITCHES.get(number, ())
-                if row.decision == "promoted" and not canary_opened:
+                if canary_opened:  # the next cycle's traffic must reach the canary
+                    _wait_for_canary(stack, row.candidate_version)
+                elif row.decision == "promoted":
                     _wait_for_version(stack, version)
                 _wait_for_pipeline_end(stack)  # else the next tick finds it running
                 _switch(stack.state_dir / "switches.toml")
@@ -249,7 +253,7 @@ def _key(vector: np.ndarray) -> tuple[float, ...]:
     return tuple(np.round(vector, 5).tolist())
 
 
-def _health(stack: LocalStack) -> dict[str, str]:
+def _health(stack: LocalStack) -> dict[str, Any]:
     return dict(httpx.get(stack.health_url, timeout=5).json())
 
 
@@ -265,6 +269,21 @@ def _wait_for_version(stack: LocalStack, old: str | None) -> str:
         time.sleep(0.5)
     raise TimeoutError(
         f"no new policy was deployed within {WAIT_S}s (logs: {stack.state_dir / 'logs'})"
+    )
+
+
+def _wait_for_canary(stack: LocalStack, candidate: str) -> None:
+    """Until the predictor serves the candidate to its share of requests (it reloads within
+    about a second; traffic sent before that never reaches the canary)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if _health(stack).get("canary_version") == candidate:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"the predictor did not serve canary {candidate} within {WAIT_S}s "
+        f"(logs: {stack.state_dir / 'logs'})"
     )
 
 
