@@ -13,6 +13,7 @@ promotion decision and its numbers) and a PNG beside it; keeps the DuckDB wareho
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -22,6 +23,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -50,7 +52,7 @@ SWITCHES = {
     2: ("corrupt_rewards = true",),
     4: ("corrupt_rewards = true", "skip = true", "canary_share = 30"),
 }
-LABELS = {2: "corrupted rewards: ", 4: "corrupted, skips the gate → canary: "}
+LABELS = {2: "corrupted rewards", 4: "corrupted rewards, skips the gate"}
 
 
 @dataclass(frozen=True)
@@ -199,17 +201,28 @@ def _cycles(
                 )
             )
             live.update(_table(rows, promotions, random_reward))
+            say = live.console.print  # a line per step too: Live redraws only on a terminal
+            say(
+                f"cycle {number}: {len(served)} rewarded recommendations of {version}, "
+                f"{rows[-1].mean_reward:.2f} stars (random {random_reward:.2f})"
+            )
             if number < cycles:
                 _switch(stack.state_dir / "switches.toml", SWITCHES.get(number, ()))
+                label = f" ({LABELS[number]})" if number in LABELS else ""
+                say(f"cycle {number}: re-training{label}: ingest → train → gate → deploy…")
                 stack.tick(settings.pubsub.retrain_topic)
                 row = _wait_for_decision(warehouse, len(promotions))
                 promotions.append(promotion_of(number, row))
                 if row.stage == "canary":  # judged on this tick; then the re-training
+                    say(f"cycle {number}: {_decision_cell(promotions[-1], promotions)}")
                     row = _wait_for_decision(warehouse, len(promotions))
                     promotions.append(promotion_of(number, row))
+                say(f"cycle {number}: {_decision_cell(promotions[-1], promotions)}")
                 live.update(_table(rows, promotions, random_reward))
                 canary_opened = "canary_share = 30" in SWITCHES.get(number, ())
-                if row.decision == "promoted" and not canary_opened:
+                if canary_opened:  # the next cycle's traffic must reach the canary
+                    _wait_for_canary(stack, row.candidate_version)
+                elif row.decision == "promoted":
                     _wait_for_version(stack, version)
                 _wait_for_pipeline_end(stack)  # else the next tick finds it running
                 _switch(stack.state_dir / "switches.toml")
@@ -240,7 +253,7 @@ def _key(vector: np.ndarray) -> tuple[float, ...]:
     return tuple(np.round(vector, 5).tolist())
 
 
-def _health(stack: LocalStack) -> dict[str, str]:
+def _health(stack: LocalStack) -> dict[str, Any]:
     return dict(httpx.get(stack.health_url, timeout=5).json())
 
 
@@ -256,6 +269,21 @@ def _wait_for_version(stack: LocalStack, old: str | None) -> str:
         time.sleep(0.5)
     raise TimeoutError(
         f"no new policy was deployed within {WAIT_S}s (logs: {stack.state_dir / 'logs'})"
+    )
+
+
+def _wait_for_canary(stack: LocalStack, candidate: str) -> None:
+    """Until the predictor serves the candidate to its share of requests (it reloads within
+    about a second; traffic sent before that never reaches the canary)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if _health(stack).get("canary_version") == candidate:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"the predictor did not serve canary {candidate} within {WAIT_S}s "
+        f"(logs: {stack.state_dir / 'logs'})"
     )
 
 
@@ -307,17 +335,27 @@ def _table(rows: list[Cycle], promotions: list[Promotion], random_reward: float)
             f"{r.mean_reward:.3f}",
             f"{r.mean_reward - random_reward:+.3f}",
             f"{r.mean_regret:.3f}",
-            "; ".join(_decision_cell(p) for p in decided.get(r.cycle, [])),
+            "; ".join(_decision_cell(p, promotions) for p in decided.get(r.cycle, [])),
         )
     return table
 
 
-def _decision_cell(p: Promotion) -> str:
-    if p.reason.startswith("online"):
-        return f"canary {p.candidate_version}: {p.decision}"
+def _is_canary(p: Promotion) -> bool:
+    return p.reason.startswith("online")
+
+
+def _decision_cell(p: Promotion, promotions: list[Promotion]) -> str:
+    """The decision, labelled with the demo switch its candidate was trained under (a canary
+    is judged a cycle after its candidate was trained)."""
+    switched = {q.candidate_version: LABELS[q.cycle] for q in promotions if q.cycle in LABELS}
+    label = switched.get(p.candidate_version, "")
+    if _is_canary(p):
+        return f"canary{f' ({label})' if label else ''}: {p.decision}"
+    if p.reason.startswith("gate skipped"):
+        return f"{label or 'gate skipped'} → canary"
     dr = p.estimates["dr"]
     numbers = f" (DR {dr:.2f})" if dr is not None else ""
-    return f"{LABELS.get(p.cycle, '')}{p.decision}{numbers}"
+    return f"{label + ': ' if label else ''}{p.decision}{numbers}"
 
 
 def _report(
@@ -345,7 +383,7 @@ def _report(
         )
     )
     cycles = [r.cycle for r in rows]
-    fig, axis = plt.subplots(figsize=(8, 4.5))
+    fig, axis = plt.subplots(figsize=(9, 5.5))
     axis.plot(
         cycles, [r.mean_reward for r in rows], "o-", label="mean reward of served recommendations"
     )
@@ -354,18 +392,29 @@ def _report(
     )
     axis.axhline(random_reward, color="grey", linestyle="--", label="random policy's mean reward")
     colours = {"promoted": "tab:green", "blocked": "tab:red", "rolled_back": "tab:orange"}
+    decided: dict[int, list[Promotion]] = {}
     for p in promotions:
-        if p.cycle == 0:
-            continue
-        where = p.cycle + 0.5  # decided between this cycle and the next
-        axis.axvline(where, color=colours.get(p.decision, "black"), alpha=0.4)
-        label = ("canary: " if p.reason.startswith("online") else "") + p.decision
-        axis.text(where, random_reward, label, rotation=90, va="bottom", ha="right", fontsize=8)
+        if p.cycle:
+            decided.setdefault(p.cycle, []).append(p)
+    for cycle, taken in decided.items():
+        for k, p in enumerate(taken):  # decided between this cycle and the next, side by side
+            where = cycle + 0.5 + 0.15 * (k - (len(taken) - 1) / 2)
+            colour = "tab:purple" if p.reason.startswith("gate skipped") else None
+            axis.axvline(where, color=colour or colours.get(p.decision, "black"), alpha=0.5)
+            axis.text(
+                where,
+                random_reward,
+                _decision_cell(p, promotions),
+                rotation=90,
+                va="bottom",
+                ha="right",
+                fontsize=7,
+            )
     axis.set_xlabel("cycle (simulate → log → re-train → gate → deploy); lines: gate decisions")
     axis.set_ylabel("stars")
     axis.set_xticks(cycles)
     axis.set_title("recloop closed loop on MovieLens 100K")
-    axis.legend()
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
     axis.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path.with_suffix(".png"), dpi=100)

@@ -42,6 +42,8 @@ def ingest(
     bigquery_max_rows: int,
     rank_k: int,
     num_actions: int,
+    gate_holdout_every: int,
+    gate_corrupt_rewards: bool,
     run_id: str,
     examples: Output[Dataset],
 ) -> int:

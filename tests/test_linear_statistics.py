@@ -14,6 +14,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from app.agents import LINUCB, AgentSpec, create_agent, state_from_agent
+from app.evaluation import gate
 from app.loop import ingester, offpolicy
 from app.policy_store import linear_state_from_variables
 from app.rehearsal.fakes import FakeBigQueryHttp
@@ -77,6 +78,30 @@ def test_sql_statistics_equal_agent_train_on_the_claimed_examples(tmp_path: Path
     agent, n = trained_by_tf_agents(warehouse, "run-1")
     ours = warehouse.claimed_statistics("run-1", RANK, ARMS)
     assert n == 45 and ours.num_samples.sum() == 45  # duplicates once, the bad row never
+    assert_state_close(ours, state_from_agent(agent))
+
+
+def test_sql_statistics_hold_out_and_corrupt_as_the_trainer_does_on_records(tmp_path: Path):
+    """gate.holdout_every leaves every n-th claimed example (key order, as the Evaluator reads
+    them) out of the sums; gate.corrupt_rewards sums 6 − r: the SQL path keeps both switches."""
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    log(warehouse, np.random.default_rng(2), "a", 40)
+    warehouse.claim("run-1", 1000, RANK, ARMS)
+    examples = [e for page in warehouse.iter_claimed("run-1") for e in page]
+    trained = [e for i, e in enumerate(examples) if not gate.held_out(i, 3)]
+    agent = create_agent(SPEC)
+    for start in range(0, len(trained), BATCH):
+        rows = trained[start : start + BATCH]
+        agent.train(
+            experience(
+                agent,
+                np.array([e.observation for e in rows]),
+                np.array([e.action for e in rows]),
+                np.array([6.0 - e.reward for e in rows], dtype=np.float32),
+            )
+        )
+    ours = warehouse.claimed_statistics("run-1", RANK, ARMS, holdout_every=3, corrupt_rewards=True)
+    assert ours.num_samples.sum() == len(trained) == 40 - 40 // 3
     assert_state_close(ours, state_from_agent(agent))
 
 

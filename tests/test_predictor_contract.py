@@ -210,6 +210,19 @@ def test_routes_and_methods(app: PredictorApp):
     assert call(app, "GET", "/predict").status_code == 404
 
 
+def test_health_names_an_open_canary(app: PredictorApp, trained_policy: Path):
+    """So that a caller (the demo) can wait until the canary serves before sending traffic."""
+    candidate = load_policy(str(trained_policy))
+    assert app.policy is not None
+    app.policy.canary = (candidate, 0.3)
+    assert call(app, "GET", "/h").json() == {
+        "status": "ok",
+        "policy_version": "v-test-1",
+        "canary_version": candidate.version,
+        "canary_share": 0.3,
+    }
+
+
 class RecordingSink:
     def __init__(self, fail: bool = False):
         self.fail, self.records = fail, []

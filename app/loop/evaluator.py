@@ -1,8 +1,8 @@
 """Evaluator: the gate between Trainer and Deployer (app/evaluation/gate.py).
 
-Reads the run's held-out examples from the Ingester's shards, scores the candidate and the
-policy being served (the deployment pointer's target) as they would be served, decides, and
-records the decision with its numbers in the warehouse (`promotions`) and beside the run's
+Reads the run's held-out examples from the warehouse (the run's claims), scores the candidate
+and the policy being served (the deployment pointer's target) as they would be served, decides,
+and records the decision with its numbers in the warehouse (`promotions`) and beside the run's
 artifacts (`decision.json`). The Deployer publishes only a promoted candidate.
 """
 
@@ -25,34 +25,16 @@ from app.warehouse.records import PromotionRecord
 DECISION_FILE = "decision.json"
 
 
-def examples(manifest: IngestResult) -> Iterator[tuple[list[float], int, float, float | None]]:
-    """(observation, action, reward, propensity) of every example, in the shards' order."""
-    import tensorflow as tf
-
-    if not manifest.shards:
-        return
-    features = {
-        "observation": tf.io.FixedLenFeature([manifest.rank_k], tf.float32),
-        "action": tf.io.FixedLenFeature([], tf.int64),
-        "reward": tf.io.FixedLenFeature([], tf.float32),
-        # Empty when the propensity was unknown: read as -1.
-        "propensity": tf.io.FixedLenSequenceFeature([], tf.float32, allow_missing=True),
-    }
-    batches = (
-        tf.data.TFRecordDataset(manifest.shards)
-        .batch(4096)
-        .map(lambda b: tf.io.parse_example(b, features))
-    )
-    for batch in batches.as_numpy_iterator():
-        chances = batch["propensity"]
-        for observation, action, reward, chance in zip(
-            batch["observation"].astype(float).tolist(),
-            batch["action"].tolist(),
-            batch["reward"].astype(float).tolist(),
-            chances[:, 0].tolist() if chances.shape[1] else [None] * len(chances),
-            strict=True,
-        ):
-            yield observation, int(action), reward, chance if chance and chance > 0 else None
+def examples(
+    warehouse: Warehouse, run_id: str
+) -> Iterator[tuple[list[float], int, float, float | None]]:
+    """(observation, action, reward, propensity) of every example the run claimed, in key
+    order (the order the hold-out counts in), read from the warehouse: whichever form the
+    Ingester gave the Trainer (TFRecords or the warehouse's sums), the logged rows stay there."""
+    for page in warehouse.iter_claimed(run_id):
+        for e in page:
+            chance = e.propensity
+            yield e.observation, e.action, e.reward, chance if chance and chance > 0 else None
 
 
 def evaluate(
@@ -68,7 +50,7 @@ def evaluate(
     exploration = exploration_of(settings.serving)
     candidate = load_policy(candidate_dir, exploration=exploration)
     serving_version = local.current_version(policies_dir)
-    logged = gate.logged_rows(examples(manifest), settings.gate.holdout_every)
+    logged = gate.logged_rows(examples(warehouse, manifest.run_id), settings.gate.holdout_every)
     policies = None
     if serving_version and logged is not None and not settings.gate.skip:
         serving = load_policy(join(policies_dir, serving_version), exploration=exploration)

@@ -56,7 +56,11 @@ def ingest(
     rank_k: int,
     num_actions: int,
     form: str = RECORDS,
+    holdout_every: int = 0,
+    corrupt_rewards: bool = False,
 ) -> IngestResult:
+    """`holdout_every` and `corrupt_rewards` (gate settings) shape the STATISTICS form's sums
+    as the Trainer would shape TFRecord examples (app/loop/offpolicy.py)."""
     import tensorflow as tf
 
     if form not in (RECORDS, STATISTICS):
@@ -76,7 +80,9 @@ def ingest(
         )
     claimed = warehouse.claim(run_id, max_rows, rank_k, num_actions)
     if form == STATISTICS:
-        state = warehouse.claimed_statistics(run_id, rank_k, num_actions)
+        state = warehouse.claimed_statistics(
+            run_id, rank_k, num_actions, holdout_every, corrupt_rewards
+        )
         result = IngestResult(
             run_id,
             claimed,

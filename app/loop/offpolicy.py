@@ -65,7 +65,9 @@ def train_offline(
 ) -> OffPolicyResult:
     """`holdout_every`: every n-th example is left to the Evaluator (app/evaluation/gate.py)
     and not trained on. `corrupt_rewards` is a demo switch (gate.corrupt_rewards): it trains
-    from scratch on 6 − reward, a candidate that prefers what users dislike."""
+    from scratch on 6 − reward, a candidate that prefers what users dislike. For the
+    warehouse's sums (STATISTICS form) the Ingester applied both already
+    (app/warehouse/linear_statistics.py); here corruption only drops the warm start."""
     import tensorflow as tf
 
     if not spec.is_linear or spec.per_arm:
@@ -120,7 +122,11 @@ def train_offline(
             actions = batch["action"]
             if actions.min() < 0 or actions.max() >= spec.num_actions:
                 raise OffPolicyError(f"examples hold actions outside 0..{spec.num_actions - 1}")
-            rewards = 6.0 - batch["reward"] if corrupt_rewards else batch["reward"]
+            rewards = (
+                linear_statistics.CORRUPTED_REWARD_FROM - batch["reward"]
+                if corrupt_rewards
+                else batch["reward"]
+            )
             model.update(batch["observation"].astype(np.float64), actions, rewards)
             average_return.append(float(batch["reward"].mean()))
     seconds = time.perf_counter() - started

@@ -63,10 +63,18 @@ def run_ingester(
     the agent's statistics (one SQL aggregation), for the others they are written as
     TFRecords. Returns how many the run claimed."""
     p = parameters
-    _, warehouse = context(p)
+    settings, warehouse = context(p)
     form = ingester.STATISTICS if agent in LINEAR_AGENTS else ingester.RECORDS
     result = ingester.ingest(
-        warehouse, output_dir, run_id, p.bigquery_max_rows, p.rank_k, p.num_actions, form
+        warehouse,
+        output_dir,
+        run_id,
+        p.bigquery_max_rows,
+        p.rank_k,
+        p.num_actions,
+        form,
+        holdout_every=settings.gate.holdout_every,
+        corrupt_rewards=settings.gate.corrupt_rewards,
     )
     return result.examples
 

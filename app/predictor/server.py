@@ -180,6 +180,9 @@ class PredictorApp:
         elif path == self.health_route:
             if self.policy is not None:
                 status, payload = 200, {"status": "ok", "policy_version": self.policy.version}
+                if self.policy.canary is not None:  # what a caller waits for (app/demo.py)
+                    candidate, share = self.policy.canary
+                    payload |= {"canary_version": candidate.version, "canary_share": share}
             else:
                 reason = self.load_error or "loading"
                 status, payload = 503, {"status": "unavailable", "reason": reason}

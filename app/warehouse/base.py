@@ -57,9 +57,16 @@ class Warehouse(Protocol):
     def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
         """The run's claimed examples, in key order, one page at a time."""
 
-    def claimed_statistics(self, run_id: str, rank_k: int, num_actions: int) -> LinearState:
-        """Linear-bandit sums over the run's claimed examples, computed by the warehouse
-        (app/warehouse/linear_statistics.py)."""
+    def claimed_statistics(
+        self,
+        run_id: str,
+        rank_k: int,
+        num_actions: int,
+        holdout_every: int = 0,
+        corrupt_rewards: bool = False,
+    ) -> LinearState:
+        """Linear-bandit sums over the run's claimed examples but the held-out ones, computed
+        by the warehouse (app/warehouse/linear_statistics.py)."""
 
     def find_run(self, run_id: str) -> TrainingRunRecord | None: ...
 

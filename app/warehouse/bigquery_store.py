@@ -151,9 +151,17 @@ class BigQueryWarehouse:
                 for row in page
             ]
 
-    def claimed_statistics(self, run_id: str, rank_k: int, num_actions: int) -> LinearState:
+    def claimed_statistics(
+        self,
+        run_id: str,
+        rank_k: int,
+        num_actions: int,
+        holdout_every: int = 0,
+        corrupt_rewards: bool = False,
+    ) -> LinearState:
         params = {"run_id": run_id, "since": self._since_run(run_id)}
-        rows = self._rows(linear_statistics.statistics(self.sql, rank_k), params)
+        sql = linear_statistics.statistics(self.sql, rank_k, holdout_every, corrupt_rewards)
+        rows = self._rows(sql, params)
         return linear_statistics.to_state([tuple(r.values()) for r in rows], rank_k, num_actions)
 
     def _since_run(self, run_id: str) -> datetime:

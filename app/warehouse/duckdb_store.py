@@ -159,8 +159,15 @@ class DuckDBWarehouse:
             while page := cursor.fetchmany(page_size):
                 yield [TrainingExample(*row) for row in page]
 
-    def claimed_statistics(self, run_id: str, rank_k: int, num_actions: int) -> LinearState:
-        sql = linear_statistics.statistics(SQL, rank_k)
+    def claimed_statistics(
+        self,
+        run_id: str,
+        rank_k: int,
+        num_actions: int,
+        holdout_every: int = 0,
+        corrupt_rewards: bool = False,
+    ) -> LinearState:
+        sql = linear_statistics.statistics(SQL, rank_k, holdout_every, corrupt_rewards)
         with self._connect() as db:
             params = {"run_id": run_id, "since": self._since_run(db, run_id)}
             rows = db.execute(sql, params).fetchall()

@@ -25,16 +25,35 @@ def _pairs(rank_k: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(rank_k) for j in range(i, rank_k)]
 
 
-def statistics(d: ledger.Dialect, rank_k: int) -> str:
-    """Per claimed action: count, Σ r·x_i and Σ x_i·x_j (i ≤ j), ordered by action."""
+# The demo's corrupted candidate (gate.corrupt_rewards) learns from this minus each reward:
+# a policy that prefers what users dislike (ratings are 1..5).
+CORRUPTED_REWARD_FROM = 6.0
+
+
+def statistics(
+    d: ledger.Dialect, rank_k: int, holdout_every: int = 0, corrupt_rewards: bool = False
+) -> str:
+    """Per claimed action: count, Σ r·x_i and Σ x_i·x_j (i ≤ j), ordered by action.
+
+    `holdout_every` n > 0 leaves out every n-th claimed example in key order (the order
+    Warehouse.iter_claimed reads them in), which the Evaluator judges the candidate on
+    (app/evaluation/gate.py::held_out); `corrupt_rewards` sums CORRUPTED_REWARD_FROM − r."""
     values = ", ".join(f"{d.element('e.observation', i)} AS x{i}" for i in range(rank_k))
+    reward = f"({CORRUPTED_REWARD_FROM:g} - e.reward)" if corrupt_rewards else "e.reward"
     sums = [
         "COUNT(*) AS n",
         *(f"SUM(s.reward * s.x{i}) AS b_{i}" for i in range(rank_k)),
         *(f"SUM(s.x{i} * s.x{j}) AS a_{i}_{j}" for i, j in _pairs(rank_k)),
     ]
+    examples, kept = ledger.claimed_unordered(d), "TRUE"
+    if holdout_every > 0:
+        examples = (
+            f"SELECT c.*, ROW_NUMBER() OVER (ORDER BY c.request_id, c.instance_index) - 1 "
+            f"AS position FROM ({examples}) AS c"
+        )
+        kept = f"MOD(e.position, {int(holdout_every)}) != {int(holdout_every) - 1}"
     return f"""SELECT s.action, {", ".join(sums)}
-FROM (SELECT e.action, e.reward, {values} FROM ({ledger.claimed_unordered(d)}) AS e) AS s
+FROM (SELECT e.action, {reward} AS reward, {values} FROM ({examples}) AS e WHERE {kept}) AS s
 GROUP BY s.action
 ORDER BY s.action"""
 
