@@ -48,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from app.evaluation.gate import PROMOTED
 from app.local import pubsub_emulator
 from app.local.processes import PYTHON, free_port, port_open, wait_ready
 from app.rehearsal import apis as fakes
@@ -65,6 +66,8 @@ SYNTHESIZE = (
     "build(Path(sys.argv[1]), (sys.argv[2],)).synth()"
 )
 VERTEX_SERVICE_AGENT = "service-{number}@gcp-sa-aiplatform-cc.iam.gserviceaccount.com"
+# Outputs of upstream pipeline steps the deploy step takes, as a passing run produces them.
+UPSTREAM_OUTPUTS: dict[tuple[str, str], Any] = {("evaluate", "Output"): PROMOTED}
 
 
 class Broken(Exception):
@@ -436,10 +439,23 @@ class Rehearsal:
         job = {**template_defaults(template), **given}
         task = yaml.safe_load(template.read_text())["root"]["dag"]["tasks"]["deploy"]
         bindings = task["inputs"]["parameters"]
-        unbound = [n for n, b in bindings.items() if b.get("componentInputParameter") not in job]
+        values: dict[str, Any] = {}
+        unbound = []
+        for name, binding in bindings.items():
+            if (upstream := binding.get("taskOutputParameter")) is not None:
+                # An upstream step's output: the rehearsal deploys a candidate the gate passed.
+                key = (upstream["producerTask"], upstream["outputParameterKey"])
+                if key not in UPSTREAM_OUTPUTS:
+                    unbound.append(f"{name} (from {key[0]}.{key[1]})")
+                else:
+                    values[name] = UPSTREAM_OUTPUTS[key]
+            elif binding.get("componentInputParameter") in job:
+                values[name] = job[binding["componentInputParameter"]]
+            else:
+                unbound.append(name)
         if unbound:
             raise KeyError(f"the deploy step's inputs {', '.join(unbound)} get no job value")
-        return {n: job[b["componentInputParameter"]] for n, b in bindings.items()}
+        return values
 
     def deploy(
         self,
