@@ -236,6 +236,8 @@ def pipeline_run(
         if template is None:
             from app import wiring
 
+            # What submitting needs first (the project, above all), then the released image.
+            wiring.require(settings, wiring.SUBMISSION)
             wiring.require(settings, wiring.PIPELINE_COMPILATION)
             image = str(settings.cloud.trainer_image)  # an image by digest: required above
             compiled = {p.stem: p for p in compile_all(Path(scratch), image)}
