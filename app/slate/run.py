@@ -20,6 +20,7 @@ from app.slate.actor_critic import ACTOR_CRITIC, ACTOR_NO_CRITIC, ActorCritic, A
 from app.slate.baselines import PerArmLinUCB, PopularSlates, RandomSlates, SlateMethod
 from app.slate.data import POSITIVE_RATING, SlateData
 from app.slate.environment import HISTORY_LENGTH, HORIZON, SLATE_SIZE, SlateEnvironment
+from app.trainer.report import save_png
 
 REPORT_FILE = "report.json"
 PLOT_FILE = "report.png"
@@ -189,13 +190,10 @@ def write_report(directory: str, result: SlateResult) -> str:
 
 
 def _plot(path: str, result: SlateResult) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import tensorflow as tf
 
     fig, (curves, returns, ranking) = plt.subplots(
         1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [2, 1, 1.4]}
@@ -226,8 +224,4 @@ def _plot(path: str, result: SlateResult) -> None:
     for axis in (returns, ranking):
         axis.grid(alpha=0.3, axis="y")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    save_png(fig, path)

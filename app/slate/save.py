@@ -13,7 +13,7 @@ from app.policy_store import PolicyMetadata, join, save_tf_policy
 from app.slate.actor_critic import ACTOR_CRITIC, ActorCritic
 from app.slate.data import SlateData
 from app.slate.policy import slate_policy
-from app.trainer.report import METRICS_FILE, PLOT_FILE
+from app.trainer.report import METRICS_FILE, PLOT_FILE, save_png
 
 
 def save_actor_critic(directory, result, data: SlateData, args, titles, version) -> str:
@@ -70,13 +70,10 @@ def _scalars(config) -> dict:
 
 
 def _plot_curve(path: str, curve: list[float], losses: list[float]) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import tensorflow as tf
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6))
     top.plot(curve)
@@ -89,8 +86,4 @@ def _plot_curve(path: str, curve: list[float], losses: list[float]) -> None:
     for axis in (top, bottom):
         axis.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
+    save_png(fig, path)

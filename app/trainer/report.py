@@ -53,7 +53,6 @@ def write_plot(artifacts_dir: str, history: History, title: str) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import tensorflow as tf
 
     loops = np.arange(len(history.loops))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
@@ -72,10 +71,18 @@ def write_plot(artifacts_dir: str, history: History, title: str) -> str:
     bottom.set_xlabel("training loop")
     top.set_title(title)
     fig.tight_layout()
+    path = join(artifacts_dir, PLOT_FILE)
+    save_png(fig, path)
+    return path
+
+
+def save_png(fig: Any, path: str) -> None:
+    """Writes a figure as a PNG through tf.io.gfile (so gs:// paths work), then closes it."""
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    path = join(artifacts_dir, PLOT_FILE)
     with tf.io.gfile.GFile(path, "wb") as f:
         f.write(buffer.getvalue())
-    return path
