@@ -79,22 +79,33 @@ def ingest(
             f"{parent.num_actions} actions: changing them needs a new start-up run"
         )
     claimed = warehouse.claim(run_id, max_rows, rank_k, num_actions)
+    shards: list[str] = []
+    statistics = ""
     if form == STATISTICS:
         state = warehouse.claimed_statistics(
             run_id, rank_k, num_actions, holdout_every, corrupt_rewards
         )
-        result = IngestResult(
-            run_id,
-            claimed,
-            rank_k,
-            num_actions,
-            [],
-            parent.run_id if parent else "",
-            parent.policy_uri if parent else "",
-            "",
-            _write_statistics(output_dir, state),
-        )
-        return _write_manifest(output_dir, result)
+        examples, statistics = claimed, _write_statistics(output_dir, state)
+    else:
+        examples, shards = _write_shards(warehouse, run_id, output_dir)
+    result = IngestResult(
+        run_id,
+        examples,
+        rank_k,
+        num_actions,
+        shards,
+        parent.run_id if parent else "",
+        parent.policy_uri if parent else "",
+        "",
+        statistics,
+    )
+    return _write_manifest(output_dir, result)
+
+
+def _write_shards(warehouse: Warehouse, run_id: str, output_dir: str) -> tuple[int, list[str]]:
+    """The run's claimed examples as TFRecord shards written page by page: (count, shards)."""
+    import tensorflow as tf
+
     shards: list[str] = []
     writer = None
     in_shard = total = 0
@@ -115,17 +126,7 @@ def ingest(
     finally:
         if writer is not None:
             writer.close()
-    result = IngestResult(
-        run_id,
-        total,
-        rank_k,
-        num_actions,
-        shards,
-        parent.run_id if parent else "",
-        parent.policy_uri if parent else "",
-        "",
-    )
-    return _write_manifest(output_dir, result)
+    return total, shards
 
 
 def _write_manifest(output_dir: str, result: IngestResult) -> IngestResult:
