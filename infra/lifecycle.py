@@ -3,7 +3,7 @@
 `keep` sets Terraform's `lifecycle.prevent_destroy`: any plan that would delete the resource
 (a `cdktf destroy`, a rename that replaces it) fails before touching anything. Removing data
 on purpose is a reviewed code change (docs/operations.md, "Deleting data");
-tests/infra/test_data_stack.py::test_every_stateful_resource_refuses_destruction proves
+tests/infra/test_stack_lifecycle.py::test_every_stateful_resource_refuses_destruction proves
 every stateful resource carries it.
 """
 

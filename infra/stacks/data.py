@@ -80,19 +80,9 @@ class DataStack(TerraformStack):
         self.artifacts = self._bucket("artifacts", config.name("artifacts"))
         self.sources = self._bucket("sources", config.name("function-sources"))
         self.messaging = Messaging(self, "messaging", config, self.pubsub_agent)
-        self.registry = keep(
-            ArtifactRegistryRepository(
-                self,
-                "registry",
-                project=config.project_id,
-                location=config.region,
-                repository_id="recloop",
-                format="DOCKER",
-                description="recloop trainer and predictor images",
-                labels=config.all_labels,
-            )
+        self.registry = self._repository(
+            "registry", "recloop", "recloop trainer and predictor images"
         )
-        skip(self.registry, CKV_GCP_84=GOOGLE_MANAGED)
         # Promotion copies the tested images by digest: the next environment's deployer reads.
         for target in config.promotes_to:
             ArtifactRegistryRepositoryIamMember(
@@ -140,19 +130,11 @@ class DataStack(TerraformStack):
         self.builder = DataGoogleServiceAccount(
             self, "sa_builder", project=config.project_id, account_id=config.name(BUILDER)
         )
-        self.function_images = keep(
-            ArtifactRegistryRepository(
-                self,
-                "function_images",
-                project=config.project_id,
-                location=config.region,
-                repository_id="recloop-functions",
-                format="DOCKER",
-                description="recloop Cloud Functions images (built by Cloud Build)",
-                labels=config.all_labels,
-            )
+        self.function_images = self._repository(
+            "function_images",
+            "recloop-functions",
+            "recloop Cloud Functions images (built by Cloud Build)",
         )
-        skip(self.function_images, CKV_GCP_84=GOOGLE_MANAGED)
         ArtifactRegistryRepositoryIamMember(
             self,
             "builder_writes_function_images",
@@ -175,6 +157,26 @@ class DataStack(TerraformStack):
         return SecureBucket(
             self, id, project=c.project_id, name=name, location=c.region, labels=c.all_labels
         ).bucket
+
+    def _repository(
+        self, id: str, repository_id: str, description: str
+    ) -> ArtifactRegistryRepository:
+        """A Docker repository that refuses destruction, encrypted with Google's keys."""
+        c = self.config
+        repository = keep(
+            ArtifactRegistryRepository(
+                self,
+                id,
+                project=c.project_id,
+                location=c.region,
+                repository_id=repository_id,
+                format="DOCKER",
+                description=description,
+                labels=c.all_labels,
+            )
+        )
+        skip(repository, CKV_GCP_84=GOOGLE_MANAGED)
+        return repository
 
     def _outputs(self) -> None:
         for key, value in {
