@@ -18,6 +18,7 @@ import numpy as np
 
 from app import quiet
 from app.linear import LinearState
+from app.paths import join
 
 METADATA_FILE = "recloop_policy.json"
 TRAINED_DIR = "policy"  # <artifacts_dir>/policy: what `recloop train` wrote last
@@ -47,10 +48,6 @@ class PolicyMetadata:
     titles: list[str] = field(default_factory=list)
     trained_interactions: int = 0
     format: int = FORMAT
-
-
-def join(directory: str, name: str) -> str:
-    return directory.rstrip("/") + "/" + name
 
 
 def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:

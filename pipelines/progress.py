@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app.config import Settings
-from app.policy_store import DEPLOYED_DIR, POINTER, join
+from app.paths import join
+from app.policy_store import DEPLOYED_DIR, POINTER
 
 STARTED = re.compile(r"Executing task '?([\w-]+)'?")
 FINISHED = re.compile(r"Task '?([\w-]+)'? finished with status (\w+)")

@@ -48,7 +48,7 @@ def canary_stays_open(settings: Settings) -> bool:
     (app/deployer/canary.py); while it stays open, no re-training runs."""
     from app.deployer import canary
     from app.loop.steps import POLICIES
-    from app.policy_store import join
+    from app.paths import join
     from app.warehouse.factory import open_warehouse
 
     policies = join(settings.artifacts_dir, POLICIES)

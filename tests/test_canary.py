@@ -121,7 +121,7 @@ def test_rollback_by_hand_returns_to_the_version_the_current_one_replaced(
 
     from app.cli import app
     from app.config import GateConfig
-    from app.deployer import local
+    from app.deployer import pointer
     from app.evaluation import gate
 
     monkeypatch.setenv("RECLOOP__ARTIFACTS_DIR", str(tmp_path / "artifacts"))
@@ -129,7 +129,7 @@ def test_rollback_by_hand_returns_to_the_version_the_current_one_replaced(
     policies = tmp_path / "artifacts" / "policies"
     for version in ("v1", "v2"):
         (policies / version).mkdir(parents=True)
-    local.point(str(policies), "v2")
+    pointer.point(str(policies), "v2")
     runner = CliRunner()
     refused = runner.invoke(app, ["rollback"])
     assert refused.exit_code == 1 and "nothing to roll back to" in refused.output
@@ -139,7 +139,7 @@ def test_rollback_by_hand_returns_to_the_version_the_current_one_replaced(
     result = runner.invoke(app, ["rollback"])
     assert result.exit_code == 0, result.output
     assert "serving v1" in result.output
-    assert local.current_version(str(policies)) == "v1"
+    assert pointer.current_version(str(policies)) == "v1"
     last = warehouse.promotions()[-1]
     assert (last.stage, last.decision, last.candidate_version, last.serving_version) == (
         "rollback",
@@ -194,7 +194,7 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
     import numpy as np
 
     from app.deployer import canary as controller
-    from app.deployer import local
+    from app.deployer import pointer
     from app.evaluation.gate import CANARY
     from app.predictor.asgi import load_deployed
     from pipelines.run import canary_stays_open
@@ -206,7 +206,7 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
     runs.run("r1")
     runs.log(40, seed=2)
     assert runs.run("r2", gate_canary_share=30) == (PROMOTED, "v-r2")
-    assert local.current_version(runs.policies) == "v-r1"  # serving stays until it wins
+    assert pointer.current_version(runs.policies) == "v-r1"  # serving stays until it wins
     assert runs.warehouse.find_run("r2") is None
     opened = controller.read(runs.policies)
     assert opened is not None and (opened.version, opened.share) == ("v-r2", 30)
@@ -227,7 +227,7 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
     lost = runs.warehouse.promotions()[-1]
     assert (lost.stage, lost.decision, lost.candidate_version) == (CANARY, ROLLED_BACK, "v-r2")
     assert controller.read(runs.policies) is None
-    assert local.current_version(runs.policies) == "v-r1"
+    assert pointer.current_version(runs.policies) == "v-r1"
     assert runs.warehouse.find_run("r2") is None  # its examples stay for the next run
 
     assert runs.run("r3", gate_canary_share=30) == (PROMOTED, "v-r3")
@@ -235,5 +235,5 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
     online(runs.warehouse, "v-r1", [3.0, 4.0] * 100)
     won = controller.step(settings, runs.warehouse, runs.policies)
     assert won is not None and won.decision == PROMOTED, won
-    assert local.current_version(runs.policies) == "v-r3"
+    assert pointer.current_version(runs.policies) == "v-r3"
     assert runs.warehouse.find_run("r3") is not None  # committed when it won

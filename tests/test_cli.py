@@ -207,7 +207,7 @@ def test_pipeline_run_shows_steps_and_a_summary(tmp_path: Path, trained_policy: 
     assert str(log.relative_to(tmp_path)) in error and "Executing task" in log.read_text()
 
     from app.config import Settings
-    from app.deployer.local import deploy
+    from app.deployer.pointer import deploy
     from pipelines.progress import summary
 
     artifacts = tmp_path / "artifacts"

@@ -13,12 +13,12 @@ import pytest
 
 from app import movielens
 from app.config import GateConfig
-from app.deployer import local
+from app.deployer import pointer
 from app.environment import MovieLensBandit, factorize
 from app.evaluation import gate, ope
 from app.loop import evaluator, generator, steps
 from app.loop.parameters import PipelineParameters
-from app.policy_store import join
+from app.paths import join
 from app.warehouse.duckdb_store import DuckDBWarehouse
 
 RANK, ACTIONS = 5, 10
@@ -84,7 +84,7 @@ def test_the_gate_blocks_a_corrupted_candidate_and_promotes_a_good_one(runs: Run
     runs.log(40, seed=2)
     decision, served = runs.run("r2", gate_corrupt_rewards=True)
     assert (decision, served) == (gate.BLOCKED, "v-r1")
-    assert local.current_version(runs.policies) == "v-r1"  # the serving policy stays
+    assert pointer.current_version(runs.policies) == "v-r1"  # the serving policy stays
     assert runs.warehouse.find_run("r2") is None  # nothing committed: examples stay
     assert runs.warehouse.count_untrained(RANK, ACTIONS) == 640
 
@@ -99,7 +99,7 @@ def test_the_gate_blocks_a_corrupted_candidate_and_promotes_a_good_one(runs: Run
 
     decision, served = runs.run("r3")
     assert (decision, served) == (gate.PROMOTED, "v-r3")
-    assert local.current_version(runs.policies) == "v-r3"
+    assert pointer.current_version(runs.policies) == "v-r3"
     promoted = runs.warehouse.promotions()[-1]
     assert promoted.difference_low >= -promoted.margin
 

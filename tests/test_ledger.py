@@ -26,7 +26,7 @@ from app.chaos.harness import (
 )
 from app.chaos.scenarios import FAULT_POINTS, fault
 from app.config import CloudConfig, PubSubConfig, Settings
-from app.deployer import local
+from app.deployer import pointer
 from app.functions.logger import handle
 from app.functions.trigger import LOCK_FILE, UNDER_WAY, LocalLauncher, VertexLauncher, decide
 from app.loop import ingester
@@ -56,10 +56,10 @@ def test_publish_fault_then_restart(loop: Loop, point: str):
     assert committed == (point in ("after_commit", "after_pointer"))
     # Until the run is retried, serving stays on the last published policy or moves to the
     # committed one; never to a policy the ledger does not know.
-    served = local.current_version(loop.policies)
+    served = pointer.current_version(loop.policies)
     assert served in ("v-run-1", "v-run-2") and (served == "v-run-1" or committed)
     loop.retrain("run-2")
-    assert local.current_version(loop.policies) == "v-run-2"
+    assert pointer.current_version(loop.policies) == "v-run-2"
     counted = account(loop, first + second)
     assert (counted.lost, counted.duplicated, counted.statistics_match) == (0, 0, True)
     assert loop.warehouse.count_untrained(5, 10) == 0
@@ -87,11 +87,11 @@ def test_a_committed_run_left_unserved_is_served_by_the_next_run(loop: Loop):
     with pytest.raises(Exception, match="injected"), fault("after_commit"):
         loop.retrain("run-2")
     assert loop.warehouse.find_run("run-2") is not None
-    assert local.current_version(loop.policies) == "v-run-1"  # committed, not served
+    assert pointer.current_version(loop.policies) == "v-run-1"  # committed, not served
     third = interactions("c", 16, seed=3)
     loop.deliver(prediction_logs(third) + feedback(third))
     loop.retrain("run-3")
-    assert local.current_version(loop.policies) == "v-run-3"
+    assert pointer.current_version(loop.policies) == "v-run-3"
     assert loop.warehouse.find_run("run-3").parent_run_id == "run-2"
     counted = account(loop, first + second + third)
     assert (counted.lost, counted.duplicated, counted.statistics_match) == (0, 0, True)

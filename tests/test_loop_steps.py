@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from app import movielens
 from app.agents import LINUCB, AgentSpec, linear_bandit
-from app.deployer import local
+from app.deployer import pointer
 from app.environment import MovieLensBandit, factorize
 from app.loop import generator, ingester, offpolicy
 from app.policy_store import read_metadata
@@ -105,10 +105,10 @@ def test_offpolicy_refuses_incompatible_warm_start(env, tmp_path: Path):
 
 def test_local_deploy_versions_and_pointer(trained_policy: Path, tmp_path: Path):
     policies = str(tmp_path / "policies")
-    assert local.current_version(policies) is None
-    version = local.deploy(str(trained_policy), policies)
+    assert pointer.current_version(policies) is None
+    version = pointer.deploy(str(trained_policy), policies)
     assert version == "v-test-1"
-    assert local.current_version(policies) == "v-test-1"
-    assert local.resolve(policies) == f"{policies}/v-test-1"
+    assert pointer.current_version(policies) == "v-test-1"
+    assert pointer.resolve(policies) == f"{policies}/v-test-1"
     assert tf.io.gfile.exists(f"{policies}/v-test-1/saved_model.pb")
-    assert local.deploy(str(trained_policy), policies) == "v-test-1"  # idempotent
+    assert pointer.deploy(str(trained_policy), policies) == "v-test-1"  # idempotent

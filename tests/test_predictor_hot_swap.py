@@ -1,7 +1,7 @@
 """Hot swap: new policy versions deployed while the predictor serves a steady load.
 
 Through a real `python -m app.predictor` process following a deployment folder's CURRENT
-pointer (app/deployer/local.py): no request fails, every response comes from one version
+pointer (app/deployer/pointer.py): no request fails, every response comes from one version
 (label and actions), versions only move forward; and, in process, reloading many times
 keeps nothing of the replaced policies.
 """
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from app.config import DataConfig, Settings
-from app.deployer.local import deploy
+from app.deployer.pointer import deploy
 from app.local.processes import PYTHON, free_port, running
 from app.policy_store import read_metadata
 from app.predictor.policy import ServingPolicy, load_policy

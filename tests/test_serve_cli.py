@@ -89,7 +89,7 @@ def test_port_out_of_range_is_one_line(port: str):
 
 
 def test_serve_defaults_to_the_deployed_policy(trained_policy: Path, tmp_path: Path):
-    from app.deployer.local import deploy
+    from app.deployer.pointer import deploy
     from app.predictor.location import default_location
 
     artifacts = tmp_path / "artifacts"

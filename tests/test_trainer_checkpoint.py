@@ -26,8 +26,8 @@ from app.trainer.__main__ import main
 from app.trainer.checkpoint import Checkpoints
 from app.trainer.flags import TrainingArgs
 from app.trainer.learners import Learner, make_learner
-from app.trainer.loop import train_on_policy
 from app.trainer.metrics import History, LoopMetrics
+from app.trainer.on_policy import train_on_policy
 from app.trainer.run import agent_spec, build_environment, run, run_identity
 
 TINY = TrainingArgs(

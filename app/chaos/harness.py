@@ -16,11 +16,11 @@ import numpy as np
 from app import messages
 from app.agents import LINUCB, AgentSpec, linear_bandit
 from app.config import env_name
-from app.deployer import local
+from app.deployer import pointer
 from app.functions import logger
 from app.loop import steps
 from app.loop.parameters import PipelineParameters
-from app.policy_store import join
+from app.paths import join
 from app.warehouse.duckdb_store import DuckDBWarehouse
 
 RANK, ACTIONS = 5, 10
@@ -243,10 +243,10 @@ def account(loop: Loop, items: list[Interaction]) -> Accounting:
         )
     served_samples = 0
     match = False
-    if local.current_version(loop.policies):
+    if pointer.current_version(loop.policies):
         from app.predictor.policy import load_policy
 
-        state = load_policy(local.resolve(loop.policies)).scorer.model.state  # type: ignore[attr-defined]
+        state = load_policy(pointer.resolve(loop.policies)).scorer.model.state  # type: ignore[attr-defined]
         served_samples = round(float(state.num_samples.sum()))
         match = bool(
             np.allclose(state.cov_matrix, expected.state.cov_matrix, rtol=1e-4, atol=1e-4)

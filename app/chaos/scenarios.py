@@ -39,7 +39,7 @@ from app.chaos.harness import (
     prediction_logs,
 )
 from app.config import PubSubConfig
-from app.deployer import local
+from app.deployer import pointer
 from app.functions.trigger import LOCK_FILE, LocalLauncher, decide
 from app.loop import ingester
 from app.trainer.checkpoint import Checkpoints
@@ -247,7 +247,7 @@ FAULT_POINTS = ("after_stage", "inside_commit", "after_commit", "after_pointer")
 def fault(point: str) -> Iterator[None]:
     """The publish 'dies' at `point` (a failing statement inside the commit transaction rolls
     it back as a killed process would)."""
-    real_stage, real_point, real_commit = local.stage, local.point, DuckDBWarehouse.commit
+    real_stage, real_point, real_commit = pointer.stage, pointer.point, DuckDBWarehouse.commit
     real_statements = ledger.commit_statements
 
     def stage(policy_dir: str, policies_dir: str) -> str:
@@ -266,10 +266,10 @@ def fault(point: str) -> Iterator[None]:
         _then_crash(None)
 
     targets: dict[str, Any] = {
-        "after_stage": mock.patch.object(local, "stage", stage),
+        "after_stage": mock.patch.object(pointer, "stage", stage),
         "inside_commit": mock.patch.object(ledger, "commit_statements", statements),
         "after_commit": mock.patch.object(DuckDBWarehouse, "commit", commit),
-        "after_pointer": mock.patch.object(local, "point", point_),
+        "after_pointer": mock.patch.object(pointer, "point", point_),
     }
     with targets[point]:
         yield

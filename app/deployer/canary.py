@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from app.config import Settings
-from app.deployer import local
+from app.deployer import pointer
 from app.evaluation import canary as test
 from app.evaluation.gate import CANARY as STAGE
 from app.evaluation.gate import PROMOTED
-from app.policy_store import join
+from app.paths import join
 from app.warehouse.base import Warehouse
 from app.warehouse.records import PromotionRecord, TrainingRunRecord
 
@@ -81,7 +81,7 @@ def step(
 ) -> PromotionRecord | None:
     """Takes the next look if it is due; the decision when one is taken, else None."""
     state = read(policies)
-    serving = local.current_version(policies)
+    serving = pointer.current_version(policies)
     if state is None or serving is None:
         return None
     g = settings.gate
@@ -107,7 +107,7 @@ def step(
             vertex.roll_back(state.version, settings)
     if verdict.decision == PROMOTED:
         warehouse.commit(run)
-        local.point(policies, state.version)
+        pointer.point(policies, state.version)
     _clear(policies)
     record = PromotionRecord(
         run_id=run.run_id,

@@ -15,10 +15,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app.config import Settings
-from app.deployer import local
+from app.deployer import pointer
 from app.evaluation.gate import PROMOTED, ROLLED_BACK
 from app.loop.steps import POLICIES
-from app.policy_store import join
+from app.paths import join
 from app.warehouse.base import Warehouse
 from app.warehouse.records import PromotionRecord
 
@@ -41,7 +41,7 @@ def previous_version(warehouse: Warehouse, current: str) -> str:
 def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = None) -> str:
     """Rolls back one version; returns the version that serves now."""
     policies = join(settings.artifacts_dir, POLICIES)
-    current = local.current_version(policies)
+    current = pointer.current_version(policies)
     if current is None:
         raise RollbackError(f"nothing is deployed under {policies}")
     previous = previous_version(warehouse, current)
@@ -52,7 +52,7 @@ def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = N
             vertex.roll_back(current, settings)
         except vertex.NothingToRollBackTo:
             vertex.deploy(join(policies, previous), previous, settings)
-    local.point(policies, previous)
+    pointer.point(policies, previous)
     now = now or datetime.now(UTC)
     warehouse.record_promotion(
         PromotionRecord(

@@ -29,7 +29,7 @@ from app.config import (
 )
 from app.local import pubsub_emulator
 from app.local.processes import PYTHON, free_port, port_open, running
-from app.policy_store import join
+from app.paths import join
 from app.transport import Publisher, publisher_for
 
 PROJECT = "recloop-local"

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import asdict
 
 from app.config import Settings
-from app.deployer import local
+from app.deployer import pointer
 from app.evaluation import gate, ope
 from app.loop.ingester import IngestResult
-from app.policy_store import join
+from app.paths import join
 from app.predictor.asgi import exploration_of
 from app.predictor.policy import load_policy
 from app.warehouse.base import Warehouse
@@ -49,7 +49,7 @@ def evaluate(
 
     exploration = exploration_of(settings.serving)
     candidate = load_policy(candidate_dir, exploration=exploration)
-    serving_version = local.current_version(policies_dir)
+    serving_version = pointer.current_version(policies_dir)
     logged = gate.logged_rows(examples(warehouse, manifest.run_id), settings.gate.holdout_every)
     policies = None
     if serving_version and logged is not None and not settings.gate.skip:

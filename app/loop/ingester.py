@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from app.linear import LinearState
-from app.policy_store import join
+from app.paths import join
 from app.warehouse.base import Warehouse
 
 SHARD_ROWS = 5000

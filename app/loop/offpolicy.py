@@ -19,9 +19,9 @@ import numpy as np
 
 from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_bandit
 from app.loop.ingester import read_manifest, read_statistics
+from app.paths import join
 from app.policy_store import (
     PolicyMetadata,
-    join,
     linear_state_from_variables,
     read_metadata,
     save_policy,

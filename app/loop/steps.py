@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from app import movielens, wiring
 from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec
 from app.config import Settings
-from app.deployer import canary, local
+from app.deployer import canary, pointer
 from app.environment import MovieLensBandit, factorize
 from app.evaluation.gate import PROMOTED
 from app.loop import evaluator, generator, ingester, offpolicy
 from app.loop.parameters import PipelineParameters
-from app.policy_store import DEPLOYED_DIR, join
+from app.paths import join
+from app.policy_store import DEPLOYED_DIR
 from app.warehouse.base import Warehouse
 from app.warehouse.factory import open_warehouse
 from app.warehouse.records import TrainingRunRecord
@@ -139,11 +140,11 @@ def run_deployer(
     settings, warehouse = context(parameters)
     policies = join(parameters.training_artifacts_dir, POLICIES)
     if decision != PROMOTED:
-        return local.current_version(policies) or ""
+        return pointer.current_version(policies) or ""
     manifest = ingester.read_manifest(examples_dir)
     run = warehouse.find_run(manifest.run_id)
     if run is None:
-        version = local.stage(policy_dir, policies)
+        version = pointer.stage(policy_dir, policies)
         run = TrainingRunRecord(
             run_id=manifest.run_id,
             policy_version=version,
@@ -155,7 +156,7 @@ def run_deployer(
             policy_uri=join(policies, version),
         )
         share = settings.gate.canary_share
-        if share and local.current_version(policies):
+        if share and pointer.current_version(policies):
             # A canary first (app/deployer/canary.py): committed only if it wins online.
             if (opened := canary.read(policies)) is None or opened.version != version:
                 canary.start(policies, run, share, settings, datetime.now(UTC))
@@ -164,7 +165,7 @@ def run_deployer(
     latest = warehouse.latest_run()
     if latest is None or latest.run_id != run.run_id:
         return run.policy_version  # a newer run committed; it publishes its own policy
-    local.point(policies, run.policy_version)
+    pointer.point(policies, run.policy_version)
     if settings.loop.vertex_endpoint:
         from app.deployer import vertex
 

@@ -8,9 +8,9 @@ import numpy as np
 
 from app.config import PubSubConfig, ServingConfig, load_settings
 from app.deployer import canary
-from app.deployer.local import current_version, resolve
+from app.deployer.pointer import current_version, resolve
 from app.exploration import Exploration
-from app.policy_store import join
+from app.paths import join
 from app.predictor.location import storage_uri_of
 from app.predictor.policy import ServingPolicy, load_policy
 from app.predictor.server import PredictionSink, PredictorApp

@@ -12,13 +12,13 @@ import json
 import os
 
 from app.config import ServingConfig
+from app.paths import join
 from app.policy_store import (
     DEPLOYED_DIR,
     METADATA_FILE,
     POINTER,
     TRAINED_DIR,
     PolicyStoreError,
-    join,
 )
 
 DEFAULT_DESCRIPTION = (

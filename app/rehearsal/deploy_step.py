@@ -25,7 +25,8 @@ def main(argv: list[str]) -> int:
     from app.deployer import vertex
     from app.loop.parameters import PipelineParameters
     from app.loop.steps import POLICIES, step_settings
-    from app.policy_store import join, read_metadata
+    from app.paths import join
+    from app.policy_store import read_metadata
 
     parameters = PipelineParameters.pick(inputs)
     settings = step_settings(parameters)

@@ -179,7 +179,7 @@ def _progress(enabled: bool):
 def write_report(directory: str, result: SlateResult) -> str:
     import tensorflow as tf
 
-    from app.policy_store import join
+    from app.paths import join
 
     tf.io.gfile.makedirs(directory)
     path = join(directory, REPORT_FILE)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 
-from app.policy_store import PolicyMetadata, join, save_tf_policy
+from app.paths import join
+from app.policy_store import PolicyMetadata, save_tf_policy
 from app.slate.actor_critic import ACTOR_CRITIC, ActorCritic
 from app.slate.data import SlateData
 from app.slate.policy import slate_policy

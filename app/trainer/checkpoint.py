@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.environment import MovieLensBandit, MovieLensPerArmBandit
-from app.policy_store import join
+from app.paths import join
 from app.trainer.learners import Learner
 from app.trainer.metrics import History
 

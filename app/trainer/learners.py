@@ -15,7 +15,7 @@ import numpy as np
 from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_bandit
 from app.environment import Observation
 from app.linear import LinearState
-from app.policy_store import join
+from app.paths import join
 
 LINEAR_STATE_FILE = "linear_state.npz"
 AGENT_CHECKPOINT = "agent"

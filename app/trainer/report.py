@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from app.policy_store import join
+from app.paths import join
 from app.trainer.metrics import History
 
 METRICS_FILE = "metrics.json"

@@ -14,19 +14,19 @@ from app import movielens
 from app.agents import AgentSpec
 from app.config import Settings
 from app.environment import MovieLensBandit, MovieLensPerArmBandit, factorize, factorize_per_arm
+from app.paths import join
 from app.policy_store import (
     TRAINED_DIR,
     TRAINED_PER_ARM_DIR,
     PolicyMetadata,
-    join,
     save_policy,
 )
 from app.trainer import report
 from app.trainer.checkpoint import Checkpoints
 from app.trainer.flags import TrainingArgs
 from app.trainer.learners import Learner, make_learner
-from app.trainer.loop import train_on_policy
 from app.trainer.metrics import History, LoopMetrics
+from app.trainer.on_policy import train_on_policy
 from app.tuning import space
 
 # What a resumed run must share with the run that wrote the checkpoint.

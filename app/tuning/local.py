@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 
 from app.config import Settings
-from app.policy_store import join
+from app.paths import join
 from app.trainer.flags import TrainingArgs
 from app.tuning import space
 
@@ -26,7 +26,7 @@ class TuningResult:
 def evaluate(args: TrainingArgs, settings: Settings, values: dict[str, float]) -> float:
     """One trial: train in memory with `values`, return the objective (no policy is saved)."""
     from app.trainer.learners import make_learner
-    from app.trainer.loop import train_on_policy
+    from app.trainer.on_policy import train_on_policy
     from app.trainer.run import agent_spec, build_environment
 
     trial_args = space.with_values(args, values)

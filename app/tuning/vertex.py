@@ -6,7 +6,7 @@ from typing import Any
 
 from app import wiring
 from app.config import Settings
-from app.policy_store import join
+from app.paths import join
 from app.trainer.flags import TrainingArgs, to_argv
 from app.tuning import space
 

@@ -16,7 +16,8 @@ import tempfile
 
 import tensorflow as tf
 
-from app.policy_store import POINTER, join, read_metadata
+from app.paths import join
+from app.policy_store import POINTER, read_metadata
 
 
 def deploy(policy_dir: str, policies_dir: str) -> str:
