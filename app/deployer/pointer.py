@@ -1,4 +1,4 @@
-"""Local deployment: versioned policy folders and a CURRENT pointer the predictor follows.
+"""The pointer deployer: versioned policy folders and a CURRENT pointer the predictor follows.
 
     <policies_dir>/<policy_version>/   a copy of the saved policy
     <policies_dir>/CURRENT             the version being served
