@@ -99,7 +99,7 @@ def test_an_interrupted_object_store_save_does_not_look_complete(
     monkeypatch.setattr(policy_saver, "PolicySaver", Interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(dataclasses.replace(SMALL, policy_version="v-never"), vertex)
-    with pytest.raises(PolicyStoreError, match="recloop_policy.json is missing"):
+    with pytest.raises(PolicyStoreError, match=r"recloop_policy\.json is missing"):
         read_metadata(store)
 
 
