@@ -72,9 +72,7 @@ def test_interrupted_training_leaves_the_last_policy(settings: Settings, monkeyp
     assert (Path(first.policy_dir) / "saved_model.pb").read_bytes() != b"half"
 
 
-def test_an_interrupted_object_store_save_does_not_look_complete(
-    settings: Settings, monkeypatch
-):
+def test_an_interrupted_object_store_save_does_not_look_complete(settings: Settings, monkeypatch):
     """gs:// has no rename: a save stopped half-way over an earlier policy must not leave the
     earlier metadata beside new files (it looked complete and mixed two policies). TF's
     ram:// filesystem stands in for the object store: the same non-local code path."""
