@@ -144,7 +144,7 @@ def serve(
 
     from app.predictor.__main__ import claim_port
     from app.predictor.__main__ import serve as run_server
-    from app.predictor.location import check_local_policy, storage_uri_of
+    from app.predictor.location import check_policy, storage_uri_of
 
     settings = load_settings()
     serving = dataclasses.replace(
@@ -156,7 +156,7 @@ def serve(
     )
     uri = policy or storage_uri_of(serving, settings.artifacts_dir)
     serving = dataclasses.replace(serving, port=claim_port(serving))
-    version = check_local_policy(uri)
+    version = check_policy(uri)
     shown = f"policy {version}" if version else "loaded by the server, retried until it loads"
     typer.echo(
         f"serving {uri} ({shown}) on http://{serving.host}:{serving.port}{serving.predict_route}"

@@ -55,10 +55,14 @@ def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:
 
 
 def save_tf_policy(policy, directory: str, metadata: PolicyMetadata) -> None:
-    """Writes any TF-Agents policy (an agent's, or the slate actor's, app/slate/policy.py), then
-    renames it into place: an interrupted save never leaves a folder that looks like a complete
-    policy (local folders; on object stores the metadata, which readers require, is written
-    last). Proved by tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy."""
+    """Writes any TF-Agents policy (an agent's, or the slate actor's, app/slate/policy.py) so
+    that an interrupted save never leaves a folder that looks like a complete policy. Local
+    folders are written beside and renamed into place. Object stores (gs://) cannot rename a
+    prefix: there the metadata is the completeness marker, which every reader requires
+    (`read_metadata`): an earlier policy's metadata is deleted before anything is overwritten
+    and the new one is written last. Proved by
+    tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy and
+    tests/test_trainer.py::test_an_interrupted_object_store_save_does_not_look_complete."""
     import tensorflow as tf
     from tf_agents.policies import policy_saver
 
@@ -67,6 +71,8 @@ def save_tf_policy(policy, directory: str, metadata: PolicyMetadata) -> None:
     staging = directory.rstrip("/") + ".partial" if local else directory
     if local and os.path.exists(staging):
         shutil.rmtree(staging)
+    if not local and tf.io.gfile.exists(join(directory, METADATA_FILE)):
+        tf.io.gfile.remove(join(directory, METADATA_FILE))
     policy_saver.PolicySaver(policy, batch_size=None).save(staging)
     with tf.io.gfile.GFile(join(staging, METADATA_FILE), "w") as f:
         f.write(json.dumps(asdict(metadata), indent=2))

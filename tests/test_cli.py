@@ -162,6 +162,77 @@ def test_ctrl_c_stops_training_cleanly(movielens_dir: Path, tmp_path: Path):
     assert not (tmp_path / "policy").exists()
 
 
+def test_two_ctrl_c_while_saving_end_the_process_without_a_policy(
+    movielens_dir: Path, tmp_path: Path
+):
+    """Ctrl-C twice once saving has begun: the process ends (130) and no folder that looks
+    like a complete policy is left."""
+    import signal
+    import time
+
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir), "PYTHONUNBUFFERED": "1"}
+    args = ["--training-loops", "50", "--rank-k", "5", "--num-actions", "8"]
+    process = subprocess.Popen(
+        [*RECLOOP, "train", *args, "--artifacts-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("saving 1/"):
+                break
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    # 130, or killed by the second SIGINT while Python was already finalising (the shell
+    # shows 130 for both).
+    assert process.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "policy" / "recloop_policy.json").exists()
+
+
+def test_a_second_ctrl_c_ends_the_process_even_if_the_first_was_swallowed():
+    """TensorFlow once caught the first KeyboardInterrupt and carried on: the second Ctrl-C
+    must still end `recloop train`."""
+    import signal
+
+    code = (
+        "import sys, time\n"
+        "import app.trainer.__main__ as trainer\n"
+        "def swallowing(*args, **kwargs):\n"
+        "    said = 'training'\n"
+        "    while True:\n"
+        "        try:\n"
+        "            print(said, flush=True)\n"
+        "            time.sleep(60)\n"
+        "        except KeyboardInterrupt:\n"
+        "            said = 'swallowed'\n"
+        "trainer.run = swallowing\n"
+        "from app.cli import main\n"
+        "sys.exit(main(['train', '--no-progress']))\n"
+    )
+    process = subprocess.Popen(
+        [PYTHON, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "training"
+        process.send_signal(signal.SIGINT)
+        assert process.stdout.readline().strip() == "swallowed"
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+
+
 def test_serve_stops_on_ctrl_c_while_starting(trained_policy: Path):
     import signal
     import time

@@ -108,11 +108,50 @@ def test_serve_defaults_to_the_deployed_policy(trained_policy: Path, tmp_path: P
     assert "else what was deployed (<artifacts_dir>/policies/CURRENT)" in shown
 
 
-def test_no_policy_is_one_clear_line(tmp_path: Path):
-    result = recloop("serve", "--port", "0", env={"RECLOOP__ARTIFACTS_DIR": str(tmp_path)})
-    assert result.returncode == 2
+@pytest.mark.parametrize(
+    ("case", "said"),
+    [
+        ("nothing trained", "does not exist"),
+        ("empty folder", "has no recloop_policy.json"),
+        ("pointer to nothing", "v-gone has no recloop_policy.json"),
+        ("empty gs:// store", "gs://recloop-test/policies has no recloop_policy.json"),
+        ("unreachable gs:// store", "cannot reach gs://recloop-test/policies: "),
+    ],
+)
+def test_no_usable_policy_is_one_clear_line(tmp_path: Path, case: str, said: str):
+    """`recloop serve` with nothing it could serve: one line and exit 2, at once (before:
+    a server answering 503 forever; for gs://, TensorFlow's silent retries)."""
+    from app.rehearsal.apis import GoogleApis
+
+    env = {"RECLOOP__ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    args = ["serve", "--port", "0", *LOOPBACK]
+    if case in ("empty folder", "pointer to nothing"):
+        (tmp_path / "policies").mkdir()
+        args += ["--policy", str(tmp_path / "policies")]
+        if case == "pointer to nothing":
+            (tmp_path / "policies" / "CURRENT").write_text("v-gone")
+    if "gs://" in case:
+        args += ["--policy", "gs://recloop-test/policies"]
+    with GoogleApis().serving() as apis:
+        # The unreachable store: a port nobody listens on (nothing leaves the machine).
+        closed = f"http://127.0.0.1:{free_port()}"
+        env["STORAGE_EMULATOR_HOST"] = closed if case.startswith("unreachable") else apis.url
+        result = recloop(*args, env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("error: no policy to serve:") and "recloop train" in line
+    assert line.startswith("error: ") and said in line
+    assert "recloop train" in line or "cannot reach" in line
+
+
+def test_a_gs_policy_is_checked_through_its_pointer(monkeypatch):
+    from app.predictor.location import check_policy
+    from app.rehearsal.apis import GoogleApis
+
+    with GoogleApis().serving() as apis:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", apis.url)
+        apis.objects[("b", "policies/CURRENT")] = b"v7\n"
+        apis.objects[("b", "policies/v7/recloop_policy.json")] = b'{"policy_version": "v7"}'
+        assert check_policy("gs://b/policies") == "v7"
 
 
 def test_container_retries_with_backoff_until_a_policy_appears(

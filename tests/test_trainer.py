@@ -72,6 +72,35 @@ def test_interrupted_training_leaves_the_last_policy(settings: Settings, monkeyp
     assert (Path(first.policy_dir) / "saved_model.pb").read_bytes() != b"half"
 
 
+def test_an_interrupted_object_store_save_does_not_look_complete(settings: Settings, monkeypatch):
+    """gs:// has no rename: a save stopped half-way over an earlier policy must not leave the
+    earlier metadata beside new files (it looked complete and mixed two policies). TF's
+    ram:// filesystem stands in for the object store: the same non-local code path."""
+    import tensorflow as tf
+    from tf_agents.policies import policy_saver
+
+    from app.policy_store import PolicyStoreError
+
+    store = "ram://bucket/model"
+    vertex = dataclasses.replace(settings, vertex_job=VertexJobConfig(model_dir=store))
+    assert read_metadata(run(SMALL, vertex).policy_dir).policy_version
+
+    class Interrupted:  # PolicySaver stopped half-way through writing `directory`
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def save(self, directory: str) -> None:
+            with tf.io.gfile.GFile(f"{directory}/saved_model.pb", "w") as f:
+                f.write("half")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(policy_saver, "PolicySaver", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(dataclasses.replace(SMALL, policy_version="v-never"), vertex)
+    with pytest.raises(PolicyStoreError, match=r"recloop_policy\.json is missing"):
+        read_metadata(store)
+
+
 def test_learning_beats_uniform_choice(settings: Settings):
     result = run(dataclasses.replace(SMALL, training_loops=150), settings)
     regret = [m.regret for m in result.history.loops]

@@ -17,7 +17,9 @@ INTERRUPTED = 130
 
 def _interrupt(signum: int, frame: object) -> None:
     """First Ctrl-C: stop cleanly (KeyboardInterrupt). Any later one ends the process at
-    once, even if TensorFlow swallowed the first."""
+    once, even if TensorFlow swallowed the first. Proved by tests/test_cli.py::
+    test_a_second_ctrl_c_ends_the_process_even_if_the_first_was_swallowed and
+    test_two_ctrl_c_while_saving_end_the_process_without_a_policy."""
     signal.signal(signal.SIGINT, lambda *_: os._exit(INTERRUPTED))
     raise KeyboardInterrupt
 
