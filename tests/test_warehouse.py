@@ -1,13 +1,16 @@
 """The DuckDB warehouse and its ledger, for real; BigQuery's table checks against a fake of the
 REST API (the ledger's BigQuery requests: tests/test_bigquery_requests.py)."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from app.rehearsal.fakes import FakeBigQueryHttp
 from app.schemas import FEEDBACK, PREDICTIONS, TABLES, bigquery_fields, duckdb_ddl
+from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict
 from app.warehouse.bigquery_store import BigQueryWarehouse, MissingTables
 from app.warehouse.duckdb_store import DuckDBWarehouse
@@ -79,6 +82,47 @@ def test_examples_are_the_deduplicated_join(warehouse: DuckDBWarehouse):
     assert warehouse.count_untrained(RANK, ACTIONS) == 2  # r2 has no reward yet
     assert warehouse.claim("a", 100, RANK, ACTIONS) == 2
     assert claimed(warehouse, "a") == [("r1", 0, 1, 4.0), ("r1", 1, 3, 2.0)]
+
+
+def test_tables_without_keys_are_deduplicated_by_the_queries(tmp_path: Path):
+    """BigQuery's tables hold duplicates (streaming is at-least-once): its queries (keys not
+    enforced) keep the first stored row of each key and read each ledger key once. Run here,
+    on DuckDB tables without their keys; with keys DuckDB keeps the first row itself
+    (test_examples_are_the_deduplicated_join) and the queries skip the dedup."""
+    d = dataclasses.replace(ledger.DUCKDB, keys_enforced=False)
+    db = duckdb.connect(str(tmp_path / "keyless.duckdb"))
+    db.execute("SET TimeZone = 'UTC'")
+    for table in TABLES:
+        db.execute(duckdb_ddl(table).replace(f", PRIMARY KEY ({', '.join(table.key)})", ""))
+    rows = {
+        "predictions (request_id, instance_index, time, policy_version, observation, action, "
+        "ingested_at)": [
+            ("r1", 0, T0, "v1", [0.5, -1.0], 2, T0 + timedelta(seconds=2)),  # stored second
+            ("r1", 0, T0, "v1", [0.5, -1.0], 1, T0 + timedelta(seconds=1)),
+            ("r2", 0, T0, "v1", [0.5, -1.0], 3, T0),
+            ("r2", 0, T0, "v1", [0.5, -1.0], 3, T0),
+        ],
+        "feedback (request_id, instance_index, time, reward, source, ingested_at)": [
+            ("r1", 0, T0, 1.0, "test", T0 + timedelta(seconds=9)),
+            ("r1", 0, T0, 4.0, "test", T0 + timedelta(seconds=3)),
+            ("r2", 0, T0, 2.0, "test", T0),
+        ],
+        "trained_examples (request_id, instance_index, run_id, trained_at)": [
+            ("r2", 0, "a", T0),
+            ("r2", 0, "a", T0),
+        ],
+    }
+    for table, values in rows.items():
+        marks = ", ".join("?" * len(values[0]))
+        db.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+    params = {"rank_k": RANK, "num_actions": ACTIONS, "since": T0 - timedelta(days=1)}
+    joined = db.execute(
+        f"SELECT request_id, action, reward FROM ({ledger.joined(d)}) ORDER BY request_id",
+        {"since": params["since"]},
+    ).fetchall()
+    assert joined == [("r1", 1, 4.0), ("r2", 3, 2.0)]
+    untrained = db.execute(f"SELECT request_id FROM ({ledger.untrained(d)})", params).fetchall()
+    assert untrained == [("r1",)]
 
 
 def test_a_claim_is_made_once_per_run_and_the_ledger_anti_joins(warehouse: DuckDBWarehouse):

@@ -18,9 +18,11 @@ Nothing depends on time except the claim order, which uses the warehouse's inges
 Proved by tests/test_warehouse.py (claims, commit conflicts, quarantine), tests/test_ledger.py
 (publish faults) and the scenarios of `make chaos` (tests/test_chaos.py).
 Each side of the join and every ledger table is deduplicated by key in the queries, so
-BigQuery's best-effort streaming dedup is never trusted. The statements are the same text on
-both warehouses but for the table names, the parameter marks and the array and finiteness
-functions of `Dialect`.
+BigQuery's best-effort streaming dedup is never trusted; DuckDB enforces each table's key itself
+(PRIMARY KEY, INSERT OR IGNORE: the first row stored wins), so there the same queries read the
+tables as they are. The statements are the same text on both warehouses but for the table
+names, the parameter marks, the array and finiteness functions and that deduplication of
+`Dialect`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class Dialect:
     array_sum: Callable[[str], str]
     element: Callable[[str, int], str]  # the i-th (0-based) value of an ARRAY expression
     sum_of_squares: Callable[[str], str]  # of a FLOAT64 array
+    # The engine stores one row per key (DuckDB: PRIMARY KEY + INSERT OR IGNORE), so a dedup
+    # window or DISTINCT would only cost time (the window over predictions was two thirds of
+    # a claim's). BigQuery's streaming may duplicate: False, and the queries deduplicate
+    # (tests/test_warehouse.py::test_tables_without_keys_are_deduplicated_by_the_queries).
+    keys_enforced: bool = False
 
 
 DUCKDB = Dialect(
@@ -63,6 +70,7 @@ DUCKDB = Dialect(
     array_sum=lambda e: f"list_sum({e})",
     element=lambda e, i: f"{e}[{i + 1}]",
     sum_of_squares=lambda e: f"list_inner_product({e}, {e})",
+    keys_enforced=True,
 )
 
 
@@ -80,6 +88,8 @@ def bigquery(project: str, dataset: str) -> Dialect:
 def _first_by_key(d: Dialect, table: TableSchema, order: str, where: str = "TRUE") -> str:
     """One row per key; `where` filters before the window, so that BigQuery prunes
     partitions (a filter after QUALIFY would scan every partition first)."""
+    if d.keys_enforced:
+        return f"SELECT * FROM {d.table(table)} WHERE {where}"
     return (
         f"SELECT * FROM {d.table(table)} WHERE {where} "
         f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(table.key)} ORDER BY {order}) = 1"
@@ -91,8 +101,11 @@ def _recent(d: Dialect, table: TableSchema) -> str:
     return f"{table.partition_by} >= {d.param('since')}"
 
 
-def _keys(d: Dialect, table: TableSchema, where: str = "TRUE") -> str:
-    return f"SELECT DISTINCT {KEY} FROM {d.table(table)} WHERE {where}"
+def _keys(d: Dialect, table: TableSchema, where: str = "TRUE", extra: str = "") -> str:
+    """The interaction keys (request_id, instance_index) of a table, each once: `table`'s own
+    key is them, or them and run_id with `where` fixing the run."""
+    distinct = "" if d.keys_enforced else "DISTINCT "
+    return f"SELECT {distinct}{KEY}{extra} FROM {d.table(table)} WHERE {where}"
 
 
 def joined(d: Dialect) -> str:
@@ -126,10 +139,8 @@ def untrained(d: Dialect) -> str:
     WHEN NOT (ABS(j.reward) <= {FLOAT32_MAX!r}) THEN 'reward is too large for float32 training'
   END AS fault
   FROM ({joined(d)}) AS j
-  LEFT JOIN (SELECT DISTINCT {KEY}, TRUE AS trained FROM {d.table(TRAINED_EXAMPLES)}) AS t
-    USING ({KEY})
-  LEFT JOIN (SELECT DISTINCT {KEY}, TRUE AS held FROM {d.table(QUARANTINE)}) AS q
-    USING ({KEY})
+  LEFT JOIN ({_keys(d, TRAINED_EXAMPLES, extra=", TRUE AS trained")}) AS t USING ({KEY})
+  LEFT JOIN ({_keys(d, QUARANTINE, extra=", TRUE AS held")}) AS q USING ({KEY})
   WHERE t.trained IS NULL AND q.held IS NULL"""
 
 
