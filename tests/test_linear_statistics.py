@@ -15,6 +15,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from app.agents import LINUCB, AgentSpec, create_agent, state_from_agent
+from app.environment import GLOBAL_KEY, PER_ARM_KEY, interaction_features
 from app.evaluation import gate
 from app.loop import ingester, offpolicy
 from app.policy_store import linear_state_from_variables
@@ -135,6 +136,85 @@ def test_pipeline_path_continues_the_served_policy_into_tf_agents_variables(tmp_
     published = linear_state_from_variables(saved.model_variables, ARMS)
     assert published.num_samples.sum() == 55
     assert_state_close(published, state_from_agent(agent))
+
+
+CATALOGUE = 12  # movies; a per-arm row chooses among ARMS of them
+
+
+def test_per_arm_sql_statistics_equal_the_per_arm_agent_train(tmp_path: Path):
+    """A per-arm policy logs the user u, its candidates and the chosen movie's catalogue
+    index; one SQL aggregation over [u, u ⊙ v_chosen] equals TF-Agents' per-arm LinUCB
+    `agent.train` (batch 8) on the same claimed examples, held-out rows left out."""
+    rng = np.random.default_rng(3)
+    movies = rng.normal(size=(CATALOGUE, RANK)).astype(np.float32)
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    served = {}  # request id → (u, candidates, chosen position)
+    predictions, feedback = [], []
+    for i in range(50):
+        u = rng.normal(size=RANK).astype(np.float32)
+        candidates = rng.choice(CATALOGUE, size=ARMS, replace=False)
+        chosen = int(rng.integers(ARMS))
+        served[f"q{i:02d}"] = (u, candidates, chosen)
+        predictions.append(
+            PredictionRecord(
+                f"q{i:02d}",
+                0,
+                T0,
+                "v0",
+                u.tolist(),
+                int(candidates[chosen]),
+                0.2,
+                candidates.tolist(),
+            )
+        )
+        feedback.append(FeedbackRecord(f"q{i:02d}", 0, T0, float(rng.normal()), "test"))
+    warehouse.insert_predictions(predictions)
+    warehouse.insert_feedback(feedback)
+    assert warehouse.claim("run-1", 1000, RANK, CATALOGUE) == 50
+
+    spec = AgentSpec(LINUCB, ARMS, RANK, alpha=1.0, tikhonov_weight=0.5, per_arm=True)
+    agent = create_agent(spec)
+    examples = [e for page in warehouse.iter_claimed("run-1") for e in page]
+    trained = [e for i, e in enumerate(examples) if not gate.held_out(i, 4)]
+    for start in range(0, len(trained), BATCH):
+        rows = [served[e.request_id] for e in trained[start : start + BATCH]]
+        observations = {
+            GLOBAL_KEY: np.array([u for u, _, _ in rows]),
+            PER_ARM_KEY: np.array(
+                [interaction_features(u[None], movies[c][None])[0] for u, c, _ in rows]
+            ),
+        }
+        rewards = [e.reward for e in trained[start : start + BATCH]]
+        actions = np.array([chosen for _, _, chosen in rows])
+        agent.train(experience(agent, observations, actions, np.array(rewards, np.float32)))
+    ours = warehouse.claimed_per_arm_statistics("run-1", movies, holdout_every=4)
+    assert ours.cov_matrix.shape == (1, 2 * RANK, 2 * RANK)
+    assert ours.num_samples[0] == len(trained) == 50 - 50 // 4
+    assert_state_close(ours, state_from_agent(agent))
+
+
+def test_bigquery_receives_the_per_arm_aggregation_with_the_catalogue_as_an_array():
+    http = FakeBigQueryHttp()
+    client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=http)
+    warehouse = BigQueryWarehouse("proj", "ds", "EU", client=client)
+    movies = np.arange(6.0).reshape(3, 2)
+    with pytest.raises(GoogleAPIError):  # the fake answers no query: the request is what counts
+        warehouse.claimed_per_arm_statistics("run-7", movies)
+    (job,) = [body for method, path, body in http.requests if method == "POST"]
+    query = job["configuration"]["query"]
+    assert query["query"] == linear_statistics.per_arm_statistics(ledger.bigquery("proj", "ds"), 2)
+    assert "@arm_features[OFFSET(e.action * 2 + 1)]" in query["query"]
+    (catalogue,) = [p for p in query["queryParameters"] if p["name"] == "arm_features"]
+    assert catalogue["parameterType"] == {"type": "ARRAY", "arrayType": {"type": "FLOAT64"}}
+    assert [float(v["value"]) for v in catalogue["parameterValue"]["arrayValues"]] == [
+        0.0,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+        5.0,
+    ]
+    assert query["query"].count("SUM(") == 4 + 4 * 5 // 2  # joint features: 2 × rank 2
 
 
 def test_statistics_query_is_generated_once_for_both_warehouses():

@@ -94,7 +94,7 @@ def test_tables_without_keys_are_deduplicated_by_the_queries(tmp_path: Path):
     db.execute("SET TimeZone = 'UTC'")
     for table in TABLES:
         db.execute(duckdb_ddl(table).replace(f", PRIMARY KEY ({', '.join(table.key)})", ""))
-    rows = {
+    rows: dict[str, list[tuple]] = {
         "predictions (request_id, instance_index, time, policy_version, observation, action, "
         "ingested_at)": [
             ("r1", 0, T0, "v1", [0.5, -1.0], 2, T0 + timedelta(seconds=2)),  # stored second
@@ -112,9 +112,9 @@ def test_tables_without_keys_are_deduplicated_by_the_queries(tmp_path: Path):
             ("r2", 0, "a", T0),
         ],
     }
-    for table, values in rows.items():
+    for into, values in rows.items():
         marks = ", ".join("?" * len(values[0]))
-        db.executemany(f"INSERT INTO {table} VALUES ({marks})", values)
+        db.executemany(f"INSERT INTO {into} VALUES ({marks})", values)
     params = {"rank_k": RANK, "num_actions": ACTIONS, "since": T0 - timedelta(days=1)}
     joined = db.execute(
         f"SELECT request_id, action, reward FROM ({ledger.joined(d)}) ORDER BY request_id",

@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+import numpy as np
+
 from app.evaluation.canary import RewardStats
 from app.linear import LinearState
 from app.warehouse.records import (
@@ -67,6 +69,17 @@ class Warehouse(Protocol):
     ) -> LinearState:
         """Linear-bandit sums over the run's claimed examples but the held-out ones, computed
         by the warehouse (app/warehouse/linear_statistics.py)."""
+
+    def claimed_per_arm_statistics(
+        self,
+        run_id: str,
+        arm_features: np.ndarray,
+        holdout_every: int = 0,
+        corrupt_rewards: bool = False,
+    ) -> LinearState:
+        """As claimed_statistics, for a per-arm policy: its one model over [u, u ⊙ v], the
+        chosen movie's features v taken from `arm_features` (catalogue movies × rank_k) by
+        the logged action (its catalogue index)."""
 
     def find_run(self, run_id: str) -> TrainingRunRecord | None: ...
 

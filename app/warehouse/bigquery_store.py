@@ -14,6 +14,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from app.evaluation import canary
 from app.evaluation.canary import RewardStats
 from app.linear import LinearState
@@ -40,6 +42,17 @@ from app.warehouse.records import (
 HEAD_MOVED = "the ledger head moved: another run committed at the same time"
 CONCURRENT_UPDATE = "concurrent update"
 _TYPES = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING", datetime: "TIMESTAMP"}
+
+
+def _parameter(name: str, value: Any) -> Any:
+    """A query parameter: a scalar, NULL (as STRING) or a list of floats (ARRAY<FLOAT64>)."""
+    from google.cloud import bigquery
+
+    if isinstance(value, list):
+        return bigquery.ArrayQueryParameter(name, "FLOAT64", value)
+    if value is None:
+        return bigquery.ScalarQueryParameter(name, "STRING", None)
+    return bigquery.ScalarQueryParameter(name, _TYPES[type(value)], value)
 
 
 class MissingTables(RuntimeError):
@@ -109,11 +122,7 @@ class BigQueryWarehouse:
 
         config = bigquery.QueryJobConfig(
             query_parameters=[
-                bigquery.ScalarQueryParameter(name, _TYPES[type(value)], value)
-                if value is not None
-                else bigquery.ScalarQueryParameter(name, "STRING", None)
-                for name, value in params.items()
-                if f"@{name}" in sql
+                _parameter(name, value) for name, value in params.items() if f"@{name}" in sql
             ]
         )
         return self.client.query(sql, job_config=config, location=self.location)
@@ -159,10 +168,26 @@ class BigQueryWarehouse:
         holdout_every: int = 0,
         corrupt_rewards: bool = False,
     ) -> LinearState:
-        params = {"run_id": run_id, "since": self._since_run(run_id)}
         sql = linear_statistics.statistics(self.sql, rank_k, holdout_every, corrupt_rewards)
-        rows = self._rows(sql, params)
-        return linear_statistics.to_state([tuple(r.values()) for r in rows], rank_k, num_actions)
+        return linear_statistics.to_state(self._claimed_sums(sql, run_id), rank_k, num_actions)
+
+    def claimed_per_arm_statistics(
+        self,
+        run_id: str,
+        arm_features: np.ndarray,
+        holdout_every: int = 0,
+        corrupt_rewards: bool = False,
+    ) -> LinearState:
+        rank_k = arm_features.shape[1]
+        sql = linear_statistics.per_arm_statistics(self.sql, rank_k, holdout_every, corrupt_rewards)
+        values = linear_statistics.arm_parameter(arm_features)
+        return linear_statistics.to_state(self._claimed_sums(sql, run_id, values), 2 * rank_k, 1)
+
+    def _claimed_sums(
+        self, sql: str, run_id: str, extra: dict[str, Any] | None = None
+    ) -> list[tuple]:
+        params = {"run_id": run_id, "since": self._since_run(run_id), **(extra or {})}
+        return [tuple(r.values()) for r in self._rows(sql, params)]
 
     def _since_run(self, run_id: str) -> datetime:
         """The partition filter of a run's reads: one window before it claimed (a query

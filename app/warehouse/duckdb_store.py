@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from app.evaluation import canary
 from app.evaluation.canary import RewardStats
@@ -168,10 +169,26 @@ class DuckDBWarehouse:
         corrupt_rewards: bool = False,
     ) -> LinearState:
         sql = linear_statistics.statistics(SQL, rank_k, holdout_every, corrupt_rewards)
+        return linear_statistics.to_state(self._claimed_sums(sql, run_id), rank_k, num_actions)
+
+    def claimed_per_arm_statistics(
+        self,
+        run_id: str,
+        arm_features: np.ndarray,
+        holdout_every: int = 0,
+        corrupt_rewards: bool = False,
+    ) -> LinearState:
+        rank_k = arm_features.shape[1]
+        sql = linear_statistics.per_arm_statistics(SQL, rank_k, holdout_every, corrupt_rewards)
+        values = linear_statistics.arm_parameter(arm_features)
+        return linear_statistics.to_state(self._claimed_sums(sql, run_id, values), 2 * rank_k, 1)
+
+    def _claimed_sums(
+        self, sql: str, run_id: str, extra: dict[str, Any] | None = None
+    ) -> list[tuple]:
         with self._connect() as db:
-            params = {"run_id": run_id, "since": self._since_run(db, run_id)}
-            rows = db.execute(sql, params).fetchall()
-        return linear_statistics.to_state(rows, rank_k, num_actions)
+            params = {"run_id": run_id, "since": self._since_run(db, run_id), **(extra or {})}
+            return db.execute(sql, params).fetchall()
 
     def _since_run(self, db: duckdb.DuckDBPyConnection, run_id: str) -> datetime:
         """The partition filter of a run's reads: one window before it claimed."""

@@ -55,6 +55,7 @@ class Dialect:
     finite: Callable[[str], str]  # SQL that is true when a FLOAT64 expression is finite
     array_sum: Callable[[str], str]
     element: Callable[[str, int], str]  # the i-th (0-based) value of an ARRAY expression
+    at: Callable[[str, str], str]  # its value at a 0-based INT64 SQL expression
     sum_of_squares: Callable[[str], str]  # of a FLOAT64 array
     # The engine stores one row per key (DuckDB: PRIMARY KEY + INSERT OR IGNORE), so a dedup
     # window or DISTINCT would only cost time (the window over predictions was two thirds of
@@ -69,6 +70,7 @@ DUCKDB = Dialect(
     finite=lambda e: f"isfinite({e})",
     array_sum=lambda e: f"list_sum({e})",
     element=lambda e, i: f"{e}[{i + 1}]",
+    at=lambda e, i: f"{e}[{i} + 1]",
     sum_of_squares=lambda e: f"list_inner_product({e}, {e})",
     keys_enforced=True,
 )
@@ -81,6 +83,7 @@ def bigquery(project: str, dataset: str) -> Dialect:
         finite=lambda e: f"NOT (IS_NAN({e}) OR IS_INF({e}))",
         array_sum=lambda e: f"(SELECT SUM(v) FROM UNNEST({e}) AS v)",
         element=lambda e, i: f"{e}[OFFSET({i})]",
+        at=lambda e, i: f"{e}[OFFSET({i})]",
         sum_of_squares=lambda e: f"(SELECT SUM(v * v) FROM UNNEST({e}) AS v)",
     )
 

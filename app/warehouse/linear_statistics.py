@@ -4,11 +4,15 @@ LinUCB and LinTS (app/linear.py, TF-Agents' LinearBanditAgent) keep per arm the 
 A = Σ x xᵀ, b = Σ r x and a count. Sums can be computed where the rows are: one GROUP BY
 action over the run's claimed examples (the ledger's, so each interaction is counted exactly
 once, in exactly one run) returns arms × (1 + k + k(k+1)/2) numbers, and no example leaves
-the warehouse. The query text is generated once for DuckDB and BigQuery (only the dialect's
-table names, parameter marks and array indexing differ).
+the warehouse. A per-arm policy's one shared model over the joint features [u, u ⊙ v] is the
+same aggregation with one group (`per_arm_statistics`). The query text is generated once for
+DuckDB and BigQuery (only the dialect's table names, parameter marks, array indexing and
+dedup by key differ: app/warehouse/ledger.py).
 
 Proved by tests/test_linear_statistics.py: equal to TF-Agents' `agent.train` on the same
-examples, and the BigQuery request the real client sends.
+examples (test_sql_statistics_equal_agent_train_on_the_claimed_examples; per-arm:
+test_per_arm_sql_statistics_equal_the_per_arm_agent_train), and the BigQuery requests the
+real client sends.
 """
 
 from __future__ import annotations
@@ -38,12 +42,48 @@ def statistics(
     `holdout_every` n > 0 leaves out every n-th claimed example in key order (the order
     Warehouse.iter_claimed reads them in), which the Evaluator judges the candidate on
     (app/evaluation/gate.py::held_out); `corrupt_rewards` sums CORRUPTED_REWARD_FROM − r."""
-    values = ", ".join(f"{d.element('e.observation', i)} AS x{i}" for i in range(rank_k))
+    features = [d.element("e.observation", i) for i in range(rank_k)]
+    return _sums(d, "e.action", features, holdout_every, corrupt_rewards)
+
+
+ARM_FEATURES = "arm_features"  # the query parameter of per_arm_statistics
+
+
+def per_arm_statistics(
+    d: ledger.Dialect, rank_k: int, holdout_every: int = 0, corrupt_rewards: bool = False
+) -> str:
+    """A per-arm policy's one shared model (as `statistics`, one row, action 0) over the joint
+    features x = [u, u ⊙ v] of each claimed example (app/environment.py::
+    interaction_features): u is the logged observation, v the features of the chosen movie,
+    whose catalogue index is the logged action. The catalogue's features are the query
+    parameter ARM_FEATURES, movies × rank_k values row by row (1,682 × 20 MovieLens movies:
+    33,640 values), so no catalogue table is needed in either warehouse."""
+    u = [d.element("e.observation", i) for i in range(rank_k)]
+    v = [d.at(d.param(ARM_FEATURES), f"e.action * {rank_k} + {i}") for i in range(rank_k)]
+    features = u + [f"{u_i} * {v_i}" for u_i, v_i in zip(u, v, strict=True)]
+    return _sums(d, "0", features, holdout_every, corrupt_rewards)
+
+
+def arm_parameter(arm_features: np.ndarray) -> dict[str, list[float]]:
+    """per_arm_statistics' parameter: the catalogue's features (movies × rank_k), row by row."""
+    return {ARM_FEATURES: np.asarray(arm_features, dtype=np.float64).ravel().tolist()}
+
+
+def _sums(
+    d: ledger.Dialect,
+    model: str,
+    features: list[str],
+    holdout_every: int,
+    corrupt_rewards: bool,
+) -> str:
+    """One GROUP BY `model` over the claimed examples: count, Σ r·x and the upper half of
+    Σ x xᵀ of the `features` (SQL expressions over the example `e`)."""
+    values = ", ".join(f"{x} AS x{i}" for i, x in enumerate(features))
     reward = f"({CORRUPTED_REWARD_FROM:g} - e.reward)" if corrupt_rewards else "e.reward"
     sums = [
         "COUNT(*) AS n",
-        *(f"SUM(s.reward * s.x{i}) AS b_{i}" for i in range(rank_k)),
-        *(f"SUM(s.x{i} * s.x{j}) AS a_{i}_{j}" for i, j in _pairs(rank_k)),
+        *(f"SUM(s.reward * s.x{i}) AS b_{i}" for i in range(len(features))),
+        *(f"SUM(s.x{i} * s.x{j}) AS a_{i}_{j}" for i, j in _pairs(len(features))),
     ]
     examples, kept = ledger.claimed_unordered(d), "TRUE"
     if holdout_every > 0:
@@ -53,14 +93,15 @@ def statistics(
         )
         kept = f"MOD(e.position, {int(holdout_every)}) != {int(holdout_every) - 1}"
     return f"""SELECT s.action, {", ".join(sums)}
-FROM (SELECT e.action, {reward} AS reward, {values} FROM ({examples}) AS e WHERE {kept}) AS s
+FROM (SELECT {model} AS action, {reward} AS reward, {values}
+  FROM ({examples}) AS e WHERE {kept}) AS s
 GROUP BY s.action
 ORDER BY s.action"""
 
 
 def to_state(rows: Iterable[Sequence[float]], rank_k: int, num_actions: int) -> LinearState:
     """The aggregation's rows (action, n, b…, a…) as the agent's variables; arms without
-    examples stay zero."""
+    examples stay zero. Per-arm: rank_k is the joint features' 2k, num_actions 1 (the model)."""
     state = LinearState.zeros(num_actions, rank_k)
     upper = tuple(np.array(_pairs(rank_k)).T)
     for row in rows:
