@@ -12,7 +12,9 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from app.warehouse import ledger
+from app.evaluation import canary
+from app.schemas import FEEDBACK, PREDICTIONS
+from app.warehouse import ledger, linear_statistics
 from app.warehouse.base import LedgerConflict
 from app.warehouse.bigquery_store import BigQueryWarehouse
 from app.warehouse.records import PredictionRecord, TrainingRunRecord
@@ -222,3 +224,27 @@ def test_ledger_reads_only_the_feedback_window_of_partitions(fake):
                 scan.startswith(" WHERE ingested_at >= @since QUALIFY ROW_NUMBER()")
                 for scan in scans
             )
+
+
+def test_every_read_of_the_logged_tables_filters_their_partition_column():
+    """predictions and feedback are partitioned by day on ingested_at: every query over them
+    (the ledger's, the statistics, the canary's rewards) filters that column against the
+    `since` parameter where it reads the table, before any dedup window, so BigQuery scans
+    the partitions of the window only."""
+    d = ledger.bigquery("proj", "ds")
+    queries = {
+        "count": ledger.count_untrained(d),
+        "quarantine": ledger.quarantine(d),
+        "claim": ledger.claim(d),
+        "claimed": ledger.claimed(d),
+        "statistics": linear_statistics.statistics(d, 20, holdout_every=5),
+        "per-arm statistics": linear_statistics.per_arm_statistics(d, 20),
+        "canary rewards": canary.rewards_by_version_sql(d),
+    }
+    for name, query in queries.items():
+        for table in (PREDICTIONS, FEEDBACK):
+            assert table.partition_by == "ingested_at"
+            scans = query.split(f"`proj.ds.{table.name}`")[1:]
+            assert scans, f"{name} does not read {table.name}"
+            for scan in scans:
+                assert scan.startswith(" WHERE ingested_at >= @since QUALIFY "), (name, scan[:80])

@@ -41,13 +41,17 @@ class RewardStats:
 
 
 def rewards_by_version_sql(d: ledger.Dialect) -> str:
-    """Rewarded interactions since `since`, per version (each side deduplicated by key)."""
+    """Rewarded interactions since `since`, per version (each side deduplicated by key).
+    Both sides read only the partitions stored since then (a row served after `since` is
+    stored after it): tests/test_bigquery_requests.py::
+    test_every_read_of_the_logged_tables_filters_their_partition_column."""
     key = ", ".join(PREDICTIONS.key)
     first = ledger._first_by_key  # the ledger's one definition of "deduplicated by key"
+    recent = ledger._recent
     return f"""SELECT p.policy_version, COUNT(*) AS n, AVG(f.reward) AS mean,
        COALESCE(VAR_SAMP(f.reward), 0) AS variance
-FROM ({first(d, PREDICTIONS, "ingested_at, time")}) AS p
-JOIN ({first(d, FEEDBACK, "ingested_at, time")}) AS f USING ({key})
+FROM ({first(d, PREDICTIONS, "ingested_at, time", recent(d, PREDICTIONS))}) AS p
+JOIN ({first(d, FEEDBACK, "ingested_at, time", recent(d, FEEDBACK))}) AS f USING ({key})
 WHERE p.time >= {d.param("since")}
 GROUP BY p.policy_version ORDER BY p.policy_version"""
 
