@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -14,16 +15,18 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 RANK, ACTIONS, CATALOGUE = 20, 20, 1682
-OFFPOLICY_ROWS = 300_000
+OFFPOLICY_ROWS = 1_000_000
 TFAGENTS_ROWS, TFAGENTS_BATCH = 2_000, 8  # agent.train, batch 8 (the issue's comparison)
 VW_ROWS = 20_000
 LOGGER_MESSAGES, ROWS_PER_MESSAGE, LOGGER_BATCH = 2_000, 16, 1_000  # a Pub/Sub pull's most
 PREDICTOR_SECONDS = 5
 OUTPUT = Path(".recloop/bench/quick.json")
+OFFPOLICY_OUTPUT = OUTPUT.with_name("offpolicy.json")  # where its seconds go (docs/scaling.md)
 QUICK_KEYS = (
     "offpolicy_rows_per_s",
     "tfagents_train_rows_per_s",
@@ -77,32 +80,85 @@ def load_warehouse(path: Path, x: np.ndarray, actions: np.ndarray, rewards: np.n
             db.unregister("batch")
 
 
+def _cpu_s() -> float:
+    """CPU seconds this process used (DuckDB's threads included): on a machine shared with
+    other work, the figure that load does not inflate."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+class _Timed:
+    """A warehouse whose calls are timed by name (where a run's seconds go): wall and CPU."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.seconds: dict[str, float] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self.inner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started, cpu = time.perf_counter(), _cpu_s()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                spent = {name: time.perf_counter() - started, f"{name}_cpu": _cpu_s() - cpu}
+                for key, value in spent.items():
+                    self.seconds[key] = self.seconds.get(key, 0.0) + value
+
+        return timed
+
+
 def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
     """Warehouse → published TF-Agents policy: claim in the ledger, one SQL aggregation,
-    statistics into the agent's variables, PolicySaver. Returns rows/s, the policy, timings."""
+    statistics into the agent's variables, PolicySaver; then the ledger's commit. Returns
+    rows/s over claim, aggregation and publish (TensorFlow already imported: a process pays
+    that once), the policy, and the seconds of each part (OFFPOLICY_OUTPUT)."""
+    importing = time.perf_counter()
+    import tensorflow  # noqa: F401  (before the clock starts: a process imports it once)
+
+    import_s = time.perf_counter() - importing
     from app.agents import LINUCB, AgentSpec
     from app.loop import ingester, offpolicy
     from app.warehouse.duckdb_store import DuckDBWarehouse
+    from app.warehouse.records import TrainingRunRecord
 
     x, actions, rewards = logged_data(OFFPOLICY_ROWS)
     path = scratch / "offpolicy.duckdb"
     load_warehouse(path, x, actions, rewards)
-    warehouse = DuckDBWarehouse(path)
+    warehouse = _Timed(DuckDBWarehouse(path))
     spec = AgentSpec(LINUCB, ACTIONS, RANK, alpha=1.0, tikhonov_weight=0.001)
     started = time.perf_counter()
     result = ingester.ingest(
         warehouse, str(scratch / "e"), "bench", OFFPOLICY_ROWS, RANK, ACTIONS, ingester.STATISTICS
     )
-    ingested = time.perf_counter()
+    ingested, cpu_ingested = time.perf_counter(), _cpu_s()
     offpolicy.train_offline(str(scratch / "e"), str(scratch / "policy"), spec, 8)
-    done = time.perf_counter()
+    done, cpu_done = time.perf_counter(), _cpu_s()
     if result.examples != OFFPOLICY_ROWS:
         raise RuntimeError(f"claimed {result.examples} of {OFFPOLICY_ROWS} rows")
+    policy = str(scratch / "policy")
+    run = TrainingRunRecord("bench", "v", None, None, OFFPOLICY_ROWS, RANK, ACTIONS, policy)
+    warehouse.commit(run)
+    seconds = warehouse.seconds
     timings = {
-        "claim_and_aggregate_s": ingested - started,
-        "variables_and_save_s": done - ingested,
+        "rows": float(OFFPOLICY_ROWS),
+        "claim_s": seconds["claim"],  # quarantine + claim: reads, joins, the ledger's writes
+        "claim_cpu_s": seconds["claim_cpu"],
+        "aggregate_s": seconds["claimed_statistics"],
+        "aggregate_cpu_s": seconds["claimed_statistics_cpu"],
+        "ingest_other_s": ingested - started - seconds["claim"] - seconds["claimed_statistics"],
+        "variables_and_save_s": done - ingested,  # the fixed cost: PolicySaver
+        "variables_and_save_cpu_s": cpu_done - cpu_ingested,
+        "tensorflow_import_s": import_s,  # fixed too, once per process (0 if imported before)
+        "end_to_end_s": done - started,
+        "commit_s": seconds["commit"],  # the ledger's copy of the keys, after publishing
+        "commit_cpu_s": seconds["commit_cpu"],
+        "load_average_1m": os.getloadavg()[0],
     }
-    return OFFPOLICY_ROWS / (done - started), str(scratch / "policy"), timings
+    return OFFPOLICY_ROWS / (done - started), policy, timings
 
 
 def bench_tfagents_train() -> float:
@@ -279,6 +335,8 @@ def measure() -> dict[str, float]:
         scratch = Path(folder)
         offpolicy_rate, policy, timings = bench_offpolicy(scratch)
         print(f"offpolicy_rows_per_s: {offpolicy_rate:,.0f} over {OFFPOLICY_ROWS:,} rows {timings}")
+        OFFPOLICY_OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+        OFFPOLICY_OUTPUT.write_text(json.dumps(timings, indent=2) + "\n")
         figures = {
             "offpolicy_rows_per_s": offpolicy_rate,
             "tfagents_train_rows_per_s": timed("tfagents_train_rows_per_s", bench_tfagents_train),
