@@ -143,6 +143,7 @@ def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
     run = TrainingRunRecord("bench", "v", None, None, OFFPOLICY_ROWS, RANK, ACTIONS, policy)
     warehouse.commit(run)
     seconds = warehouse.seconds
+    sums_only_cpu_s = _sums_only_cpu_s(path)
     timings = {
         "rows": float(OFFPOLICY_ROWS),
         "claim_s": seconds["claim"],  # quarantine + claim: reads, joins, the ledger's writes
@@ -156,9 +157,26 @@ def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
         "end_to_end_s": done - started,
         "commit_s": seconds["commit"],  # the ledger's copy of the keys, after publishing
         "commit_cpu_s": seconds["commit_cpu"],
+        "sums_only_cpu_s": sums_only_cpu_s,  # the statistics query over pre-joined rows
         "load_average_1m": os.getloadavg()[0],
     }
     return OFFPOLICY_ROWS / (done - started), policy, timings
+
+
+def _sums_only_cpu_s(path: Path) -> float:
+    """CPU seconds of the statistics query with its source, the claimed examples (joins over
+    the ledger), replaced by one table of those rows: what the sums alone cost."""
+    from app.warehouse import ledger, linear_statistics
+    from app.warehouse.base import EARLIEST
+    from app.warehouse.duckdb_store import SQL, DuckDBWarehouse
+
+    claimed = ledger.claimed_unordered(SQL)
+    sums = linear_statistics.statistics(SQL, RANK).replace(claimed, "SELECT * FROM flat")
+    with DuckDBWarehouse(path)._connect() as db:
+        db.execute(f"CREATE TEMP TABLE flat AS {claimed}", {"run_id": "bench", "since": EARLIEST})
+        cpu = _cpu_s()
+        db.execute(sums).fetchall()
+        return _cpu_s() - cpu
 
 
 def bench_tfagents_train() -> float:
