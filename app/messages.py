@@ -27,7 +27,8 @@ class MessageError(ValueError):
 def prediction_log(
     request_id: str, time: datetime, policy_version: str, rows: list[dict[str, Any]]
 ) -> bytes:
-    """rows: {"instance_index", "observation", "action", "propensity"} per served instance."""
+    """rows: {"instance_index", "observation", "action", "propensity"} per served instance,
+    and "candidates" (movie ids) for a per-arm policy that chose among some of its movies."""
     return orjson.dumps(
         {
             "kind": PREDICTION_LOG,
@@ -101,9 +102,25 @@ def _predictions(m: dict[str, Any]) -> list[PredictionRecord]:
                 observation=[float(v) for v in observation],
                 action=_int(row, "action", where),
                 propensity=None if propensity is None else float(propensity),
+                candidates=_candidates(row, where),
             )
         )
     return records
+
+
+def _candidates(row: dict[str, Any], where: str) -> list[int] | None:
+    """A per-arm prediction's candidate movie ids (absent: the policy's whole catalogue)."""
+    value = row.get("candidates")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise MessageError(f"{where}.candidates must be a non-empty list of movie ids or absent")
+    for v in value:
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= INT64_MAX:
+            raise MessageError(
+                f"{where}.candidates must hold whole numbers in 0..{INT64_MAX}, got {v!r}"
+            )
+    return value
 
 
 def _feedback(m: dict[str, Any]) -> list[FeedbackRecord]:

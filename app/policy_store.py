@@ -7,6 +7,7 @@ means, and the version label served with every prediction.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -21,9 +22,12 @@ from app.linear import LinearState
 from app.paths import join
 
 METADATA_FILE = "recloop_policy.json"
+# Per-arm policies: the movies they choose from and each movie's features (see Catalogue).
+CATALOGUE_FILE = "recloop_catalogue.npz"
 TRAINED_DIR = "policy"  # <artifacts_dir>/policy: what `recloop train` wrote last
-# Per-arm policies are not servable (the predictor takes global observations): kept apart so
-# a per-arm run never replaces the servable one (tests/test_trainer.py).
+# Per-arm runs are kept apart so that one never replaces the global policy the re-training
+# loop works on (tests/test_trainer.py); `recloop serve` serves whichever was trained last
+# (app/predictor/location.py).
 TRAINED_PER_ARM_DIR = "policy-per-arm"
 DEPLOYED_DIR = "policies"  # <artifacts_dir>/policies/<version>, and CURRENT: what was deployed
 POINTER = "CURRENT"
@@ -50,11 +54,61 @@ class PolicyMetadata:
     format: int = FORMAT
 
 
-def save_policy(agent, directory: str, metadata: PolicyMetadata) -> None:
-    save_tf_policy(agent.policy, directory, metadata)
+@dataclass(frozen=True)
+class Catalogue:
+    """What a per-arm policy chooses from: the SavedModel knows only how to score arm
+    features, so the movies and their features are saved beside it. Row i is catalogue
+    index i (the logged action)."""
+
+    movie_ids: np.ndarray  # movies, int64
+    titles: list[str]
+    features: np.ndarray  # movies × rank_k (the arm side of app.environment.interaction_features)
+
+    def __post_init__(self) -> None:
+        if not len(self.movie_ids) == len(self.titles) == len(self.features):
+            raise PolicyStoreError(
+                f"catalogue has {len(self.movie_ids)} movie ids, {len(self.titles)} titles "
+                f"and {len(self.features)} feature rows; they must be one per movie"
+            )
+        if len(set(self.movie_ids.tolist())) != len(self.movie_ids):
+            raise PolicyStoreError("catalogue movie ids must be distinct")
 
 
-def save_tf_policy(policy, directory: str, metadata: PolicyMetadata) -> None:
+def _catalogue_bytes(catalogue: Catalogue) -> bytes:
+    out = io.BytesIO()
+    np.savez(
+        out,
+        movie_ids=np.asarray(catalogue.movie_ids, dtype=np.int64),
+        titles=np.array(catalogue.titles, dtype=np.str_),
+        features=np.asarray(catalogue.features),
+    )
+    return out.getvalue()
+
+
+def read_catalogue(directory: str) -> Catalogue:
+    import tensorflow as tf
+
+    path = join(directory, CATALOGUE_FILE)
+    if not tf.io.gfile.exists(path):
+        raise PolicyStoreError(f"{directory} holds a per-arm policy without {CATALOGUE_FILE}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        arrays = np.load(io.BytesIO(f.read()), allow_pickle=False)
+        return Catalogue(
+            arrays["movie_ids"].astype(np.int64),
+            arrays["titles"].tolist(),
+            arrays["features"].astype(np.float64),
+        )
+
+
+def save_policy(
+    agent, directory: str, metadata: PolicyMetadata, catalogue: Catalogue | None = None
+) -> None:
+    save_tf_policy(agent.policy, directory, metadata, catalogue)
+
+
+def save_tf_policy(
+    policy, directory: str, metadata: PolicyMetadata, catalogue: Catalogue | None = None
+) -> None:
     """Writes any TF-Agents policy (an agent's, or the slate actor's, app/slate/policy.py) so
     that an interrupted save never leaves a folder that looks like a complete policy. Local
     folders are written beside and renamed into place. Object stores (gs://) cannot rename a
@@ -74,6 +128,9 @@ def save_tf_policy(policy, directory: str, metadata: PolicyMetadata) -> None:
     if not local and tf.io.gfile.exists(join(directory, METADATA_FILE)):
         tf.io.gfile.remove(join(directory, METADATA_FILE))
     policy_saver.PolicySaver(policy, batch_size=None).save(staging)
+    if catalogue is not None:
+        with tf.io.gfile.GFile(join(staging, CATALOGUE_FILE), "wb") as f:
+            f.write(_catalogue_bytes(catalogue))
     with tf.io.gfile.GFile(join(staging, METADATA_FILE), "w") as f:
         f.write(json.dumps(asdict(metadata), indent=2))
     if not local:

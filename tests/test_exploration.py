@@ -28,8 +28,8 @@ class RecordingSink:
     def __init__(self) -> None:
         self.rows: list[tuple[int, int, float | None]] = []  # context id, action, propensity
 
-    def record(self, request_id, time, policy, observations, actions, propensities):
-        for o, a, p in zip(observations, actions, propensities, strict=True):
+    def record(self, served):
+        for o, a, p in zip(served.observations, served.actions, served.propensities, strict=True):
             self.rows.append((round(float(o[0]) * 1000), int(a), float(p)))
 
 

@@ -227,10 +227,12 @@ class RecordingSink:
     def __init__(self, fail: bool = False):
         self.fail, self.records = fail, []
 
-    def record(self, request_id, time, policy, observations, actions, propensities):
+    def record(self, served):
         if self.fail:
             raise ConnectionError("pubsub is down")
-        self.records.append((request_id, observations.tolist(), actions.tolist()))
+        self.records.append(
+            (served.request_id, served.observations.tolist(), served.actions.tolist())
+        )
 
 
 def test_every_served_prediction_is_logged_with_its_request_id(policy: ServingPolicy):

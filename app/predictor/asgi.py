@@ -12,17 +12,17 @@ from app.deployer.pointer import current_version, resolve
 from app.exploration import Exploration
 from app.paths import join
 from app.predictor.location import storage_uri_of
-from app.predictor.policy import ServingPolicy, load_policy
+from app.predictor.policy import AnyPolicy, load_for_serving, open_canary
 from app.predictor.server import PredictionSink, PredictorApp
 
 
-def load_deployed(storage_uri: str, exploration: Exploration | None = None) -> ServingPolicy:
-    """The deployed policy; with a canary open (app/deployer/canary.py), the candidate rides
-    along and serves its share of requests."""
-    policy = load_policy(resolve(storage_uri), exploration=exploration)
+def load_deployed(storage_uri: str, exploration: Exploration | None = None) -> AnyPolicy:
+    """The deployed policy (global or per-arm, as its metadata says); with a canary open
+    (app/deployer/canary.py), the candidate rides along and serves its share of requests."""
+    policy = load_for_serving(resolve(storage_uri), exploration=exploration)
     if (opened := canary.read(storage_uri)) is not None:
-        candidate = load_policy(join(storage_uri, opened.version), exploration=exploration)
-        policy.canary = (candidate, opened.share / 100)
+        candidate = load_for_serving(join(storage_uri, opened.version), exploration=exploration)
+        open_canary(policy, candidate, opened.share / 100)
     return policy
 
 

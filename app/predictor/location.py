@@ -2,8 +2,10 @@
 
 The default is one rule, shown in `recloop serve --help` and the README: AIP_STORAGE_URI when
 set (Vertex AI), else what was deployed (`<artifacts_dir>/policies`, whose CURRENT pointer the
-server follows and hot-swaps), else what was trained (`<artifacts_dir>/policy`).
-Proved by tests/test_serve_cli.py::test_serve_defaults_to_the_deployed_policy.
+server follows and hot-swaps), else what was trained last (`<artifacts_dir>/policy`, or
+`policy-per-arm` when a per-arm run wrote after it).
+Proved by tests/test_serve_cli.py::test_serve_defaults_to_the_deployed_policy and
+tests/test_per_arm_serving.py::test_serve_defaults_to_the_policy_trained_last.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from app.policy_store import (
     METADATA_FILE,
     POINTER,
     TRAINED_DIR,
+    TRAINED_PER_ARM_DIR,
     PolicyStoreError,
 )
 
 DEFAULT_DESCRIPTION = (
     "AIP_STORAGE_URI, else what was deployed (<artifacts_dir>/policies/CURRENT), "
-    "else what was trained (<artifacts_dir>/policy)"
+    "else what was trained last (<artifacts_dir>/policy or policy-per-arm)"
 )
 
 
@@ -36,9 +39,26 @@ def _exists(path: str) -> bool:
     return bool(tf.io.gfile.exists(path))
 
 
+def _modified(path: str) -> float:
+    if "://" not in path:
+        return os.path.getmtime(path)
+    import tensorflow as tf
+
+    return float(tf.io.gfile.stat(path).mtime_nsec) / 1e9
+
+
 def default_location(artifacts_dir: str) -> str:
     deployed = join(artifacts_dir, DEPLOYED_DIR)
-    return deployed if _exists(join(deployed, POINTER)) else join(artifacts_dir, TRAINED_DIR)
+    if _exists(join(deployed, POINTER)):
+        return deployed
+    trained = [
+        join(artifacts_dir, name)
+        for name in (TRAINED_DIR, TRAINED_PER_ARM_DIR)
+        if _exists(join(join(artifacts_dir, name), METADATA_FILE))
+    ]
+    if not trained:
+        return join(artifacts_dir, TRAINED_DIR)
+    return max(trained, key=lambda folder: _modified(join(folder, METADATA_FILE)))
 
 
 def storage_uri_of(serving: ServingConfig, artifacts_dir: str) -> str:

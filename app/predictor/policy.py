@@ -3,10 +3,16 @@
 The SavedModel written by PolicySaver is the artifact. For linear agents the predictor reads
 its variables once and scores with numpy (microseconds per request); other agents are served
 by calling the SavedModel itself. Parity tests check the numpy path against `action()`.
+
+Two kinds are served: global-feature policies (`ServingPolicy`: one arm per action) and
+catalogue policies (`PerArmPolicy`: any candidate set of the movies saved beside the policy,
+app.policy_store.Catalogue, scored by an `ArmScorer`). `load_for_serving` picks by metadata.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,9 +22,11 @@ from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec, linear_bandit
 from app.exploration import GREEDY, SOFTMAX, Exploration, one_hot, probabilities, sample
 from app.linear import UCB, LinearState
 from app.policy_store import (
+    Catalogue,
     PolicyMetadata,
     PolicyStoreError,
     linear_state_from_variables,
+    read_catalogue,
     read_metadata,
 )
 
@@ -45,6 +53,10 @@ class Scorer(Protocol):
 
 
 class ServingPolicy:
+    """A global-feature policy: one observation per row, one arm per action."""
+
+    per_arm = False
+
     def __init__(
         self,
         metadata: PolicyMetadata,
@@ -57,7 +69,7 @@ class ServingPolicy:
         self.uri = uri
         self.exploration = exploration or Exploration()
         # An open canary: the candidate and the share of requests it serves.
-        self.canary: tuple[ServingPolicy, float] | None = None
+        self.canary: tuple[AnyPolicy, float] | None = None
         titles = metadata.titles or [""] * metadata.num_actions
         movie_ids = metadata.movie_ids or list(range(1, metadata.num_actions + 1))
         # One dict per action, copied per response: building a response is a list lookup.
@@ -76,7 +88,7 @@ class ServingPolicy:
         # agents' own sampling have no closed form here, so it stays unknown.
         self.greedy_propensity: float | None = 1.0 if metadata.agent == LINUCB else None
 
-    def for_request(self, rng: np.random.Generator) -> ServingPolicy:
+    def for_request(self, rng: np.random.Generator) -> AnyPolicy:
         """The version that answers one request (split by request while a canary is open)."""
         if self.canary is not None and rng.random() < self.canary[1]:
             return self.canary[0]
@@ -165,20 +177,250 @@ class SavedModelScorer:
         return None
 
 
+class ArmScorer(Protocol):
+    """Scores catalogue movies for contexts: what the per-arm serving path needs of a policy.
+
+    `candidates` are catalogue indices (None: the whole catalogue); every result is
+    contexts × candidates. Deterministic `scores` serve exploration and the slate order;
+    `choice_scores` are what the policy itself takes the argmax of (LinTS: one posterior
+    sample, so its choice has no known propensity)."""
+
+    context_dim: int
+    deterministic: bool
+
+    def scores(self, contexts: np.ndarray, candidates: np.ndarray | None) -> np.ndarray: ...
+
+    def choice_scores(
+        self, contexts: np.ndarray, candidates: np.ndarray | None, rng: np.random.Generator
+    ) -> np.ndarray: ...
+
+
+class LinearArmScorer:
+    """LinUCB/LinTS over joint features x = [u, u ⊙ v] (app.environment.interaction_features),
+    one shared model, as TF-Agents' per-arm linear policy scores them.
+
+    With M⁻¹ = [[P, Q], [Qᵀ, R]] and θ = [θ_u, θ_v]:
+      mean = θ_u·u + v·(u ⊙ θ_v)
+      var  = uᵀPu + v·(2 u ⊙ Qᵀu) + Σ_{j≤l} v_j v_l (2 − δ_jl) u_j u_l R_jl
+    so every candidate's mean and variance is one matmul of the movies' fixed features
+    [1, v, v_j v_l] (computed once at load) with two per-user coefficient vectors.
+    Parity with the saved TF-Agents policy: tests/test_per_arm_serving.py."""
+
+    def __init__(self, metadata: PolicyMetadata, state: LinearState, catalogue: Catalogue):
+        k = metadata.rank_k
+        if state.cov_matrix.shape != (1, 2 * k, 2 * k) or catalogue.features.shape[1] != k:
+            raise PolicyStoreError(
+                f"per-arm policy of rank {k} needs one {2 * k}-dimensional model and "
+                f"{k} features per movie; found a model of shape {state.cov_matrix.shape[1:]} "
+                f"and {catalogue.features.shape[1]} features per movie"
+            )
+        self.context_dim = k
+        self.alpha = metadata.alpha
+        self.strategy = UCB if metadata.agent == LINUCB else "thompson"
+        self.deterministic = self.strategy == UCB
+        inverse = np.linalg.inv(state.cov_matrix[0] + metadata.tikhonov_weight * np.eye(2 * k))
+        inverse = (inverse + inverse.T) / 2
+        theta = inverse @ state.data_vector[0]
+        self._p, self._q, self._r = inverse[:k, :k], inverse[:k, k:], inverse[k:, k:]
+        self._theta_u, self._theta_v = theta[:k], theta[k:]
+        self._upper = np.triu_indices(k)
+        self._doubled = np.where(self._upper[0] == self._upper[1], 1.0, 2.0)
+        v = np.asarray(catalogue.features, dtype=np.float64)
+        # Per movie: [1, v, v_j v_l for j ≤ l] (movies × (1 + k + k(k+1)/2)).
+        self._movie_terms = np.hstack(
+            [np.ones((len(v), 1)), v, v[:, self._upper[0]] * v[:, self._upper[1]]]
+        )
+
+    def mean_and_variance(
+        self, contexts: np.ndarray, candidates: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        u = contexts
+        n, k = u.shape
+        width = self._movie_terms.shape[1]
+        coefficients = np.zeros((2 * n, width))
+        coefficients[:n, 0] = u @ self._theta_u
+        coefficients[:n, 1 : 1 + k] = u * self._theta_v
+        coefficients[n:, 0] = np.einsum("bi,bi->b", u @ self._p, u)
+        coefficients[n:, 1 : 1 + k] = 2.0 * u * (u @ self._q)
+        i, j = self._upper
+        coefficients[n:, 1 + k :] = self._r[i, j] * self._doubled * u[:, i] * u[:, j]
+        terms = self._movie_terms if candidates is None else self._movie_terms[candidates]
+        both = coefficients @ terms.T  # 2n × candidates: the one matmul
+        return both[:n], np.maximum(both[n:], 0.0)
+
+    def scores(self, contexts: np.ndarray, candidates: np.ndarray | None) -> np.ndarray:
+        """LinUCB: its upper confidence bounds; LinTS: the posterior mean."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, variance = self.mean_and_variance(contexts, candidates)
+            scores = mean + self.alpha * np.sqrt(variance) if self.deterministic else mean
+        _refuse_non_finite(scores)
+        return scores
+
+    def choice_scores(
+        self, contexts: np.ndarray, candidates: np.ndarray | None, rng: np.random.Generator
+    ) -> np.ndarray:
+        if self.deterministic:
+            return self.scores(contexts, candidates)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, variance = self.mean_and_variance(contexts, candidates)
+            sampled = rng.normal(mean, self.alpha * np.sqrt(variance))
+        _refuse_non_finite(sampled)
+        return sampled
+
+
+@dataclass(frozen=True)
+class Slates:
+    """What a per-arm policy served: per instance, catalogue indices best first (the first
+    is the logged action), their scores, and the first's exact probability (None: unknown)."""
+
+    actions: list[np.ndarray]
+    scores: list[np.ndarray]
+    propensities: np.ndarray | None
+
+    @property
+    def first(self) -> np.ndarray:
+        return np.array([a[0] for a in self.actions], dtype=np.int64)
+
+
+class PerArmPolicy:
+    """A catalogue policy: each instance chooses among its candidates (default: every movie).
+
+    Exploration (app/exploration.py) draws the first movie over the candidates' scores, so
+    its logged propensity is exact; a top-k slate continues with the best-scoring of the
+    rest (tests/test_per_arm_serving.py)."""
+
+    per_arm = True
+
+    def __init__(
+        self,
+        metadata: PolicyMetadata,
+        scorer: ArmScorer,
+        catalogue: Catalogue,
+        uri: str,
+        exploration: Exploration | None = None,
+    ):
+        self.metadata = metadata
+        self.scorer = scorer
+        self.catalogue = catalogue
+        self.uri = uri
+        self.exploration = exploration or Exploration()
+        self.canary: tuple[AnyPolicy, float] | None = None
+        ids = np.asarray(catalogue.movie_ids, dtype=np.int64)
+        self.movie_ids = ids
+        self.movie_id_list: list[int] = ids.tolist()
+        self.titles = list(catalogue.titles)
+        # Movie id → catalogue index (−1: not in the catalogue), one array lookup per request.
+        self.index_of = np.full(int(ids.max()) + 1 if len(ids) else 1, -1, dtype=np.int64)
+        self.index_of[ids] = np.arange(len(ids))
+
+    def for_request(self, rng: np.random.Generator) -> AnyPolicy:
+        if self.canary is not None and rng.random() < self.canary[1]:
+            return self.canary[0]
+        return self
+
+    @property
+    def rank_k(self) -> int:
+        return self.scorer.context_dim
+
+    @property
+    def version(self) -> str:
+        return self.metadata.policy_version
+
+    @property
+    def catalogue_size(self) -> int:
+        return len(self.movie_ids)
+
+    def distribution(self, contexts: np.ndarray, candidates: np.ndarray | None) -> np.ndarray:
+        """The served distribution of the first movie over the candidates (rows × candidates)."""
+        return probabilities(self.scorer.scores(contexts, candidates), self.exploration)
+
+    def choose(
+        self,
+        contexts: np.ndarray,
+        candidates: list[np.ndarray | None],
+        ks: list[int],
+        rng: np.random.Generator,
+    ) -> Slates:
+        """Instances sharing a candidate set (all that gave none share the catalogue) are
+        scored together: one matmul per set."""
+        n = len(contexts)
+        actions: list[np.ndarray] = [np.empty(0, np.int64)] * n
+        scores: list[np.ndarray] = [np.empty(0)] * n
+        propensities = np.ones(n)
+        known = True
+        for rows, chosen_from in _groups(candidates):
+            try:
+                first, slate_scores, p = self._choose_group(contexts[rows], chosen_from, rng)
+            except NonFiniteScores as err:
+                raise NonFiniteScores(rows[np.asarray(err.rows)]) from None
+            for g, row in enumerate(rows.tolist()):
+                order = _slate(first[g], slate_scores[g], ks[row])
+                actions[row] = order if chosen_from is None else chosen_from[order]
+                scores[row] = slate_scores[g][order]
+            if p is None:
+                known = False
+            else:
+                propensities[rows] = p
+        return Slates(actions, scores, propensities if known else None)
+
+    def _choose_group(
+        self, contexts: np.ndarray, candidates: np.ndarray | None, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Positions (within the candidates) of the first movie, the deterministic scores,
+        and the first's probability."""
+        scores = self.scorer.scores(contexts, candidates)
+        if self.exploration.kind == GREEDY:
+            if self.scorer.deterministic:
+                return np.argmax(scores, axis=1), scores, np.ones(len(contexts))
+            chosen = self.scorer.choice_scores(contexts, candidates, rng)
+            return np.argmax(chosen, axis=1), scores, None
+        first, p = sample(probabilities(scores, self.exploration), rng)
+        return first, scores, p
+
+
+def _groups(candidates: list[np.ndarray | None]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Rows grouped by candidate set: every row without one together, the others one by one."""
+    whole = [i for i, c in enumerate(candidates) if c is None]
+    groups: list[tuple[np.ndarray, np.ndarray | None]] = []
+    if whole:
+        groups.append((np.array(whole, dtype=np.int64), None))
+    groups.extend(
+        (np.array([i], dtype=np.int64), c) for i, c in enumerate(candidates) if c is not None
+    )
+    return groups
+
+
+def _slate(first: int, scores: np.ndarray, k: int) -> np.ndarray:
+    """`first`, then the k − 1 best-scoring other candidates, best first (ties: lower index)."""
+    if k == 1:
+        return np.array([first], dtype=np.int64)
+    rest = scores.copy()
+    rest[first] = -np.inf
+    top = np.argpartition(-rest, k - 2)[: k - 1] if k - 1 < len(rest) else np.arange(len(rest))
+    top = top[np.lexsort((top, -rest[top]))]
+    return np.concatenate([[first], top]).astype(np.int64)
+
+
+AnyPolicy = ServingPolicy | PerArmPolicy
+
+
 def load_policy(
     uri: str, fast_path: bool = True, exploration: Exploration | None = None
 ) -> ServingPolicy:
-    """Loads a policy folder (local path or gs://) that `recloop train` wrote; `exploration`
-    is how it will be served (default: greedy, the policy's own choice)."""
-    import tensorflow as tf
-    import tensorflow_probability  # noqa: F401  (registers the distribution specs the SavedModel uses)
-
+    """Loads a global-feature policy folder (local path or gs://) that `recloop train` wrote;
+    `exploration` is how it will be served (default: greedy, the policy's own choice)."""
     metadata = read_metadata(uri)
     if metadata.per_arm:
         raise PolicyStoreError(
-            f"{uri} holds a per-arm policy; the predictor serves global-feature policies"
+            f"{uri} holds a per-arm policy; load it with load_for_serving or load_per_arm_policy"
         )
-    saved = tf.saved_model.load(uri)
+    return _load_global(uri, metadata, fast_path, exploration)
+
+
+def _load_global(
+    uri: str, metadata: PolicyMetadata, fast_path: bool, exploration: Exploration | None
+) -> ServingPolicy:
+    saved = _load_saved_model(uri)
     scorer: Scorer
     if fast_path and metadata.agent in LINEAR_AGENTS:
         num_models = metadata.num_actions
@@ -193,3 +435,65 @@ def load_policy(
             )
         scorer = SavedModelScorer(saved)
     return ServingPolicy(metadata, scorer, uri, exploration)
+
+
+def _load_saved_model(uri: str) -> Any:
+    import tensorflow as tf
+    import tensorflow_probability  # noqa: F401  (registers the distribution specs the SavedModel uses)
+
+    return tf.saved_model.load(uri)
+
+
+def load_for_serving(uri: str, exploration: Exploration | None = None) -> AnyPolicy:
+    """What the predictor serves from `uri`: a per-arm or a global policy, as its metadata says."""
+    metadata = read_metadata(uri)
+    if metadata.per_arm:
+        return _load_per_arm(uri, metadata, exploration)
+    return _load_global(uri, metadata, True, exploration)
+
+
+def load_per_arm_policy(uri: str, exploration: Exploration | None = None) -> PerArmPolicy:
+    metadata = read_metadata(uri)
+    if not metadata.per_arm:
+        raise PolicyStoreError(f"{uri} holds a global-feature policy, not a per-arm one")
+    return _load_per_arm(uri, metadata, exploration)
+
+
+def _load_per_arm(
+    uri: str, metadata: PolicyMetadata, exploration: Exploration | None
+) -> PerArmPolicy:
+    loader = ARM_SCORERS.get(metadata.agent)
+    if loader is None:
+        raise PolicyStoreError(
+            f"{uri} holds a per-arm {metadata.agent} policy; the predictor serves per-arm "
+            f"{', '.join(sorted(ARM_SCORERS))} policies"
+        )
+    catalogue = read_catalogue(uri)
+    return PerArmPolicy(metadata, loader(uri, metadata, catalogue), catalogue, uri, exploration)
+
+
+def _linear_arm_scorer(uri: str, metadata: PolicyMetadata, catalogue: Catalogue) -> ArmScorer:
+    saved = _load_saved_model(uri)
+    return LinearArmScorer(
+        metadata, linear_state_from_variables(saved.model_variables, 1), catalogue
+    )
+
+
+# The per-arm serving path's kinds of scorer, by the agent named in the policy's metadata: a
+# new kind (say, the slate actor of app/slate) adds a loader returning an ArmScorer.
+ARM_SCORERS: dict[str, Callable[[str, PolicyMetadata, Catalogue], ArmScorer]] = {
+    agent: _linear_arm_scorer for agent in LINEAR_AGENTS
+}
+
+
+def open_canary(serving: AnyPolicy, candidate: AnyPolicy, share: float) -> None:
+    """Lets `candidate` answer `share` of the requests; a request is parsed before the split
+    is drawn, so both must read requests alike (same kind, same observation length)."""
+    if candidate.per_arm != serving.per_arm or candidate.rank_k != serving.rank_k:
+        kinds = {True: "per-arm", False: "global"}
+        raise PolicyStoreError(
+            f"canary {candidate.version} ({kinds[candidate.per_arm]}, rank {candidate.rank_k}) "
+            f"cannot share traffic with {serving.version} "
+            f"({kinds[serving.per_arm]}, rank {serving.rank_k})"
+        )
+    serving.canary = (candidate, share)

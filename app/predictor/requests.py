@@ -137,3 +137,84 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+@dataclass(frozen=True)
+class PerArmRequest:
+    contexts: np.ndarray  # instances × rank_k: each instance's user vector
+    candidates: list[np.ndarray | None]  # per instance: catalogue indices, None = all
+    ks: list[int]  # per instance: how many movies to return (1: the chosen movie alone)
+
+
+def parse_per_arm(body: bytes, rank_k: int, index_of: np.ndarray) -> PerArmRequest:
+    """`{"instances": [{"observation": [rank_k numbers], "candidates": [movie ids], "k": n}]}`;
+    `candidates` (default: the whole catalogue) and `k` (default 1) are optional.
+    `index_of` maps a movie id to its catalogue index (−1: not in the catalogue)."""
+    if not body:
+        raise BadRequest('request body is empty; expected JSON {"instances": [...]}')
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise BadRequest(f"request body is not valid JSON: {err}") from None
+    if not isinstance(document, dict) or "instances" not in document:
+        raise BadRequest('expected a JSON object with an "instances" list')
+    instances = document["instances"]
+    if not isinstance(instances, list) or not instances:
+        raise BadRequest('"instances" must be a non-empty list')
+    catalogue = int((index_of >= 0).sum())
+    candidates: list[np.ndarray | None] = []
+    ks: list[int] = []
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict) or "observation" not in instance:
+            raise BadRequest(f'instances[{i}] must be an object with an "observation" list')
+        observation = instance["observation"]
+        if not isinstance(observation, list) or not observation:
+            raise BadRequest(
+                f"instances[{i}].observation must be a non-empty list of {rank_k} numbers"
+            )
+        if isinstance(observation[0], list):
+            raise BadRequest(
+                f"instances[{i}].observation must be one list of {rank_k} numbers "
+                "(a per-arm policy takes one user per instance)"
+            )
+        chosen = _candidates(instance.get("candidates"), index_of, catalogue, i)
+        candidates.append(chosen)
+        ks.append(_k(instance.get("k", 1), catalogue if chosen is None else len(chosen), i))
+    contexts = _fast_rows(instances, body, rank_k)
+    if contexts is None:
+        contexts = _diagnose(instances, rank_k)
+    return PerArmRequest(contexts, candidates, ks)
+
+
+def _candidates(value: Any, index_of: np.ndarray, catalogue: int, i: int) -> np.ndarray | None:
+    where = f"instances[{i}].candidates"
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"{where} must be a non-empty list of movie ids (omit it for all)")
+    ids = np.array(value) if all(type(v) is int for v in value) else None
+    if ids is None or ids.dtype.kind != "i":
+        bad = next((v for v in value if type(v) is not int), value[0])
+        raise BadRequest(f"{where} must hold whole-number movie ids, found {_kind(bad)}")
+    known = (ids >= 0) & (ids < len(index_of))
+    indices = np.full(len(ids), -1, dtype=np.int64)
+    indices[known] = index_of[ids[known]]
+    if (indices < 0).any():
+        unknown = ids[indices < 0][:5].tolist()
+        raise BadRequest(
+            f"{where} holds movie ids not in the policy's catalogue of {catalogue} movies: "
+            f"{', '.join(map(str, unknown))}"
+        )
+    if len(np.unique(indices)) != len(indices):
+        values, counts = np.unique(ids, return_counts=True)
+        raise BadRequest(f"{where} repeats movie id {int(values[counts > 1][0])}")
+    return indices
+
+
+def _k(value: Any, available: int, i: int) -> int:
+    if type(value) is not int or not 1 <= value <= available:
+        raise BadRequest(
+            f"instances[{i}].k must be a whole number from 1 to {available} "
+            f"(the number of candidates), got {_kind(value) if type(value) is not int else value}"
+        )
+    return int(value)

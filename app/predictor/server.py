@@ -19,14 +19,22 @@ import gc
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
-from app.predictor.policy import NonFiniteScores, ServingPolicy
-from app.predictor.requests import SINGLE, BadRequest, parse
+from app.predictor.policy import AnyPolicy, NonFiniteScores, PerArmPolicy, ServingPolicy
+from app.predictor.requests import (
+    SINGLE,
+    BadRequest,
+    ParsedRequest,
+    PerArmRequest,
+    parse,
+    parse_per_arm,
+)
 
 log = logging.getLogger("recloop.predictor")
 
@@ -41,22 +49,30 @@ JSON_HEADERS = [(b"content-type", b"application/json")]
 DRAIN_BYTES = 64 * 2**20
 
 
+@dataclass(frozen=True)
+class Served:
+    """One answered request, as the prediction log records it: per instance the observation,
+    the action (the arm; per-arm policies: the catalogue index of the first movie served),
+    its exact probability (None: unknown) and, for per-arm policies, the candidate movie ids
+    (None: the policy's whole catalogue)."""
+
+    request_id: str
+    time: datetime
+    policy: AnyPolicy
+    observations: np.ndarray
+    actions: np.ndarray
+    propensities: np.ndarray | None
+    candidates: list[np.ndarray | None] | None = None
+
+
 class PredictionSink(Protocol):
-    def record(
-        self,
-        request_id: str,
-        time: datetime,
-        policy: ServingPolicy,
-        observations: np.ndarray,
-        actions: np.ndarray,
-        propensities: np.ndarray | None,
-    ) -> None: ...
+    def record(self, served: Served) -> None: ...
 
 
 class PredictorApp:
     def __init__(
         self,
-        loader: Callable[[], ServingPolicy],
+        loader: Callable[[], AnyPolicy],
         health_route: str = "/health",
         predict_route: str = "/predict",
         max_body_bytes: int = 1_500_000,
@@ -80,7 +96,7 @@ class PredictorApp:
         self.health_route = health_route
         self.predict_route = predict_route
         self.max_body_bytes = max_body_bytes
-        self.policy: ServingPolicy | None = None
+        self.policy: AnyPolicy | None = None
         self.load_error: str | None = None
         self._loading: asyncio.Task[None] | None = None
 
@@ -169,14 +185,14 @@ class PredictorApp:
             return
         path = scope["path"]
         body = RequestBody(receive)
-        served: tuple[Any, ...] | None = None
+        served: Served | None = None
         status: int
         payload: dict[str, Any] | bytes
         if path == self.predict_route:
             if scope["method"] != "POST":
                 status, payload = 405, {"error": f"{path} takes POST"}
             else:
-                status, payload, served = await self._predict(scope, body)
+                status, payload, served = await self._answer(scope, body)
         elif path == self.health_route:
             if self.policy is not None:
                 status, payload = 200, {"status": "ok", "policy_version": self.policy.version}
@@ -192,61 +208,104 @@ class PredictorApp:
         await _respond(send, status, payload)
         if served is not None and self.sink is not None:
             try:
-                self.sink.record(*served)
+                self.sink.record(served)
             except Exception as err:  # the answer is out; logging must not matter to it
                 log.warning("prediction log failed: %s", err)
 
-    async def _predict(
+    async def _answer(
         self, scope: Scope, body: RequestBody
-    ) -> tuple[int, dict[str, Any] | bytes, tuple[Any, ...] | None]:
-        status, payload = await self._answer(scope, body)
-        if status != 200:
-            return status, payload, None
-        return status, payload["response"], payload["served"]
-
-    async def _answer(self, scope: Scope, body: RequestBody) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any] | bytes, Served | None]:
         """One policy is read once per request: every prediction of a response comes from
-        the same version, whatever a reload does meanwhile."""
+        the same version, whatever a reload does meanwhile. The canary split is drawn only
+        for a request that parses, so refused requests never shift it
+        (tests/test_per_arm_serving.py::test_refused_requests_do_not_draw_the_canary_split)."""
         deployed = self.policy
         if deployed is None:
-            return 503, {"error": "no policy loaded yet"}
-        policy = deployed.for_request(self.rng)
+            return 503, {"error": "no policy loaded yet"}, None
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type != b"application/json":
             shown = content_type.decode("latin-1") or "none"
-            return 400, {"error": f"content type must be application/json, got {shown}"}
+            return 400, {"error": f"content type must be application/json, got {shown}"}, None
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return 413, {
-                "error": f"request body is {declared.decode()} bytes; "
-                f"the limit is {self.max_body_bytes}"
-            }
+            error = f"request body is {declared.decode()} bytes; the limit is {self.max_body_bytes}"
+            return 413, {"error": error}, None
         content = await body.read(self.max_body_bytes)
         if content is None:
-            return 413, {"error": f"request body exceeds the limit of {self.max_body_bytes} bytes"}
+            error = f"request body exceeds the limit of {self.max_body_bytes} bytes"
+            return 413, {"error": error}, None
         try:
-            request = parse(content, policy.rank_k)
+            # A canary reads requests as the serving policy does (policy.open_canary).
+            if isinstance(deployed, PerArmPolicy):
+                request: ParsedRequest | PerArmRequest = parse_per_arm(
+                    content, deployed.rank_k, deployed.index_of
+                )
+            else:
+                request = parse(content, deployed.rank_k)
         except BadRequest as err:
-            return 400, {"error": str(err)}
+            return 400, {"error": str(err)}, None
+        policy = deployed.for_request(self.rng)
+        request_id = uuid.uuid4().hex
         try:
+            if isinstance(request, PerArmRequest):
+                assert isinstance(policy, PerArmPolicy)
+                return _serve_per_arm(policy, request, request_id, self.rng)
+            assert isinstance(policy, ServingPolicy)
             actions, propensities = policy.choose(request.observations, self.rng)
         except NonFiniteScores as err:
-            return 400, {
-                "error": f"{_instance_of(err.rows[0], request.layout)}: the policy's scores for "
-                "this observation are not finite numbers (its values are too large)"
-            }
-        request_id = uuid.uuid4().hex
+            layout = None if isinstance(request, PerArmRequest) else request.layout
+            return (
+                400,
+                {
+                    "error": f"{_instance_of(err.rows[0], layout)}: the policy's scores for "
+                    "this observation are not finite numbers (its values are too large)"
+                },
+                None,
+            )
         response = _predictions(policy, actions, request.layout, request_id)
-        served = (
-            request_id,
-            datetime.now(UTC),
-            policy,
-            request.observations,
-            actions,
-            propensities,
+        served = Served(
+            request_id, datetime.now(UTC), policy, request.observations, actions, propensities
         )
-        return 200, {"response": response, "served": served}
+        return 200, response, served
+
+
+def _serve_per_arm(
+    policy: PerArmPolicy, request: PerArmRequest, request_id: str, rng: np.random.Generator
+) -> tuple[int, bytes, Served]:
+    slates = policy.choose(request.contexts, request.candidates, request.ks, rng)
+    ids, titles, version = policy.movie_id_list, policy.titles, policy.version
+    out: list[dict[str, Any]] = []
+    for i, (actions, scores) in enumerate(zip(slates.actions, slates.scores, strict=True)):
+        chosen, values = actions.tolist(), scores.tolist()
+        if len(chosen) == 1:
+            a = chosen[0]
+            out.append(
+                {"action": a, "movie_id": ids[a], "title": titles[a], "score": values[0]}
+                | {"policy_version": version, "request_id": request_id, "instance_index": i}
+            )
+        else:
+            out.append(
+                {
+                    "actions": chosen,
+                    "movie_ids": [ids[a] for a in chosen],
+                    "titles": [titles[a] for a in chosen],
+                    "scores": values,
+                    "policy_version": version,
+                    "request_id": request_id,
+                    "instance_index": i,
+                }
+            )
+    served = Served(
+        request_id,
+        datetime.now(UTC),
+        policy,
+        request.contexts,
+        slates.first,
+        slates.propensities,
+        [None if c is None else policy.movie_ids[c] for c in request.candidates],
+    )
+    return 200, orjson.dumps({"predictions": out}), served
 
 
 def _instance_of(row: int, layout: list[int] | None) -> str:

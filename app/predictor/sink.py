@@ -8,14 +8,11 @@ failing Pub/Sub never slows or fails a prediction.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
-
-import numpy as np
 
 from app import messages
 from app.config import PubSubConfig
-from app.predictor.policy import ServingPolicy
+from app.predictor.server import Served
 from app.transport import DirectPublisher, Publisher, PubSubPublisher, parse_routes
 
 log = logging.getLogger("recloop.predictor.sink")
@@ -25,27 +22,22 @@ class PredictionLogSink:
     def __init__(self, publisher: Publisher, topic: str):
         self.publisher, self.topic = publisher, topic
 
-    def record(
-        self,
-        request_id: str,
-        time: datetime,
-        policy: ServingPolicy,
-        observations: np.ndarray,
-        actions: np.ndarray,
-        propensities: np.ndarray | None,
-    ) -> None:
-        """One row per served instance, with the exact probability of its action."""
-        chances = [None] * len(actions) if propensities is None else propensities.tolist()
+    def record(self, served: Served) -> None:
+        """One row per served instance, with the exact probability of its action and, for a
+        per-arm policy, the candidate movie ids (left out: the policy's whole catalogue)."""
+        p = served.propensities
+        chances = [None] * len(served.actions) if p is None else p.tolist()
         rows = [
-            {
-                "instance_index": i,
-                "observation": o,
-                "action": int(a),
-                "propensity": p,
-            }
-            for i, (o, a, p) in enumerate(zip(observations, actions, chances, strict=True))
+            {"instance_index": i, "observation": o, "action": a, "propensity": c}
+            for i, (o, a, c) in enumerate(
+                zip(served.observations, served.actions.tolist(), chances, strict=True)
+            )
         ]
-        data = messages.prediction_log(request_id, time, policy.version, rows)
+        if served.candidates is not None:
+            for row, candidates in zip(rows, served.candidates, strict=True):
+                if candidates is not None:
+                    row["candidates"] = candidates
+        data = messages.prediction_log(served.request_id, served.time, served.policy.version, rows)
         future = self.publisher.publish(self.topic, data, kind=messages.PREDICTION_LOG)
         future.add_done_callback(_report_failure)
 

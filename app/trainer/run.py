@@ -18,6 +18,7 @@ from app.paths import join
 from app.policy_store import (
     TRAINED_DIR,
     TRAINED_PER_ARM_DIR,
+    Catalogue,
     PolicyMetadata,
     save_policy,
 )
@@ -90,7 +91,8 @@ def build_environment(
         env = MovieLensPerArmBandit(
             factorize_per_arm(ratings, args.rank_k), args.batch_size, args.num_actions, args.seed
         )
-        titles: list[str] = []
+        # Per-arm policies choose from every movie: the titles of the whole catalogue.
+        titles = movielens.load_titles(files.items, ratings.shape[1])
     else:
         env = MovieLensBandit(
             factorize(ratings, args.rank_k, args.num_actions), args.batch_size, args.seed
@@ -152,7 +154,7 @@ def run(
         tikhonov_weight=args.tikhonov_weight,
         policy_version=version,
         movie_ids=list(range(1, args.num_actions + 1)) if not args.per_arm else [],
-        titles=titles,
+        titles=[] if args.per_arm else titles,
         trained_interactions=history.interactions,
     )
     # Reports first, the policy last (renamed into place): a run stopped while saving leaves
@@ -186,7 +188,10 @@ def run(
                 history,
             ),
         ),
-        (f"the policy ({policy_dir})", lambda: save_policy(agent, policy_dir, metadata)),
+        (
+            f"the policy ({policy_dir})",
+            lambda: save_policy(agent, policy_dir, metadata, catalogue_of(env, titles)),
+        ),
     ]
     for step, (what, save) in enumerate(saving, 1):
         if say is not None and args.progress:
@@ -202,6 +207,16 @@ def run(
             global_step=len(history.loops),
         )
     return TrainingResult(args, history, objective, policy_dir, metrics_path, resumed_from_loop)
+
+
+def catalogue_of(
+    env: MovieLensBandit | MovieLensPerArmBandit, titles: list[str]
+) -> Catalogue | None:
+    """What a per-arm policy is served over: every movie of the data, with its features."""
+    if not isinstance(env, MovieLensPerArmBandit):
+        return None
+    features = env.factorization.movie_features
+    return Catalogue(np.arange(1, len(features) + 1), titles, features)
 
 
 def run_identity(args: TrainingArgs) -> dict[str, Any]:
