@@ -18,7 +18,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 from typer._click import exceptions as click_errors  # noqa: E402  (typer 0.29 vendors click here)
 
-from app.config import ConfigError, load_settings  # noqa: E402
+from app.config import ConfigError, Settings, load_settings  # noqa: E402
 from app.policy_store import PolicyStoreError  # noqa: E402
 from app.predictor.location import DEFAULT_DESCRIPTION  # noqa: E402
 
@@ -197,9 +197,10 @@ def pipeline_run(
     best_hyperparameters: Annotated[
         str | None,
         typer.Option(
-            help="A best_hyperparameters.json of `recloop tune` (LinUCB, the pipelines' agent): "
-            "its agent_alpha and tikhonov_weight replace the configured ones.",
-            show_default="the configured loop.agent_alpha and loop.tikhonov_weight",
+            help="A best_hyperparameters.json of `recloop tune` for LinUCB (the pipelines' "
+            "agent): the Trainer trains with its agent_alpha and tikhonov_weight when it "
+            "exists; '' trains with the configured ones.",
+            show_default="<artifacts_dir>/best_hyperparameters.json",
         ),
     ] = None,
 ) -> None:
@@ -213,14 +214,7 @@ def pipeline_run(
     if name not in NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(sorted(NAMES))}", param_hint="NAME")
     settings = load_settings(env)
-    if best_hyperparameters:
-        from app.tuning.space import with_best_hyperparameters
-
-        settings = with_best_hyperparameters(settings, best_hyperparameters)
-        typer.echo(
-            f"tuned values from {best_hyperparameters}: agent_alpha="
-            f"{settings.loop.agent_alpha:.4g}, tikhonov_weight={settings.loop.tikhonov_weight:.4g}"
-        )
+    tuned = _tuned_values(settings, best_hyperparameters)
     if env == "local":
         from pipelines.progress import run_with_progress
 
@@ -243,9 +237,32 @@ def pipeline_run(
             compiled = {p.stem: p for p in compile_all(Path(scratch), image)}
             template = str(compiled[NAMES[name]])
         job = submit_vertex(
-            NAMES[name], settings, template, vertex_parameters(NAMES[name], settings)
+            NAMES[name], settings, template, vertex_parameters(NAMES[name], settings, **tuned)
         )
     typer.echo(f"submitted {job.resource_name}")
+
+
+def _tuned_values(settings: Settings, path: str | None) -> dict[str, str]:
+    """The pipelines' `best_hyperparameters` parameter (default: where `recloop tune` writes);
+    a local file is checked now, so a mismatch is one line here, not a failed Trainer step,
+    and the values used are printed. Proved by
+    tests/test_tuning.py::test_pipelines_take_best_hyperparameters."""
+    from app.agents import LINUCB
+    from app.hyperparameters import best_hyperparameters_path
+
+    if path == "":
+        return {"best_hyperparameters": ""}
+    chosen = path or best_hyperparameters_path(settings.artifacts_dir)
+    if "://" not in chosen:
+        from app.tuning.space import read_best
+
+        values = read_best(chosen, LINUCB)
+        if values is None and path:
+            raise FileNotFoundError(f"--best-hyperparameters: {path} does not exist")
+        if values is not None:
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+            typer.echo(f"tuned values from {chosen}: {shown}")
+    return {"best_hyperparameters": chosen}
 
 
 @app.command()

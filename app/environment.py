@@ -26,6 +26,8 @@ class Factorization:
     user_features: np.ndarray  # users × k
     movie_features: np.ndarray  # movies × k
     approx_ratings: np.ndarray  # users × movies
+    # Per-arm only: the singular values; its features are scaled by their roots when observed.
+    singular_values: np.ndarray | None = None
 
 
 def factorize(ratings: np.ndarray, rank_k: int, num_movies: int) -> Factorization:
@@ -57,7 +59,7 @@ def factorize_per_arm(ratings: np.ndarray, rank_k: int) -> Factorization:
     singular = s[:rank_k].astype(np.float32)
     movie_features = vh[:rank_k].T.astype(np.float32)
     return Factorization(
-        user_features, movie_features, (user_features * singular) @ movie_features.T
+        user_features, movie_features, (user_features * singular) @ movie_features.T, singular
     )
 
 
@@ -130,7 +132,16 @@ def interaction_features(users: np.ndarray, movies: np.ndarray) -> np.ndarray:
 
 class MovieLensPerArmBandit:
     """Per-arm features: each row gets `num_actions` candidate movies out of all of them,
-    each described by its interaction with the user (`interaction_features`)."""
+    each described by its interaction with the user (`interaction_features`).
+
+    Observed user and movie vectors carry √s on both sides, as the global environment's do
+    (TF-Agents' per-arm environment hands out the bare singular vectors, whose entries are
+    about 0.03: their products are so small that the ridge prior of a linear agent outweighs
+    48,000 interactions: per-arm LinUCB's mean regret on MovieLens went from 0.051 over the
+    first 100 of 3,000 loops to 0.041 over the last 100; scaled, 0.0090 to 0.00003, README).
+    Rewards are unchanged. Proved by tests/test_environment.py::
+    test_per_arm_rewards_are_the_sum_of_the_interaction_features.
+    """
 
     per_arm = True
 
@@ -148,6 +159,8 @@ class MovieLensPerArmBandit:
         self.batch_size = batch_size
         self.num_actions = num_actions
         self.rng = np.random.default_rng(seed)
+        singular = factorization.singular_values
+        self._root = np.ones(1) if singular is None else np.sqrt(singular)
         self._users = np.zeros(batch_size, dtype=np.int64)
         self._candidates = np.zeros((batch_size, num_actions), dtype=np.int64)
 
@@ -163,11 +176,9 @@ class MovieLensPerArmBandit:
         self._candidates = np.argpartition(keys, self.num_actions - 1, axis=1)[
             :, : self.num_actions
         ]
-        users = f.user_features[self._users]
-        return {
-            GLOBAL_KEY: users,
-            PER_ARM_KEY: interaction_features(users, f.movie_features[self._candidates]),
-        }
+        users = f.user_features[self._users] * self._root
+        movies = f.movie_features[self._candidates] * self._root
+        return {GLOBAL_KEY: users, PER_ARM_KEY: interaction_features(users, movies)}
 
     def step(self, actions: np.ndarray) -> Outcome:
         all_rewards = self.factorization.approx_ratings[self._users[:, None], self._candidates]

@@ -24,3 +24,10 @@ class Hyperparameters:
 
 
 DEFAULTS = Hyperparameters()
+# What `recloop tune` writes in the artifacts directory; the pipelines' Trainer reads it there.
+BEST_FILE = "best_hyperparameters.json"
+
+
+def best_hyperparameters_path(artifacts_dir: str) -> str:
+    """Where `recloop tune` leaves its winner, and where the pipelines look for it."""
+    return artifacts_dir.rstrip("/") + "/" + BEST_FILE

@@ -66,6 +66,7 @@ def train(
     num_epochs: int,  # the sample's; linear agents update exactly in one pass (app.loop.offpolicy)
     tikhonov_weight: float,
     agent_alpha: float,
+    best_hyperparameters: str,
     gate_holdout_every: int,
     gate_corrupt_rewards: bool,
     model: Output[Model],

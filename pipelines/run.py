@@ -15,12 +15,14 @@ from pipelines.definitions import RETRAINING, STARTUP, build_pipelines
 NAMES = {"startup": STARTUP, "retraining": RETRAINING}
 
 
-def local_parameters(name: str, settings: Settings) -> dict[str, Any]:
+def local_parameters(name: str, settings: Settings, **pipeline_only: Any) -> dict[str, Any]:
     """The same parameters the Trigger sends to Vertex, from the local settings."""
-    return PipelineParameters.from_settings(settings).values(name)
+    return PipelineParameters.from_settings(settings, **pipeline_only).values(name)
 
 
-def run_local(name: str, settings: Settings, log_path: Path | None = None) -> None:
+def run_local(
+    name: str, settings: Settings, log_path: Path | None = None, **pipeline_only: Any
+) -> None:
     """Runs the pipeline here: every step is a subprocess of this Python, as kfp.local does it.
 
     kfp.local narrates every step on stdout; `log_path` sends that to a file instead.
@@ -33,14 +35,14 @@ def run_local(name: str, settings: Settings, log_path: Path | None = None) -> No
     built = build_pipelines()
     pipeline = built.startup if name == STARTUP else built.retraining
     if log_path is None:
-        pipeline(**local_parameters(name, settings))
+        pipeline(**local_parameters(name, settings, **pipeline_only))
         return
     with (
         open(log_path, "a") as log,
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),
     ):
-        pipeline(**local_parameters(name, settings))
+        pipeline(**local_parameters(name, settings, **pipeline_only))
 
 
 def canary_stays_open(settings: Settings) -> bool:

@@ -92,6 +92,17 @@ def test_per_arm_candidates_are_distinct_and_rewards_consistent(ratings: np.ndar
     assert (outcome.optimal_rewards >= outcome.rewards).all()
 
 
+def test_per_arm_rewards_are_the_sum_of_the_interaction_features(ratings: np.ndarray):
+    """The reward Σᵢ sᵢ uᵢ vᵢ is the plain sum of the observed u ⊙ v (√s on both sides): a
+    linear agent learns it with its default ridge. Over the bare singular vectors the features
+    were ~1e-3 and the ridge prior drowned them (MovieLens regret 0.051 → 0.041)."""
+    f = factorize_per_arm(ratings, rank_k=4)
+    env = MovieLensPerArmBandit(f, batch_size=6, num_actions=8, seed=0)
+    features = env.observe()[PER_ARM_KEY]
+    expected = f.approx_ratings[env._users[:, None], env._candidates]
+    np.testing.assert_allclose(features.sum(axis=-1), expected, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

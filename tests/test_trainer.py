@@ -33,7 +33,12 @@ def test_trainer_writes_policy_metrics_plot_and_summaries(settings: Settings):
     assert (artifacts / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (run_folder,) = (artifacts / "tensorboard").iterdir()  # one folder per run
     assert run_folder.name == read_metadata(str(artifacts / "policy")).policy_version
-    assert list(run_folder.glob("events.out.tfevents.*"))
+    (events,) = run_folder.glob("events.out.tfevents.*")
+    import tensorflow as tf
+
+    records = tf.compat.v1.train.summary_iterator(str(events))
+    tags = {v.tag for e in records for v in e.summary.value}
+    assert tags == {"regret", "suboptimal_arms", "average_return"}
     meta = read_metadata(str(artifacts / "policy"))
     assert (meta.agent, meta.num_actions, meta.rank_k, meta.alpha) == ("linucb", 10, 5, 2.0)
     assert meta.titles[0] == "Synthetic Movie 1 (1995)" and meta.movie_ids[:2] == [1, 2]

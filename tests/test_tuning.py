@@ -165,29 +165,78 @@ def test_best_values_record_the_agent_and_yield_to_flags(movielens_dir: Path, tm
 
 
 def test_pipelines_take_best_hyperparameters(tmp_path: Path):
+    """The pipelines look for the tuned values where `recloop tune` writes them; `recloop
+    pipeline run` prints them, and refuses values tuned for another agent in one line (the
+    file it found, or the one it was given)."""
     from app.loop.parameters import STARTUP, PipelineParameters
 
-    best = tmp_path / "best_hyperparameters.json"
-    best.write_text(space.dumps_best("linucb", {"agent_alpha": 0.5, "tikhonov_weight": 3.0}, 0.1))
-    tuned = space.with_best_hyperparameters(Settings(), str(best))
-    values = PipelineParameters.from_settings(tuned).values(STARTUP)
-    assert (values["agent_alpha"], values["tikhonov_weight"]) == (0.5, 3.0)
+    artifacts = tmp_path / "artifacts"
+    values = PipelineParameters.from_settings(Settings(artifacts_dir=str(artifacts)))
+    assert (
+        values.values(STARTUP)["best_hyperparameters"] == f"{artifacts}/best_hyperparameters.json"
+    )
+    artifacts.mkdir()
+    best = artifacts / "best_hyperparameters.json"
     best.write_text(space.dumps_best("lints", {"agent_alpha": 0.5, "tikhonov_weight": 3.0}, 0.1))
-    refused = subprocess.run(
-        [
-            PYTHON,
-            "-m",
-            "app.cli",
-            "pipeline",
-            "run",
-            "startup",
-            "--best-hyperparameters",
-            str(best),
-        ],
+    env = {**os.environ, "RECLOOP__ARTIFACTS_DIR": str(artifacts)}
+    pipeline = [PYTHON, "-m", "app.cli", "pipeline", "run", "startup"]
+    for given in ([], ["--best-hyperparameters", str(best)]):
+        refused = subprocess.run(
+            [*pipeline, *given], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert refused.returncode == 2
+        (line,) = refused.stderr.strip().splitlines()
+        assert f"{best} was tuned for --agent lints, not linucb" in line
+    missing = subprocess.run(
+        [*pipeline, "--best-hyperparameters", str(tmp_path / "none.json")],
         capture_output=True,
         text=True,
+        env=env,
         timeout=120,
     )
-    assert refused.returncode == 2
-    (line,) = refused.stderr.strip().splitlines()
-    assert "tuned for --agent lints, not linucb" in line
+    assert missing.returncode == 2
+    assert (
+        missing.stderr.strip()
+        == f"error: --best-hyperparameters: {tmp_path}/none.json does not exist"
+    )
+
+
+def test_the_trainer_step_trains_with_the_tuned_values(
+    movielens_dir: Path, tmp_path: Path, monkeypatch
+):
+    """The Trainer step of both pipelines, on real files: the tuned values when the file
+    exists, the parameters' otherwise, and a file tuned for another agent is refused."""
+    from app.loop.parameters import PipelineParameters
+    from app.loop.steps import run_generator, run_ingester, run_trainer
+    from app.policy_store import read_metadata
+
+    monkeypatch.chdir(tmp_path)  # the local warehouse and state
+    monkeypatch.setenv("RECLOOP__DATA__MOVIELENS_DIR", str(movielens_dir))
+    best = tmp_path / "artifacts" / "best_hyperparameters.json"
+    parameters = PipelineParameters(
+        training_artifacts_dir=str(tmp_path / "artifacts"),
+        rank_k=5,
+        num_actions=10,
+        driver_steps=4,
+        agent_alpha=2.0,
+        tikhonov_weight=0.7,
+        best_hyperparameters=str(best),
+    )
+    run_generator(parameters=parameters)
+    run_ingester(output_dir=str(tmp_path / "examples"), parameters=parameters, run_id="r1")
+
+    def trained(folder: str) -> tuple[float, float]:
+        policy = tmp_path / folder
+        run_trainer(
+            examples_dir=str(tmp_path / "examples"), policy_dir=str(policy), parameters=parameters
+        )
+        meta = read_metadata(str(policy))
+        return meta.alpha, meta.tikhonov_weight
+
+    assert trained("untuned") == (2.0, 0.7)
+    best.parent.mkdir(exist_ok=True)
+    best.write_text(space.dumps_best("linucb", {"agent_alpha": 0.5, "tikhonov_weight": 3.0}, 0.1))
+    assert trained("tuned") == (0.5, 3.0)
+    best.write_text(space.dumps_best("lints", {"agent_alpha": 0.5, "tikhonov_weight": 3.0}, 0.1))
+    with pytest.raises(ValueError, match="tuned for --agent lints, not linucb"):
+        trained("refused")

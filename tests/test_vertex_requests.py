@@ -168,6 +168,9 @@ def test_the_trigger_submits_a_job_vertex_accepts(fake, retraining_template):
     assert values["predictor_machine_type"] == "n1-standard-4"
     assert (values["predictor_min_replicas"], values["predictor_max_replicas"]) == (2, 6)
     assert values["predictor_service_account"].startswith("recloop-prod-predictor@")
+    # Where `recloop tune` leaves its winner: the Trainer step trains with it when it exists
+    # (tests/test_tuning.py::test_the_trainer_step_trains_with_the_tuned_values).
+    assert values["best_hyperparameters"] == "gs://recloop-prod-artifacts/best_hyperparameters.json"
     executors = job.pipeline_spec["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {TRAINER}
 

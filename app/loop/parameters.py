@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import SettingPath, Settings, env_name, env_value, load_settings, lookup
-from app.hyperparameters import DEFAULTS
+from app.hyperparameters import DEFAULTS, best_hyperparameters_path
 
 STARTUP = "recloop-startup"
 RETRAINING = "recloop-retraining"
@@ -50,6 +50,10 @@ class PipelineParameters:
     num_epochs: int = 5
     tikhonov_weight: float = _carries_default(("loop", "tikhonov_weight"))
     agent_alpha: float = _carries_default(("loop", "agent_alpha"))
+    # A best_hyperparameters.json of `recloop tune`: when the file exists, the Trainer trains
+    # with its values instead of agent_alpha and tikhonov_weight (refused if tuned for another
+    # agent); "" trains with those two. `from_settings` names the one in the artifacts dir.
+    best_hyperparameters: str = ""
     endpoint: str = _carries(("loop", "vertex_endpoint"), "")
     serving_image: str = _carries(("cloud", "serving_image"), "")
     predictor_service_account: str = _carries(("cloud", "predictor_service_account"), "")
@@ -72,13 +76,15 @@ class PipelineParameters:
 
     @classmethod
     def from_settings(cls, settings: Settings, **pipeline_only: Any) -> PipelineParameters:
-        """Every carried setting from `settings` (unset: ""), the rest from `pipeline_only`."""
+        """Every carried setting from `settings` (unset: ""), the rest from `pipeline_only`;
+        the tuned values are looked for where `recloop tune` writes them."""
         carried = {
             f.name: _plain(lookup(settings, f.metadata["setting"]))
             for f in dataclasses.fields(cls)
             if "setting" in f.metadata
         }
-        return cls(**carried, **pipeline_only)
+        tuned = {"best_hyperparameters": best_hyperparameters_path(settings.artifacts_dir)}
+        return cls(**carried, **{**tuned, **pipeline_only})
 
     @classmethod
     def pick(cls, names: dict[str, Any]) -> PipelineParameters:

@@ -9,9 +9,10 @@ from app.config import Settings
 from app.loop.parameters import PipelineParameters
 
 
-def vertex_parameters(pipeline: str, settings: Settings) -> dict[str, Any]:
-    """Pipeline parameters of a cloud environment, all taken from its configuration."""
-    return PipelineParameters.from_settings(settings).values(pipeline)
+def vertex_parameters(pipeline: str, settings: Settings, **pipeline_only: Any) -> dict[str, Any]:
+    """Pipeline parameters of a cloud environment, all taken from its configuration (the
+    tuned values: <artifacts_dir>/best_hyperparameters.json, read by the Trainer step)."""
+    return PipelineParameters.from_settings(settings, **pipeline_only).values(pipeline)
 
 
 def submit_vertex(

@@ -92,7 +92,8 @@ def run_trainer(
     if manifest.committed_version:  # a restart after the commit: nothing to train
         return manifest.committed_version
     files = _ratings(settings, p.raw_data_path)
-    spec = AgentSpec(agent, p.num_actions, p.rank_k, p.agent_alpha, p.tikhonov_weight)
+    alpha, tikhonov = tuned_values(p, agent)
+    spec = AgentSpec(agent, p.num_actions, p.rank_k, alpha, tikhonov)
     result = offpolicy.train_offline(
         examples_dir,
         policy_dir,
@@ -105,6 +106,27 @@ def run_trainer(
         corrupt_rewards=settings.gate.corrupt_rewards,
     )
     return result.policy_version
+
+
+def tuned_values(parameters: PipelineParameters, agent: str) -> tuple[float, float]:
+    """(agent_alpha, tikhonov_weight): from `best_hyperparameters` when that file exists
+    (a ValueError names it if it was tuned for another agent), else the parameters'.
+    Proved by tests/test_tuning.py::test_the_trainer_step_trains_with_the_tuned_values."""
+    from app.tuning.space import read_best
+
+    p = parameters
+    tuned = read_best(p.best_hyperparameters, agent) if p.best_hyperparameters else None
+    if tuned is None:
+        print(
+            f"training {agent} with agent_alpha={p.agent_alpha:.4g}, "
+            f"tikhonov_weight={p.tikhonov_weight:.4g} (no tuned values)"
+        )
+        return p.agent_alpha, p.tikhonov_weight
+    print(
+        f"training {agent} with agent_alpha={tuned['agent_alpha']:.4g}, "
+        f"tikhonov_weight={tuned['tikhonov_weight']:.4g} from {p.best_hyperparameters}"
+    )
+    return tuned["agent_alpha"], tuned["tikhonov_weight"]
 
 
 def run_evaluator(

@@ -41,8 +41,10 @@ def write_tensorboard(log_dir: str, history: History) -> None:
     def write() -> None:
         with writer.as_default():
             for i in tf.range(tf.size(steps)):
-                for key, values in curves.items():
-                    tf.summary.scalar(key, values[i], step=steps[i])
+                # Outside the loop's name scope: the tags are "regret", not "while/regret".
+                with tf.compat.v1.name_scope(None):
+                    for key, values in curves.items():
+                        tf.summary.scalar(key, values[i], step=steps[i])
 
     write()
     writer.close()

@@ -14,13 +14,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from app.config import Settings
+from app.hyperparameters import BEST_FILE as BEST_FILE  # the tuners write it
 from app.trainer.flags import TrainingArgs
 from app.trainer.metrics import History
 
 METRIC: Final = "final_regret"
 GOAL: Final = "minimize"
-BEST_FILE = "best_hyperparameters.json"
 
 
 @dataclass(frozen=True)
@@ -119,24 +118,16 @@ def with_values(args: TrainingArgs, values: dict[str, float]) -> TrainingArgs:
     return dataclasses.replace(args, **cast(dict[str, Any], values))
 
 
-def with_best_hyperparameters(settings: Settings, path: str) -> Settings:
-    """`settings` whose loop trains with the tuned values in `path` (refused, in one line, if
-    they were tuned for another agent than the pipelines' LinUCB).
+def read_best(path: str, agent: str) -> dict[str, float] | None:
+    """The tuned values in `path` for `agent`, or None if there is no such file; a ValueError
+    (one line) if they were tuned for another agent or the file is not one `recloop tune`
+    wrote. What the pipelines' Trainer and `recloop pipeline run` apply.
     Proved by tests/test_tuning.py::test_pipelines_take_best_hyperparameters."""
-    import dataclasses
-
     import tensorflow as tf
 
-    from app.agents import LINUCB
-
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"--best-hyperparameters: {path} does not exist")
+        return None
     with tf.io.gfile.GFile(path) as f:
-        agent, values = loads_best(f.read(), path)
-    check_agent(agent, LINUCB, path)
-    loop = dataclasses.replace(
-        settings.loop,
-        agent_alpha=values["agent_alpha"],
-        tikhonov_weight=values["tikhonov_weight"],
-    )
-    return dataclasses.replace(settings, loop=loop)
+        tuned_for, values = loads_best(f.read(), path)
+    check_agent(tuned_for, agent, path)
+    return values
