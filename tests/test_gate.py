@@ -132,9 +132,13 @@ def test_decision_rule_is_the_paired_lower_bound_against_the_margin():
     greedy = ope.Logged(data.contexts, data.actions, data.rewards, np.ones(400))
     unevaluated = gate.decide("r", "c", "s", greedy, gate.Candidates(worst, same), config, now)
     assert unevaluated.decision == gate.PROMOTED and "greedy serving" in unevaluated.reason
-    # The demo switch lets a candidate through unevaluated (the canary's job then).
-    skipped = gate.decide("r", "c", "s", data, None, dataclasses.replace(config, skip=True), now)
-    assert skipped.decision == gate.PROMOTED and "skipped" in skipped.reason
+    # The demo switch lets a candidate through unevaluated (the canary's job then): the record
+    # does not say the gate promoted it, and names no estimator it did not use.
+    skip = dataclasses.replace(config, skip=True, canary_share=30)
+    skipped = gate.decide("r", "c", "s", data, None, skip, now)
+    assert (skipped.stage, skipped.decision, skipped.estimator) == (gate.SKIPPED, gate.PROMOTED, "")
+    assert skipped.reason.startswith("gate skipped") and "30% canary" in skipped.reason
+    assert (skipped.ips, skipped.dr, skipped.difference_low) == (None, None, None)
     assert gate.decide("r", "c", "", None, None, config, now).decision == gate.PROMOTED
 
 

@@ -28,7 +28,9 @@ from app.config import GateConfig
 from app.evaluation import ope, reward_model
 from app.warehouse.records import PromotionRecord
 
-GATE, CANARY = "gate", "canary"
+# Stages of a decision: the gate's, the canary's, and a candidate let through unjudged by the
+# demo switch gate.skip (not the gate's decision: nothing was estimated).
+GATE, CANARY, SKIPPED = "gate", "canary", "skipped"
 PROMOTED, BLOCKED, ROLLED_BACK = "promoted", "blocked", "rolled_back"
 
 
@@ -60,7 +62,9 @@ def decide(
     serves yet; `policies` are needed when there is something to compare."""
     now = now or datetime.now(UTC)
 
-    def record(decision: str, reason: str, **numbers: float | int | None) -> PromotionRecord:
+    def record(
+        decision: str, reason: str, stage: str = GATE, **numbers: float | int | None
+    ) -> PromotionRecord:
         values: dict[str, float | int | None] = {
             "ips": None,
             "snips": None,
@@ -75,22 +79,31 @@ def decide(
         }
         return PromotionRecord(
             run_id,
-            GATE,
+            stage,
             now,
             candidate_version,
             serving_version,
             decision,
             reason,
-            gate.estimator,
+            gate.estimator if stage == GATE else "",
             margin=gate.margin,
             confidence=gate.confidence,
             **values,  # type: ignore[arg-type]
         )
 
-    if gate.skip:
-        return record(PROMOTED, "gate skipped (demo switch gate.skip): not evaluated")
     if not serving_version:
         return record(PROMOTED, "nothing serves yet: the first policy is promoted")
+    if gate.skip:
+        then = (
+            f"it goes to a {gate.canary_share}% canary, whose online decision is recorded next"
+            if gate.canary_share
+            else "it serves all traffic unjudged"
+        )
+        return record(
+            PROMOTED,
+            f"gate skipped (demo switch gate.skip): nothing estimated, no gate decision; {then}",
+            stage=SKIPPED,
+        )
     if logged is None or policies is None:
         return record(BLOCKED, "no logged example with a propensity to evaluate on")
     if np.all(logged.propensities == 1.0):
