@@ -10,6 +10,7 @@ tests/test_canary.py::test_the_trigger_judges_a_vertex_canary_without_tensorflow
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from functools import cache
@@ -78,10 +79,8 @@ def remove(path: str) -> None:
         return
     from google.api_core.exceptions import NotFound
 
-    try:
+    with contextlib.suppress(NotFound):
         _blob(path).delete()
-    except NotFound:
-        pass
 
 
 def folder_exists(path: str) -> bool:

@@ -67,4 +67,3 @@ def _copy_tree(source: str, target: str) -> None:
         tf.io.gfile.makedirs(destination)
         for name in files:
             tf.io.gfile.copy(join(directory, name), join(destination, name), overwrite=True)
-

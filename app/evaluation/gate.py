@@ -19,7 +19,7 @@ tests/test_gate.py; the estimators by tests/test_ope.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -62,9 +62,7 @@ def decide(
     serves yet; `policies` are needed when there is something to compare."""
     now = now or datetime.now(UTC)
 
-    def record(
-        decision: str, reason: str, stage: str = GATE, **numbers: float | int | None
-    ) -> PromotionRecord:
+    def record(decision: str, reason: str, **numbers: float | int | None) -> PromotionRecord:
         values: dict[str, float | int | None] = {
             "ips": None,
             "snips": None,
@@ -79,13 +77,13 @@ def decide(
         }
         return PromotionRecord(
             run_id,
-            stage,
+            GATE,
             now,
             candidate_version,
             serving_version,
             decision,
             reason,
-            gate.estimator if stage == GATE else "",
+            gate.estimator,
             margin=gate.margin,
             confidence=gate.confidence,
             **values,  # type: ignore[arg-type]
@@ -99,11 +97,8 @@ def decide(
             if gate.canary_share
             else "it serves all traffic unjudged"
         )
-        return record(
-            PROMOTED,
-            f"gate skipped (demo switch gate.skip): nothing estimated, no gate decision; {then}",
-            stage=SKIPPED,
-        )
+        reason = f"gate skipped (demo switch gate.skip): nothing estimated, no decision; {then}"
+        return replace(record(PROMOTED, reason), stage=SKIPPED, estimator="")
     if logged is None or policies is None:
         return record(BLOCKED, "no logged example with a propensity to evaluate on")
     if np.all(logged.propensities == 1.0):
