@@ -26,10 +26,11 @@ from app.evaluation import canary as test
 from app.evaluation.gate import CANARY as STAGE
 from app.evaluation.gate import PROMOTED
 from app.paths import join
+from app.policy_store import CANARY_FILE
 from app.warehouse.base import Warehouse
 from app.warehouse.records import PromotionRecord, TrainingRunRecord
 
-FILE = "CANARY"
+FILE = CANARY_FILE
 
 
 @dataclass(frozen=True)
