@@ -31,6 +31,7 @@ TRAINED_DIR = "policy"  # <artifacts_dir>/policy: what `recloop train` wrote las
 TRAINED_PER_ARM_DIR = "policy-per-arm"
 DEPLOYED_DIR = "policies"  # <artifacts_dir>/policies/<version>, and CURRENT: what was deployed
 POINTER = "CURRENT"
+CANARY_FILE = "CANARY"  # <artifacts_dir>/policies/CANARY: an open canary (app/deployer/canary.py)
 FORMAT = 1
 _VARIABLE = re.compile(r"^(a|b|num_samples)_(\d+):0$")
 

@@ -10,7 +10,9 @@ From this one declaration:
 - infra/stacks/app.py generates every function's environment (`environment`);
 - the Deployer generates the deployed model's environment (`predictor_environment`);
 - each component calls `require` at start-up, so a missing or still-local setting is one
-  clear error naming the component, the setting and its variable.
+  clear error naming the component, the setting and its variable;
+- infra/stacks/app.py grants a component that `writes` a few tables or objects write access
+  to exactly those (the Trigger, which decides canaries), not to the dataset or the bucket.
 
 Proved by tests/test_wiring.py (the synthesized stacks' environments and the Deployer's
 request load into settings that pass `require`) and tests/test_vertex_requests.py.
@@ -33,6 +35,8 @@ from app.config import (
     load_settings,
     lookup,
 )
+from app.policy_store import CANARY_FILE, DEPLOYED_DIR, POINTER
+from app.schemas import LEDGER_HEAD, PROMOTIONS, TRAINED_EXAMPLES, TRAINING_RUNS
 
 DIGEST = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
@@ -74,12 +78,31 @@ class Need:
 
 
 @dataclass(frozen=True)
+class Writes:
+    """What a component writes beyond its own rows: warehouse tables (by name) and objects
+    (paths under `artifacts_dir`)."""
+
+    tables: tuple[str, ...] = ()
+    artifacts: tuple[str, ...] = ()
+
+
+# Deciding a canary (app/deployer/canary.py::step): the decision, the ledger commit of a
+# winner (app/warehouse/ledger.py: head, trained examples, run), the pointer, the canary state.
+# tests/infra/test_security.py::test_the_trigger_may_write_what_a_canary_decision_writes.
+CANARY_DECISION = Writes(
+    tables=tuple(t.name for t in (PROMOTIONS, LEDGER_HEAD, TRAINED_EXAMPLES, TRAINING_RUNS)),
+    artifacts=(f"{DEPLOYED_DIR}/{POINTER}", f"{DEPLOYED_DIR}/{CANARY_FILE}"),
+)
+
+
+@dataclass(frozen=True)
 class Component:
     name: str
     account: str  # workload identity: infra creates `<env prefix>-<account>`
     needs: tuple[Need, ...]
     # Functions only: (function name, the topic whose messages start it).
     triggers: tuple[tuple[str, SettingPath], ...] = ()
+    writes: Writes = Writes()
 
     @property
     def paths(self) -> tuple[SettingPath, ...]:
@@ -163,6 +186,7 @@ TRIGGER = Component(
         Need(("loop", "retraining_template"), GCS),
     ),
     triggers=(("trigger", ("pubsub", "retrain_topic")),),
+    writes=CANARY_DECISION,
 )
 PREDICTOR = Component(
     "predictor",

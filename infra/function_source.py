@@ -17,6 +17,7 @@ REQUIREMENTS = (
     "google-cloud-aiplatform",
     "google-cloud-bigquery",
     "google-cloud-pubsub",
+    "google-cloud-storage",
     "httpx",
     "numpy",
     "orjson",

@@ -46,22 +46,15 @@ def run_local(
 
 
 def canary_stays_open(settings: Settings) -> bool:
-    """A local re-training (what the Trigger launches) first judges an open canary
-    (app/deployer/canary.py); while it stays open, no re-training runs."""
-    from app.deployer import canary
-    from app.loop.steps import POLICIES
-    from app.paths import join
+    """A re-training run here judges an open canary first, as the Trigger's tick does
+    (app/functions/trigger.py::judge_canary); while it stays open, no re-training runs."""
+    from app.functions.trigger import judge_canary
     from app.warehouse.factory import open_warehouse
 
-    policies = join(settings.artifacts_dir, POLICIES)
-    if canary.read(policies) is None:
-        return False
-    decided = canary.step(settings, open_warehouse(settings), policies)
-    if decided is not None:
-        print(f"canary {decided.candidate_version} {decided.decision}: {decided.reason}")
-        return False
-    print("a canary is open and no look is due: no re-training now")
-    return True
+    waiting = judge_canary(settings, open_warehouse(settings))
+    if waiting:
+        print(waiting)
+    return waiting is not None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,21 +3,27 @@ reward by policy version from the warehouse, and the sequential decision."""
 
 from __future__ import annotations
 
+import sys
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from app.config import load_settings
+from app import objects, wiring
+from app.config import Settings, load_settings
 from app.deployer import vertex
 from app.evaluation import canary
 from app.evaluation.canary import RewardStats
-from app.evaluation.gate import PROMOTED, ROLLED_BACK
+from app.evaluation.gate import CANARY, PROMOTED, ROLLED_BACK
 from app.loop.parameters import PipelineParameters
+from app.policy_store import METADATA_FILE
 from app.rehearsal.fakes import FakeVertex
 from app.warehouse.duckdb_store import DuckDBWarehouse
-from app.warehouse.records import FeedbackRecord, PredictionRecord
+from app.warehouse.records import FeedbackRecord, PredictionRecord, TrainingRunRecord
+from infra import config as infra_config
 from tests.test_gate import Runs, make_runs
 from tests.test_vertex_requests import trigger_environment
 
@@ -195,7 +201,6 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
 
     from app.deployer import canary as controller
     from app.deployer import pointer
-    from app.evaluation.gate import CANARY
     from app.predictor.asgi import load_deployed
     from pipelines.run import canary_stays_open
 
@@ -237,3 +242,211 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
     assert won is not None and won.decision == PROMOTED, won
     assert pointer.current_version(runs.policies) == "v-r3"
     assert runs.warehouse.find_run("r3") is not None  # committed when it won
+
+
+# --- On Google Cloud: the Trigger judges the canary; Vertex and Cloud Storage on the wire ---
+
+
+@pytest.fixture
+def gcs(monkeypatch) -> Iterator[str]:
+    """A Cloud Storage emulator (gcp-storage-emulator) holding prod's artifacts bucket; the
+    real google-cloud-storage client talks to it (STORAGE_EMULATOR_HOST)."""
+    from gcp_storage_emulator.server import create_server
+
+    from app import objects
+
+    bucket = infra_config.load("prod").name("artifacts")
+    server = create_server("localhost", 0, in_memory=True, default_bucket=bucket)
+    server.start()
+    host, port = server._api._httpd.server_address  # port 0: the one it got
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{host}:{port}")
+    objects._client.cache_clear()
+    yield f"gs://{bucket}"
+    objects._client.cache_clear()
+    server.stop()
+
+
+@dataclass
+class Cloud:
+    fake: FakeVertex
+    trigger: Settings  # what the Trigger function loads from the environment infra gives it
+    policies: str
+    warehouse: DuckDBWarehouse
+
+    def deployed(self) -> dict[str, str]:
+        """display name → deployed model id, on the endpoint."""
+        (endpoint,) = self.fake.endpoints.values()
+        return {d.display_name: d.id for d in endpoint.deployed_models}
+
+
+def cloud(fake: FakeVertex, gcs: str, tmp_path: Path, **environ: str) -> Cloud:
+    """prod: v1 serving alone on the endpoint, its pointer in Cloud Storage."""
+    from app.deployer import pointer
+
+    environment = trigger_environment("prod", fake.add_endpoint("77"))
+    assert environment["RECLOOP__ARTIFACTS_DIR"] == gcs
+    trigger = wiring.require(load_settings(environ={**environment, **environ}), wiring.TRIGGER)
+    policies = f"{gcs}/policies"
+    for version in ("v1", "v2"):
+        objects.write_text(f"{policies}/{version}/{METADATA_FILE}", "{}")
+    fake.add_model("recloop-policy")
+    with fake.install():
+        vertex.deploy(f"{policies}/v1", "v1", deployer_settings(trigger))
+    pointer.point(policies, "v1")
+    return Cloud(fake, trigger, policies, DuckDBWarehouse(tmp_path / "w.duckdb"))
+
+
+def deployer_settings(trigger: Settings) -> Settings:
+    """The Deployer step's settings: Trigger settings → pipeline parameters → step."""
+    return PipelineParameters.from_settings(trigger).settings()
+
+
+def open_canary(c: Cloud, share: int) -> None:
+    """What the Deployer step does with a candidate the gate promoted (gate.canary_share)."""
+    from app.deployer import canary as controller
+
+    run = TrainingRunRecord("r2", "v2", None, None, 40, 4, 20, f"{c.policies}/v2")
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    with c.fake.install():
+        controller.start(c.policies, run, share, deployer_settings(c.trigger), started)
+
+
+def tick_without_tensorflow(c: Cloud, monkeypatch) -> str | None:
+    """The Trigger function's canary look, with TensorFlow unimportable (it is not in the
+    function's requirements)."""
+    from app.functions.trigger import judge_canary
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "tensorflow", None)  # `import tensorflow` raises ImportError
+        with c.fake.install():
+            return judge_canary(c.trigger, c.warehouse)
+
+
+def test_the_trigger_judges_a_vertex_canary_without_tensorflow(
+    gcs: str, tmp_path: Path, monkeypatch
+):
+    from app.deployer import canary as controller
+    from app.deployer import pointer
+
+    fake = FakeVertex(project="recloop-prod")
+    c = cloud(fake, gcs, tmp_path, RECLOOP__GATE__CANARY_LOOK_EVERY="50")
+    serving = c.deployed()["recloop-policy-v1"]
+    open_canary(c, 10)
+    canary_id = c.deployed()["recloop-policy-v2"]
+    *_, split = fake.sent("EndpointService/DeployModel")
+    assert dict(split.traffic_split) == {"0": 10, serving: 90}
+    assert controller.read(c.policies) is not None  # the state is in Cloud Storage
+
+    # No look is due yet: the canary stays open and no re-training may start.
+    waiting = tick_without_tensorflow(c, monkeypatch)
+    assert waiting is not None and "canary v2 is open" in waiting
+    assert not fake.sent("EndpointService/UndeployModel")
+
+    online(c.warehouse, "v1", [4.0, 4.5] * 40)
+    online(c.warehouse, "v2", [2.0, 2.5] * 30)
+    assert tick_without_tensorflow(c, monkeypatch) is None  # decided: re-training may start
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == canary_id
+    assert dict(undeploy.traffic_split) == {serving: 100}
+    assert c.deployed() == {"recloop-policy-v1": serving}
+    assert controller.read(c.policies) is None
+    assert pointer.current_version(c.policies) == "v1"
+    assert c.warehouse.find_run("r2") is None  # its examples stay for the next run
+    lost = c.warehouse.promotions()[-1]
+    assert (lost.stage, lost.decision, lost.candidate_version) == (CANARY, ROLLED_BACK, "v2")
+
+
+def test_the_trigger_promotes_a_winning_vertex_canary(gcs: str, tmp_path: Path, monkeypatch):
+    from app.deployer import canary as controller
+    from app.deployer import pointer
+
+    fake = FakeVertex(project="recloop-prod")
+    c = cloud(
+        fake, gcs, tmp_path, RECLOOP__GATE__CANARY_LOOK_EVERY="50", RECLOOP__GATE__MARGIN="0.2"
+    )
+    serving = c.deployed()["recloop-policy-v1"]
+    open_canary(c, 30)
+    candidate = c.deployed()["recloop-policy-v2"]
+    online(c.warehouse, "v1", [3.0, 4.0] * 100)
+    online(c.warehouse, "v2", [3.0, 4.0] * 100)
+    assert tick_without_tensorflow(c, monkeypatch) is None
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == serving
+    assert dict(undeploy.traffic_split) == {candidate: 100}
+    assert c.deployed() == {"recloop-policy-v2": candidate}
+    assert controller.read(c.policies) is None
+    assert pointer.current_version(c.policies) == "v2"  # the pointer in Cloud Storage moved
+    assert c.warehouse.find_run("r2") is not None  # committed when it won
+    won = c.warehouse.promotions()[-1]
+    assert (won.stage, won.decision, won.candidate_version) == (CANARY, PROMOTED, "v2")
+
+
+def test_rollback_by_hand_on_vertex_deploys_the_previous_version_again(
+    gcs: str, tmp_path: Path, monkeypatch
+):
+    """`recloop rollback --env prod` after v2 was promoted (v1 no longer deployed)."""
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.config import GateConfig
+    from app.deployer import pointer
+    from app.evaluation import gate
+
+    fake = FakeVertex(project="recloop-prod")
+    c = cloud(fake, gcs, tmp_path)
+    with fake.install():
+        vertex.deploy(f"{c.policies}/v2", "v2", deployer_settings(c.trigger))
+    pointer.point(c.policies, "v2")
+    v2 = c.deployed()["recloop-policy-v2"]
+    c.warehouse.record_promotion(gate.decide("r2", "v2", "v1", None, None, GateConfig(skip=True)))
+    for name, value in trigger_environment("prod", next(iter(fake.endpoints))).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("app.warehouse.factory.open_warehouse", lambda settings: c.warehouse)
+    sent = len(fake.requests)
+    with fake.install():
+        result = CliRunner().invoke(app, ["rollback", "--env", "prod"])
+    assert result.exit_code == 0, result.output
+    assert "serving v1" in result.output
+    methods = [r.method for r in fake.requests[sent:]]
+    assert methods.count("ModelService/UploadModel") == 1
+    upload = fake.sent("ModelService/UploadModel")[-1]
+    assert upload.model.artifact_uri == f"{c.policies}/v1"
+    deploy = fake.sent("EndpointService/DeployModel")[-1]
+    assert dict(deploy.traffic_split) == {"0": 100}
+    assert deploy.deployed_model.display_name == "recloop-policy-v1"
+    undeploy = fake.sent("EndpointService/UndeployModel")[-1]
+    assert undeploy.deployed_model_id == v2
+    assert list(c.deployed()) == ["recloop-policy-v1"]
+    assert pointer.current_version(c.policies) == "v1"
+    last = c.warehouse.promotions()[-1]
+    assert (last.stage, last.decision, last.serving_version) == ("rollback", ROLLED_BACK, "v1")
+
+
+def test_rollback_by_hand_on_vertex_during_a_canary_undeploys_the_current_version(
+    gcs: str, tmp_path: Path, monkeypatch
+):
+    """The previous version still deployed beside the current one: only an undeploy."""
+    from app.deployer import pointer, rollback
+
+    fake = FakeVertex(project="recloop-prod")
+    c = cloud(fake, gcs, tmp_path)
+    serving = c.deployed()["recloop-policy-v1"]
+    open_canary(c, 20)
+    candidate = c.deployed()["recloop-policy-v2"]
+    pointer.point(c.policies, "v2")  # say v2 was made current by hand while v1 still serves
+    c.warehouse.record_promotion(gate_promoted("v2", "v1"))
+    uploads = len(fake.sent("ModelService/UploadModel"))
+    with fake.install():
+        assert rollback.roll_back(c.trigger, c.warehouse) == "v1"
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == candidate
+    assert dict(undeploy.traffic_split) == {serving: 100}
+    assert len(fake.sent("ModelService/UploadModel")) == uploads  # nothing deployed again
+    assert pointer.current_version(c.policies) == "v1"
+
+
+def gate_promoted(candidate: str, serving: str):
+    from app.config import GateConfig
+    from app.evaluation import gate
+
+    return gate.decide("r", candidate, serving, None, None, GateConfig(skip=True))

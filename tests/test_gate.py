@@ -132,9 +132,13 @@ def test_decision_rule_is_the_paired_lower_bound_against_the_margin():
     greedy = ope.Logged(data.contexts, data.actions, data.rewards, np.ones(400))
     unevaluated = gate.decide("r", "c", "s", greedy, gate.Candidates(worst, same), config, now)
     assert unevaluated.decision == gate.PROMOTED and "greedy serving" in unevaluated.reason
-    # The demo switch lets a candidate through unevaluated (the canary's job then).
-    skipped = gate.decide("r", "c", "s", data, None, dataclasses.replace(config, skip=True), now)
-    assert skipped.decision == gate.PROMOTED and "skipped" in skipped.reason
+    # The demo switch lets a candidate through unevaluated (the canary's job then): the record
+    # does not say the gate promoted it, and names no estimator it did not use.
+    skip = dataclasses.replace(config, skip=True, canary_share=30)
+    skipped = gate.decide("r", "c", "s", data, None, skip, now)
+    assert (skipped.stage, skipped.decision, skipped.estimator) == (gate.SKIPPED, gate.PROMOTED, "")
+    assert skipped.reason.startswith("gate skipped") and "30% canary" in skipped.reason
+    assert (skipped.ips, skipped.dr, skipped.difference_low) == (None, None, None)
     assert gate.decide("r", "c", "", None, None, config, now).decision == gate.PROMOTED
 
 
@@ -159,8 +163,16 @@ def test_the_cli_shows_every_decision_with_its_numbers(
         datetime(2026, 11, 23, 12, tzinfo=UTC),
     )
     DuckDBWarehouse(tmp_path / "w.duckdb").record_promotion(decided)
+    skip = GateConfig(skip=True, canary_share=30)
+    later = datetime(2026, 11, 23, 13, tzinfo=UTC)
+    skipped = gate.decide("run-8", "v-run-8", "v-run-6", data, None, skip, later)
+    DuckDBWarehouse(tmp_path / "w.duckdb").record_promotion(skipped)
     result = CliRunner().invoke(app, ["promotions"])
     assert result.exit_code == 0, result.output
     line = result.output.splitlines()[1]
     assert "v-run-7" in line and "v-run-6" in line and decided.decision in line
     assert f"{decided.dr:.3f}" in line and f"{decided.ci_low:.3f}" in line
+    # A skipped gate reads as such: its own stage, no numbers, the reason says so.
+    stage, rest = result.output.splitlines()[2].split()[2], result.output.splitlines()[2]
+    assert stage == gate.SKIPPED and "gate skipped" in rest and "30% canary" in rest
+    assert f"{decided.dr:.3f}" not in rest

@@ -2,15 +2,15 @@
 its online reward decides, by itself, to promote it or roll it back.
 
 State: `<policies>/CANARY` (JSON: the candidate's version, share, start time, the run to commit
-on promotion, and the last look taken). Locally the predictor serves both versions, split by
-request (app/predictor/asgi.py); on Vertex the endpoint's traffic split does it
-(app/deployer/vertex.py). A local re-training launched by the Trigger calls `step` first
-(pipelines/run.py), which compares the two versions' reward since the start (warehouse, by
-`policy_version`) with the sequential test of app/evaluation/canary.py. Promotion commits
-the run in the ledger, moves the pointer and undeploys the loser; rollback undeploys the
-candidate and commits nothing (its examples stay for the next run). While a canary is open
-no re-training runs. Not yet judged in the cloud (docs/safe-promotion.md). Proved by
-tests/test_canary.py.
+on promotion, the last look taken, and whether the gate was skipped). Locally the predictor
+serves both versions, split by request (app/predictor/asgi.py); on Vertex the endpoint's
+traffic split does it (app/deployer/vertex.py). The Trigger's tick calls `step` (locally and in
+Cloud Functions, app/functions/trigger.py; a local `pipelines.run retraining` too), which
+compares the two versions' reward since the start (warehouse, by `policy_version`) with the
+sequential test of app/evaluation/canary.py. Promotion commits the run in the ledger, moves
+the pointer and undeploys the loser; rollback undeploys the candidate and commits nothing (its
+examples stay for the next run). While a canary is open no re-training runs. `step` imports no
+TensorFlow (app/objects.py), so the Trigger function runs it. Proved by tests/test_canary.py.
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from app import objects
 from app.config import Settings
 from app.deployer import pointer
 from app.evaluation import canary as test
 from app.evaluation.gate import CANARY as STAGE
 from app.evaluation.gate import PROMOTED
 from app.paths import join
+from app.policy_store import CANARY_FILE
 from app.warehouse.base import Warehouse
 from app.warehouse.records import PromotionRecord, TrainingRunRecord
 
-FILE = "CANARY"
+FILE = CANARY_FILE
 
 
 @dataclass(frozen=True)
@@ -38,29 +40,20 @@ class Canary:
     started: str  # ISO time
     run: dict  # the TrainingRunRecord to commit on promotion
     last_look: int = 0
+    gate_skipped: bool = False  # demo switch gate.skip: only the canary judges it
 
 
 def read(policies: str) -> Canary | None:
-    import tensorflow as tf
-
-    path = join(policies, FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return Canary(**json.load(f))
+    text = objects.read_text(join(policies, FILE))
+    return None if text is None else Canary(**json.loads(text))
 
 
 def _write(policies: str, state: Canary) -> None:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(join(policies, FILE), "w") as f:
-        f.write(json.dumps(asdict(state)))
+    objects.write_text(join(policies, FILE), json.dumps(asdict(state)))
 
 
 def _clear(policies: str) -> None:
-    import tensorflow as tf
-
-    tf.io.gfile.remove(join(policies, FILE))
+    objects.remove(join(policies, FILE))
 
 
 def start(
@@ -73,7 +66,10 @@ def start(
         from app.deployer import vertex
 
         vertex.deploy(run.policy_uri, run.policy_version, settings, share=share)
-    _write(policies, Canary(run.policy_version, share, now.isoformat(), asdict(run)))
+    state = Canary(
+        run.policy_version, share, now.isoformat(), asdict(run), gate_skipped=settings.gate.skip
+    )
+    _write(policies, state)
 
 
 def step(
@@ -109,6 +105,7 @@ def step(
         warehouse.commit(run)
         pointer.point(policies, state.version)
     _clear(policies)
+    skipped = "; the gate was skipped (demo switch gate.skip): only the canary judged it"
     record = PromotionRecord(
         run_id=run.run_id,
         stage=STAGE,
@@ -116,7 +113,7 @@ def step(
         candidate_version=state.version,
         serving_version=serving,
         decision=verdict.decision,
-        reason=verdict.reason,
+        reason=verdict.reason + (skipped if state.gate_skipped else ""),
         estimator="online mean",
         ips=None,
         snips=None,

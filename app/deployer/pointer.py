@@ -7,15 +7,13 @@ The pointer is replaced atomically, so the predictor never reads a half-written 
 Both steps are idempotent by version: the re-training Deployer stages the copy, commits the
 run in the warehouse, and only then moves the pointer (app/loop/steps.py::run_deployer), so a
 restarted publish repeats them safely (tests/test_ledger.py::test_publish_fault_then_restart).
+The pointer is read and moved without TensorFlow (app/objects.py): the Trigger function moves
+it when a canary wins.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-import tensorflow as tf
-
+from app import objects
 from app.paths import join
 from app.policy_store import POINTER, read_metadata
 
@@ -29,6 +27,8 @@ def deploy(policy_dir: str, policies_dir: str) -> str:
 
 def stage(policy_dir: str, policies_dir: str) -> str:
     """Copies `policy_dir` to <policies_dir>/<version> (once; the predictor cannot see it yet)."""
+    import tensorflow as tf
+
     version = read_metadata(policy_dir).policy_version
     target = join(policies_dir, version)
     if not tf.io.gfile.exists(target):
@@ -42,17 +42,14 @@ def stage(policy_dir: str, policies_dir: str) -> str:
 
 def point(policies_dir: str, version: str) -> None:
     """Points CURRENT at a staged version (atomically; repeating it changes nothing)."""
-    if not tf.io.gfile.exists(join(policies_dir, version)):
+    if not objects.folder_exists(join(policies_dir, version)):
         raise FileNotFoundError(f"{join(policies_dir, version)} was never staged")
-    _write_pointer(policies_dir, version)
+    objects.write_text(join(policies_dir, POINTER), version)
 
 
 def current_version(policies_dir: str) -> str | None:
-    path = join(policies_dir, POINTER)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return f.read().strip() or None
+    text = objects.read_text(join(policies_dir, POINTER))
+    return (text or "").strip() or None
 
 
 def resolve(storage_uri: str) -> str:
@@ -62,21 +59,11 @@ def resolve(storage_uri: str) -> str:
 
 
 def _copy_tree(source: str, target: str) -> None:
+    import tensorflow as tf
+
     for directory, _, files in tf.io.gfile.walk(source):
         relative = directory[len(source) :].lstrip("/")
         destination = join(target, relative) if relative else target
         tf.io.gfile.makedirs(destination)
         for name in files:
             tf.io.gfile.copy(join(directory, name), join(destination, name), overwrite=True)
-
-
-def _write_pointer(policies_dir: str, version: str) -> None:
-    if "://" in policies_dir:  # object stores replace whole objects atomically
-        with tf.io.gfile.GFile(join(policies_dir, POINTER), "w") as f:
-            f.write(version)
-        return
-    os.makedirs(policies_dir, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=policies_dir, prefix=".pointer-")
-    with os.fdopen(fd, "w") as f:
-        f.write(version)
-    os.replace(temporary, os.path.join(policies_dir, POINTER))

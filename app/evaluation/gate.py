@@ -19,7 +19,7 @@ tests/test_gate.py; the estimators by tests/test_ope.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -28,7 +28,9 @@ from app.config import GateConfig
 from app.evaluation import ope, reward_model
 from app.warehouse.records import PromotionRecord
 
-GATE, CANARY = "gate", "canary"
+# Stages of a decision: the gate's, the canary's, and a candidate let through unjudged by the
+# demo switch gate.skip (not the gate's decision: nothing was estimated).
+GATE, CANARY, SKIPPED = "gate", "canary", "skipped"
 PROMOTED, BLOCKED, ROLLED_BACK = "promoted", "blocked", "rolled_back"
 
 
@@ -87,10 +89,16 @@ def decide(
             **values,  # type: ignore[arg-type]
         )
 
-    if gate.skip:
-        return record(PROMOTED, "gate skipped (demo switch gate.skip): not evaluated")
     if not serving_version:
         return record(PROMOTED, "nothing serves yet: the first policy is promoted")
+    if gate.skip:
+        then = (
+            f"it goes to a {gate.canary_share}% canary, whose online decision is recorded next"
+            if gate.canary_share
+            else "it serves all traffic unjudged"
+        )
+        reason = f"gate skipped (demo switch gate.skip): nothing estimated, no decision; {then}"
+        return replace(record(PROMOTED, reason), stage=SKIPPED, estimator="")
     if logged is None or policies is None:
         return record(BLOCKED, "no logged example with a propensity to evaluate on")
     if np.all(logged.propensities == 1.0):

@@ -1,6 +1,12 @@
-"""Trigger: starts the re-training pipeline when enough new training examples exist.
+"""Trigger: judges an open canary, and starts the re-training pipeline when enough new
+training examples exist.
 
-Runs on a Scheduler tick. It starts nothing while a re-training is under way: locally, an
+Runs on a Scheduler tick. With a canary open (app/deployer/canary.py), the tick first takes its
+look if one is due — online reward by version from the warehouse, the sequential test, and on a
+decision the Vertex traffic move, the ledger commit and the pointer — and starts nothing while
+it stays open. That is SQL, statistics and small objects: no TensorFlow, which this function
+does not install (tests/test_canary.py::test_the_trigger_judges_a_vertex_canary_without_tensorflow).
+ It starts nothing while a re-training is under way: locally, an
 flock on a lock file that the pipeline process holds for as long as it lives (the kernel
 releases it when the process ends, however it ends, so a launch that failed leaves nothing
 behind); on Vertex AI, a PipelineJob of the re-training pipeline that is pending, queued or
@@ -23,7 +29,10 @@ from typing import Any, Protocol
 
 from app import wiring
 from app.config import Settings, load_settings
+from app.deployer import canary
 from app.loop.parameters import RETRAINING
+from app.paths import join
+from app.policy_store import DEPLOYED_DIR
 from app.warehouse.base import Warehouse
 from app.warehouse.factory import open_warehouse
 
@@ -135,6 +144,23 @@ def decide(
     return f"started re-training on {new} new examples"
 
 
+def judge_canary(settings: Settings, warehouse: Warehouse) -> str | None:
+    """Why no re-training may start now (a canary stays open), else None — after taking the
+    open canary's look, if one is due."""
+    policies = join(settings.artifacts_dir, DEPLOYED_DIR)
+    opened = canary.read(policies)
+    if opened is None:
+        return None
+    decided = canary.step(settings, warehouse, policies)
+    if decided is None:
+        return (
+            f"waiting: canary {opened.version} is open ({opened.share}% of traffic); "
+            f"a look is due every {settings.gate.canary_look_every} rewards of it"
+        )
+    log.info("canary %s %s: %s", decided.candidate_version, decided.decision, decided.reason)
+    return None
+
+
 @cache
 def _context() -> tuple[Settings, Warehouse, Launcher]:
     settings = wiring.require_in_cloud(load_settings(), wiring.TRIGGER)
@@ -149,4 +175,7 @@ def _context() -> tuple[Settings, Warehouse, Launcher]:
 def trigger(event: Any) -> None:
     settings, warehouse, launcher = _context()
     loop = settings.loop
+    if waiting := judge_canary(settings, warehouse):
+        log.info(waiting)
+        return
     log.info(decide(warehouse, launcher, loop.min_new_examples, loop.rank_k, loop.num_actions))

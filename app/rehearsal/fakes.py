@@ -135,6 +135,16 @@ def _selects(expression: str, job: Any) -> bool:
     return selected
 
 
+def _check_traffic(endpoint: Any) -> None:
+    """As Vertex refuses it: a traffic split naming a model not deployed, or (with any model
+    deployed) one whose percentages do not add up to 100."""
+    split, deployed = dict(endpoint.traffic_split), {d.id for d in endpoint.deployed_models}
+    if not set(split) <= deployed:
+        raise ValueError(f"traffic split {split} names models not deployed ({sorted(deployed)})")
+    if deployed and sum(split.values()) != 100:
+        raise ValueError(f"traffic split {split} does not add up to 100")
+
+
 def _decode(kind: Any, wire: bytes) -> Any:
     return kind.deserialize(wire) if hasattr(kind, "deserialize") else kind.FromString(wire)
 
@@ -266,15 +276,23 @@ class FakeVertex:
         endpoint.deployed_models.append(deployed)
         split = dict(body.traffic_split)
         endpoint.traffic_split = {deployed.id if k == "0" else k: v for k, v in split.items()}
+        _check_traffic(endpoint)
         return self._done(types.DeployModelResponse(deployed_model=deployed))
 
     def _endpointservice_undeploymodel(self, body: Any) -> Any:
         from google.cloud.aiplatform_v1 import types
 
         endpoint = self.endpoints[body.endpoint]
+        if body.deployed_model_id not in {d.id for d in endpoint.deployed_models}:
+            raise ValueError(f"{body.deployed_model_id} is not deployed on {body.endpoint}")
         kept = [d for d in endpoint.deployed_models if d.id != body.deployed_model_id]
         del endpoint.deployed_models[:]
         endpoint.deployed_models.extend(kept)
+        split = dict(body.traffic_split) or {
+            k: v for k, v in endpoint.traffic_split.items() if k != body.deployed_model_id
+        }
+        endpoint.traffic_split = split
+        _check_traffic(endpoint)
         return self._done(types.UndeployModelResponse())
 
     def _pipelineservice_createpipelinejob(self, body: Any) -> Any:

@@ -19,6 +19,7 @@ from cdktf import (
     TerraformVariableValidationConfig,
 )
 from cdktf_cdktf_provider_google.bigquery_dataset_iam_member import BigqueryDatasetIamMember
+from cdktf_cdktf_provider_google.bigquery_table_iam_member import BigqueryTableIamMember
 from cdktf_cdktf_provider_google.cloud_scheduler_job import (
     CloudSchedulerJob,
     CloudSchedulerJobPubsubTarget,
@@ -26,7 +27,10 @@ from cdktf_cdktf_provider_google.cloud_scheduler_job import (
 from cdktf_cdktf_provider_google.project_iam_member import ProjectIamMember
 from cdktf_cdktf_provider_google.pubsub_topic import PubsubTopic
 from cdktf_cdktf_provider_google.pubsub_topic_iam_member import PubsubTopicIamMember
-from cdktf_cdktf_provider_google.storage_bucket_iam_member import StorageBucketIamMember
+from cdktf_cdktf_provider_google.storage_bucket_iam_member import (
+    StorageBucketIamMember,
+    StorageBucketIamMemberCondition,
+)
 from cdktf_cdktf_provider_google.storage_bucket_object import StorageBucketObject
 from constructs import Construct
 
@@ -181,6 +185,10 @@ class AppStack(TerraformStack):
         # lacks; without it every submission logs a Forbidden traceback). legacyBucketReader
         # is the least predefined role with it (buckets.get, objects.list).
         bucket_role("trigger_pipeline_root", "trigger", "roles/storage.legacyBucketReader")
+        # It decides canaries too (app/deployer/canary.py), so it may write exactly what a
+        # decision writes (wiring.CANARY_DECISION): those tables, and those objects by name.
+        for component in wiring.COMPONENTS:
+            self._grant_writes(component, accounts[component.account], data)
         # Predictor: reads the policy, logs predictions.
         bucket_role("predictor_policies", "predictor", "roles/storage.objectViewer")
         topic_role("predictor_logs", "predictor", messaging.prediction_logs.name)
@@ -211,6 +219,38 @@ class AppStack(TerraformStack):
         )
         for name, function in self.functions.items():
             TerraformOutput(self, f"function_{name.replace('-', '_')}", value=function.name)
+
+    def _grant_writes(self, component: wiring.Component, email: str, data: DataStack) -> None:
+        """Table-level dataEditor on each table `component` writes, and objectUser on its
+        objects only (an IAM condition on the object names; the bucket has uniform access)."""
+        writes, member = component.writes, f"serviceAccount:{email}"
+        for name in writes.tables:
+            table = data.warehouse.tables[name]
+            BigqueryTableIamMember(
+                self,
+                f"{component.account}_writes_{name}",
+                project=table.project,
+                dataset_id=table.dataset_id,
+                table_id=table.table_id,
+                role="roles/bigquery.dataEditor",
+                member=member,
+            )
+        if writes.artifacts:
+            bucket = data.artifacts.name
+            StorageBucketIamMember(
+                self,
+                f"{component.account}_writes_artifacts",
+                bucket=bucket,
+                role="roles/storage.objectUser",
+                member=member,
+                condition=StorageBucketIamMemberCondition(
+                    title=f"{component.account} writes {', '.join(writes.artifacts)}",
+                    expression=" || ".join(
+                        f'resource.name == "projects/_/buckets/{bucket}/objects/{path}"'
+                        for path in writes.artifacts
+                    ),
+                ),
+            )
 
     def _release_variables(self) -> dict[str, str]:
         """`trainer_image`, `serving_image` (by digest) and `release` (the commit SHA)."""

@@ -15,6 +15,7 @@ CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 IAM_KINDS = (
     "google_project_iam_member",
     "google_bigquery_dataset_iam_member",
+    "google_bigquery_table_iam_member",
     "google_pubsub_topic_iam_member",
     "google_storage_bucket_iam_member",
     "google_service_account_iam_member",
@@ -38,6 +39,9 @@ EXPECTED_ROLES = {
         "roles/storage.objectViewer",
         "roles/storage.legacyBucketReader",  # the SDK's bucket check when submitting
         "roles/run.invoker",
+        # Deciding canaries: on a few tables and two objects only (the test below).
+        "roles/bigquery.dataEditor",
+        "roles/storage.objectUser",
     },
     "predictor": {"roles/storage.objectViewer", "roles/pubsub.publisher"},
     "pipelines": {
@@ -163,3 +167,41 @@ def test_the_trigger_may_read_the_pipeline_roots_bucket(stacks, env):
     }
     assert grants["roles/storage.legacyBucketReader"] == grants["roles/storage.objectViewer"]
     assert "artifacts" in grants["roles/storage.legacyBucketReader"]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_trigger_may_write_what_a_canary_decision_writes(stacks, env):
+    """The Trigger decides canaries (app/deployer/canary.py::step): it records the decision,
+    commits a winner's run in the ledger, moves the pointer and clears the canary state. It
+    may edit exactly those tables (not the dataset) and write exactly those two objects (not
+    the bucket)."""
+    from app import wiring
+    from app.warehouse import ledger
+
+    app = stacks[f"{env}-app"]
+    trigger = [
+        b
+        for kind in IAM_KINDS
+        for b in resources(app, kind).values()
+        if "sa_triggeremail" in b["member"]
+    ]
+    tables = {
+        re.search(r"bigquery_tablewarehouse_([a-z_]+)_[0-9A-F]{8}table_id", b["table_id"]).group(1)
+        for b in trigger
+        if b["role"] == "roles/bigquery.dataEditor"
+    }
+    assert all("table_id" in b for b in trigger if b["role"] == "roles/bigquery.dataEditor")
+    # What a commit's statements write (app/warehouse/ledger.py), and the decision's table.
+    d = ledger.bigquery("p", "d")
+    statements = ledger.head_statements(d) + ledger.commit_statements(d)
+    committed = {
+        m for s in statements for m in re.findall(r"(?:INSERT INTO|UPDATE) `p\.d\.(\w+)`", s)
+    }
+    assert tables == committed | {"promotions"} == set(wiring.TRIGGER.writes.tables)
+    (objects,) = [b for b in trigger if b["role"] == "roles/storage.objectUser"]
+    named = re.findall(
+        r'resource\.name == "projects/_/buckets/\$\{[^}]+artifacts[^}]+\}/objects/([^"]+)"',
+        objects["condition"]["expression"],
+    )
+    assert sorted(named) == ["policies/CANARY", "policies/CURRENT"]
+    assert objects["condition"]["expression"].count("||") == 1  # nothing else
