@@ -77,7 +77,7 @@ class Catalogue:
 
 def _catalogue_bytes(catalogue: Catalogue) -> bytes:
     out = io.BytesIO()
-    np.savez(
+    np.savez_compressed(
         out,
         movie_ids=np.asarray(catalogue.movie_ids, dtype=np.int64),
         titles=np.array(catalogue.titles, dtype=np.str_),

@@ -296,25 +296,17 @@ def bench_predictor(policy_dir: str) -> float:
 
 def bench_per_arm_decision() -> float:
     """Median ms of one full-catalogue per-arm LinUCB decision in process (1,682 movies,
-    joint features of rank 20 each), the arithmetic a per-arm predictor runs per request."""
-    from app.environment import GLOBAL_KEY, PER_ARM_KEY
-    from app.linear import LinearBandit
+    rank 20, joint features [u, u ⊙ v]): the predictor's own per-arm path (PerArmPolicy.choose,
+    its one matmul, the argmax) on a policy whose statistics come from 256 logged rows."""
+    from benchmarks.serving import synthetic_per_arm_policy
 
     rng = np.random.default_rng(0)
-    model = LinearBandit(
-        CATALOGUE, RANK, alpha=1.0, tikhonov_weight=0.001, per_arm=True, arm_dim=RANK
-    )
-    arms = rng.normal(size=(1, CATALOGUE, RANK))
-    model.update(
-        {GLOBAL_KEY: rng.normal(size=(256, RANK)), PER_ARM_KEY: np.repeat(arms, 256, axis=0)},
-        rng.integers(CATALOGUE, size=256),
-        rng.normal(size=256),
-    )
+    policy = synthetic_per_arm_policy(CATALOGUE, RANK)
     samples = []
-    for _ in range(200):
-        observation = {GLOBAL_KEY: rng.normal(size=(1, RANK)), PER_ARM_KEY: arms}
+    for _ in range(500):
+        context = rng.normal(size=(1, RANK))
         started = time.perf_counter()
-        model.act(observation)
+        policy.choose(context, [None], [1], rng)
         samples.append((time.perf_counter() - started) * 1e3)
     return statistics.median(samples)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +38,9 @@ def main() -> int:
             artifacts_dir=scratch, data=DataConfig(movielens_dir=movielens_dir, download=False)
         )
         policy = run(reference_args(300, 0), settings).policy_dir
-        serving = bench_serving_isolated(policy, rank_k=20)
+        # The per-arm variant over every MovieLens movie (20 candidates per training step).
+        per_arm = run(dataclasses.replace(reference_args(300, 0), per_arm=True), settings)
+        serving = bench_serving_isolated(policy, rank_k=20, per_arm_dir=per_arm.policy_dir)
     console.print("infrastructure: synthesising every stack…")
     synth_seconds = bench_synth()
     console.print("scaling: warehouse training beside agent.train and Vowpal Wabbit, Logger…")
