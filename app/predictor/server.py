@@ -325,19 +325,28 @@ def _instance_of(row: int, layout: list[int] | None) -> str:
     return f"observation row {row}"
 
 
+_INDEX_CLOSED = [b"%d}" % i for i in range(1024)]  # "<instance_index>}" for the usual batches
+
+
 def _predictions(
     policy: ServingPolicy, actions: np.ndarray, layout: list[int] | None, request_id: str
 ) -> bytes:
     """The response body. Each action's JSON is serialised once per policy; a response
     only appends the request id and index to it (the hot path of every request)."""
     chosen = actions.tolist()
-    rid = request_id.encode()
     if layout is None:
-        parts = [
-            b'%s,"request_id":"%s","instance_index":%d}' % (policy.fragments[a], rid, i)
-            for i, a in enumerate(chosen)
-        ]
-        return b'{"predictions":[' + b",".join(parts) + b"]}"
+        # One join over prepared pieces: no formatting per instance (batches of 100).
+        middle = b',"request_id":"' + request_id.encode() + b'","instance_index":'
+        fragments, parts = policy.fragments, [b'{"predictions":[']
+        for i, a in enumerate(chosen):
+            parts += (
+                fragments[a],
+                middle,
+                _INDEX_CLOSED[i] if i < len(_INDEX_CLOSED) else b"%d}" % i,
+                b",",
+            )
+        parts[-1] = b"]}"
+        return b"".join(parts)
     table = policy.predictions
     out: list[Any] = []
     row = 0
