@@ -161,6 +161,9 @@ class MovieLensPerArmBandit:
         self.rng = np.random.default_rng(seed)
         singular = factorization.singular_values
         self._root = np.ones(1) if singular is None else np.sqrt(singular)
+        # Every movie's features as observations carry them: the catalogue a per-arm policy
+        # trained here is served over (app/trainer/run.py catalogue_of).
+        self.movie_features = factorization.movie_features * self._root
         self._users = np.zeros(batch_size, dtype=np.int64)
         self._candidates = np.zeros((batch_size, num_actions), dtype=np.int64)
 
@@ -177,7 +180,7 @@ class MovieLensPerArmBandit:
             :, : self.num_actions
         ]
         users = f.user_features[self._users] * self._root
-        movies = f.movie_features[self._candidates] * self._root
+        movies = self.movie_features[self._candidates]
         return {GLOBAL_KEY: users, PER_ARM_KEY: interaction_features(users, movies)}
 
     def step(self, actions: np.ndarray) -> Outcome:

@@ -370,3 +370,19 @@ def test_serve_defaults_to_the_policy_trained_last(tmp_path: Path):
     assert default_location(str(tmp_path)) == f"{tmp_path}/{TRAINED_PER_ARM_DIR}"
     os.utime(tmp_path / TRAINED_DIR / METADATA_FILE, (300, 300))
     assert default_location(str(tmp_path)) == f"{tmp_path}/{TRAINED_DIR}"
+
+
+def test_the_catalogue_is_the_movies_as_training_observed_them(
+    per_arm_dir: Path, movielens_dir: Path
+):
+    """A served request scores movies with the features the policy was trained on (scaled as
+    the environment observes them), in movie-id order, with their titles."""
+    from app import movielens
+    from app.environment import MovieLensPerArmBandit, factorize_per_arm
+
+    ratings = movielens.load_ratings_matrix(movielens_dir / "u.data")
+    env = MovieLensPerArmBandit(factorize_per_arm(ratings, RANK), 1, TRAINED_CANDIDATES)
+    catalogue = read_catalogue(str(per_arm_dir))
+    np.testing.assert_array_equal(catalogue.features, env.movie_features)
+    assert catalogue.movie_ids.tolist() == list(range(1, NUM_MOVIES + 1))
+    assert catalogue.titles[2] == "Synthetic Movie 3 (1995)"

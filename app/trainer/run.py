@@ -215,7 +215,7 @@ def catalogue_of(
     """What a per-arm policy is served over: every movie of the data, with its features."""
     if not isinstance(env, MovieLensPerArmBandit):
         return None
-    features = env.factorization.movie_features
+    features = env.movie_features
     return Catalogue(np.arange(1, len(features) + 1), titles, features)
 
 
