@@ -17,16 +17,19 @@ from app.slate.policy import slate_policy
 from app.trainer.report import METRICS_FILE, PLOT_FILE, save_png
 
 
-def save_actor_critic(directory, result, data: SlateData, args, titles, version) -> str:
-    import tensorflow as tf
-
-    agent = result.methods[ACTOR_CRITIC]
-    assert isinstance(agent, ActorCritic)
-    folder = join(directory, ACTOR_CRITIC)
-    policy_dir = join(folder, "policy")
-    policy = slate_policy(
-        agent.actor_network, data.item_embeddings, args.history_length, args.slate_size
-    )
+def save_slate_policy(
+    agent: ActorCritic,
+    data: SlateData,
+    history_length: int,
+    slate_size: int,
+    policy_dir: str,
+    version: str,
+    titles: list[str],
+    trained_interactions: int,
+) -> None:
+    """The actor as a PolicySaver slate policy plus recloop_policy.json (`recloop train` and
+    `make slate` both save through here)."""
+    policy = slate_policy(agent.actor_network, data.item_embeddings, history_length, slate_size)
     save_tf_policy(
         policy,
         policy_dir,
@@ -40,8 +43,27 @@ def save_actor_critic(directory, result, data: SlateData, args, titles, version)
             policy_version=version,
             movie_ids=list(range(1, data.num_movies + 1)),
             titles=titles,
-            trained_interactions=args.episodes * args.horizon * args.slate_size,
+            trained_interactions=trained_interactions,
         ),
+    )
+
+
+def save_actor_critic(directory, result, data: SlateData, args, titles, version) -> str:
+    import tensorflow as tf
+
+    agent = result.methods[ACTOR_CRITIC]
+    assert isinstance(agent, ActorCritic)
+    folder = join(directory, ACTOR_CRITIC)
+    policy_dir = join(folder, "policy")
+    save_slate_policy(
+        agent,
+        data,
+        args.history_length,
+        args.slate_size,
+        policy_dir,
+        version,
+        titles,
+        args.episodes * args.horizon * args.slate_size,
     )
     curve = result.curves[ACTOR_CRITIC]
     with tf.io.gfile.GFile(join(folder, METRICS_FILE), "w") as f:
