@@ -121,6 +121,7 @@ def run_ab(
     users are the A/B's traffic), the saved policy and a trained bandit; logs to the
     profile's warehouse."""
     import tensorflow as tf
+    import tensorflow_probability  # noqa: F401  (registers the distribution specs the SavedModel uses)
 
     from app.warehouse.factory import open_warehouse
 
