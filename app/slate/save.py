@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from app.paths import join
-from app.policy_store import PolicyMetadata, save_tf_policy
+from app.policy_store import Catalogue, PolicyMetadata, save_tf_policy
 from app.slate.actor_critic import ACTOR_CRITIC, ActorCritic
 from app.slate.data import SlateData
 from app.slate.policy import slate_policy
@@ -27,9 +29,11 @@ def save_slate_policy(
     titles: list[str],
     trained_interactions: int,
 ) -> None:
-    """The actor as a PolicySaver slate policy plus recloop_policy.json (`recloop train` and
-    `make slate` both save through here)."""
+    """The actor as a PolicySaver slate policy plus recloop_policy.json and the catalogue the
+    predictor's per-arm path serves it over (movie ids, titles, item embeddings); `recloop
+    train`, the pipeline's Trainer and `make slate` all save through here."""
     policy = slate_policy(agent.actor_network, data.item_embeddings, history_length, slate_size)
+    movie_ids = np.arange(1, data.num_movies + 1)
     save_tf_policy(
         policy,
         policy_dir,
@@ -41,10 +45,11 @@ def save_slate_policy(
             alpha=0.0,
             tikhonov_weight=0.0,
             policy_version=version,
-            movie_ids=list(range(1, data.num_movies + 1)),
+            movie_ids=movie_ids.tolist(),
             titles=titles,
             trained_interactions=trained_interactions,
         ),
+        Catalogue(movie_ids, titles, data.item_embeddings),
     )
 
 

@@ -40,8 +40,16 @@ class ActorArmScorer:
         return np.tanh(x @ w + b)  # the action spec is [-1, 1]: scale_to_spec is identity
 
     def scores(self, contexts: np.ndarray, candidates: np.ndarray | None) -> np.ndarray:
+        """contexts × candidates; rows whose scores are not finite are refused by name."""
+        from app.predictor.policy import NonFiniteScores
+
         items = self.items if candidates is None else self.items[candidates]
-        return (self.points(contexts) @ items.T).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = (self.points(contexts) @ items.T).astype(np.float64)
+        bad = ~np.isfinite(scores).all(axis=1)
+        if bad.any():
+            raise NonFiniteScores(np.flatnonzero(bad))
+        return scores
 
     def choice_scores(
         self, contexts: np.ndarray, candidates: np.ndarray | None, rng: np.random.Generator
