@@ -20,6 +20,10 @@ NEURAL_EPSILON_GREEDY = "neural_epsilon_greedy"
 NEURAL_LINUCB = "neural_linucb"
 AGENTS = (LINUCB, LINTS, NEURAL_EPSILON_GREEDY, NEURAL_LINUCB)
 LINEAR_AGENTS = (LINUCB, LINTS)
+# The list-wise actor-critic (app/slate/): trained on the sequential slate environment, not on
+# the bandit environment, so it has no AgentSpec; `recloop train --agent` takes it too.
+ACTOR_CRITIC = "actor_critic"
+TRAINABLE_AGENTS = (*AGENTS, ACTOR_CRITIC)
 
 NEURAL_LAYERS = (50, 50, 50)
 NEURAL_LEARNING_RATE = 0.005

@@ -29,6 +29,9 @@ TRAINED_DIR = "policy"  # <artifacts_dir>/policy: what `recloop train` wrote las
 # loop works on (tests/test_trainer.py); `recloop serve` serves whichever was trained last
 # (app/predictor/location.py).
 TRAINED_PER_ARM_DIR = "policy-per-arm"
+# The list-wise actor-critic's slate policy (`recloop train --agent actor_critic`): its
+# observation is a liked-movie history, not a context, so it too never replaces `policy/`.
+TRAINED_SLATE_DIR = "policy-slate"
 DEPLOYED_DIR = "policies"  # <artifacts_dir>/policies/<version>, and CURRENT: what was deployed
 POINTER = "CURRENT"
 CANARY_FILE = "CANARY"  # <artifacts_dir>/policies/CANARY: an open canary (app/deployer/canary.py)

@@ -44,6 +44,7 @@ def ingest(
     num_actions: int,
     gate_holdout_every: int,
     gate_corrupt_rewards: bool,
+    agent: str,
     run_id: str,
     examples: Output[Dataset],
 ) -> int:
@@ -69,6 +70,8 @@ def train(
     best_hyperparameters: str,
     gate_holdout_every: int,
     gate_corrupt_rewards: bool,
+    agent: str,
+    training_loops: int,
     model: Output[Model],
 ) -> str:
     from app.loop.parameters import PipelineParameters

@@ -34,14 +34,17 @@ def fake_vertex() -> FakeVertex:
     return FakeVertex(project="recloop-dev", location="europe-west4")
 
 
-@pytest.mark.parametrize("parameter", space.SEARCH_SPACE, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "parameter", [*space.BANDIT_SPACE, *space.ACTOR_CRITIC_SPACE], ids=lambda p: p.name
+)
 def test_every_tuned_name_is_a_trainer_flag_in_both_spellings(parameter: space.DoubleParameter):
     value = (parameter.low + parameter.high) / 2
     for spelling in (
         f"--{parameter.name}={value}",
         f"--{parameter.name.replace('_', '-')}={value}",
     ):
-        assert getattr(parse_args([spelling]), parameter.name) == value
+        agent = "actor_critic" if parameter in space.ACTOR_CRITIC_SPACE else "linucb"
+        assert getattr(parse_args([spelling, f"--agent={agent}"]), parameter.name) == value
 
 
 def test_local_tuning_writes_the_best_trial_and_training_uses_it(settings: Settings):

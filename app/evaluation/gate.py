@@ -57,9 +57,12 @@ def decide(
     policies: Candidates | None,
     gate: GateConfig,
     now: datetime | None = None,
+    slate: bool = False,
 ) -> PromotionRecord:
     """The decision and every number it was taken on. `serving_version` "" means nothing
-    serves yet; `policies` are needed when there is something to compare."""
+    serves yet; `policies` are needed when there is something to compare. A `slate`
+    candidate (the list-wise actor-critic) is always blocked, saying why
+    (tests/test_slate_pipeline.py)."""
     now = now or datetime.now(UTC)
 
     def record(decision: str, reason: str, **numbers: float | int | None) -> PromotionRecord:
@@ -89,6 +92,12 @@ def decide(
             **values,  # type: ignore[arg-type]
         )
 
+    if slate:
+        return record(
+            BLOCKED,
+            "a slate policy has no offline gate: the logs hold single-movie bandit "
+            "interactions, which cannot score a list; the serving policy stays",
+        )
     if not serving_version:
         return record(PROMOTED, "nothing serves yet: the first policy is promoted")
     if gate.skip:

@@ -12,11 +12,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict
 
+from app.agents import ACTOR_CRITIC
 from app.config import Settings
 from app.deployer import pointer
 from app.evaluation import gate, ope
 from app.loop.ingester import IngestResult
 from app.paths import join
+from app.policy_store import read_metadata
 from app.predictor.asgi import exploration_of
 from app.predictor.policy import load_policy
 from app.warehouse.base import Warehouse
@@ -45,12 +47,22 @@ def evaluate(
     policies_dir: str,
     output_dir: str,
 ) -> PromotionRecord:
-    import tensorflow as tf
-
     exploration = exploration_of(settings.serving)
-    candidate = load_policy(candidate_dir, exploration=exploration)
     serving_version = pointer.current_version(policies_dir)
     logged = gate.logged_rows(examples(warehouse, manifest.run_id), settings.gate.holdout_every)
+    metadata = read_metadata(candidate_dir)
+    if metadata.agent == ACTOR_CRITIC:
+        decision = gate.decide(
+            manifest.run_id,
+            metadata.policy_version,
+            serving_version or "",
+            logged,
+            None,
+            settings.gate,
+            slate=True,
+        )
+        return _record(warehouse, decision, output_dir)
+    candidate = load_policy(candidate_dir, exploration=exploration)
     policies = None
     if serving_version and logged is not None and not settings.gate.skip:
         serving = load_policy(join(policies_dir, serving_version), exploration=exploration)
@@ -66,6 +78,12 @@ def evaluate(
         policies,
         settings.gate,
     )
+    return _record(warehouse, decision, output_dir)
+
+
+def _record(warehouse: Warehouse, decision: PromotionRecord, output_dir: str) -> PromotionRecord:
+    import tensorflow as tf
+
     warehouse.record_promotion(decision)
     tf.io.gfile.makedirs(output_dir)
     with tf.io.gfile.GFile(join(output_dir, DECISION_FILE), "w") as f:

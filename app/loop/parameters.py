@@ -16,8 +16,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.agents import LINUCB
 from app.config import SettingPath, Settings, env_name, env_value, load_settings, lookup
-from app.hyperparameters import DEFAULTS, best_hyperparameters_path
+from app.hyperparameters import DEFAULTS, TRAINING_LOOPS, best_hyperparameters_path
 
 STARTUP = "recloop-startup"
 RETRAINING = "recloop-retraining"
@@ -47,6 +48,11 @@ class PipelineParameters:
     rank_k: int = _carries_default(("loop", "rank_k"))
     num_actions: int = _carries_default(("loop", "num_actions"))
     driver_steps: int = 3  # start-up pipeline only
+    # The Trainer's agent: a linear bandit (linucb, lints) learns from the claimed logged
+    # examples; actor_critic trains on the slate environment for `training_loops` batches of
+    # `batch_size` users' episodes (app/slate/trainer.py).
+    agent: str = LINUCB
+    training_loops: int = TRAINING_LOOPS
     num_epochs: int = 5
     tikhonov_weight: float = _carries_default(("loop", "tikhonov_weight"))
     agent_alpha: float = _carries_default(("loop", "agent_alpha"))

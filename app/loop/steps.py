@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app import movielens, wiring
-from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec
+from app.agents import ACTOR_CRITIC, LINEAR_AGENTS, AgentSpec
 from app.config import Settings
 from app.deployer import canary, pointer
 from app.environment import MovieLensBandit, factorize
@@ -57,15 +57,16 @@ def run_generator(*, parameters: PipelineParameters, seed: int = 0) -> int:
     return generator.generate(env, warehouse, p.driver_steps, seed)
 
 
-def run_ingester(
-    *, output_dir: str, parameters: PipelineParameters, run_id: str, agent: str = LINUCB
-) -> int:
+def run_ingester(*, output_dir: str, parameters: PipelineParameters, run_id: str) -> int:
     """Claims the run's examples in the ledger; for linear agents the warehouse sums them into
     the agent's statistics (one SQL aggregation), for the others they are written as
-    TFRecords. Returns how many the run claimed."""
+    TFRecords. Returns how many the run claimed. The actor-critic does not learn from them
+    (they are single-movie bandit logs), but they are claimed all the same, so the ledger, the
+    Evaluator's hold-out and the commit work as for any run."""
     p = parameters
     settings, warehouse = context(p)
-    form = ingester.STATISTICS if agent in LINEAR_AGENTS else ingester.RECORDS
+    summed = (*LINEAR_AGENTS, ACTOR_CRITIC)  # the cheap form for the agent that ignores them
+    form = ingester.STATISTICS if p.agent in summed else ingester.RECORDS
     result = ingester.ingest(
         warehouse,
         output_dir,
@@ -80,20 +81,30 @@ def run_ingester(
     return result.examples
 
 
-def run_trainer(
-    *, examples_dir: str, policy_dir: str, parameters: PipelineParameters, agent: str = LINUCB
-) -> str:
+def run_trainer(*, examples_dir: str, policy_dir: str, parameters: PipelineParameters) -> str:
     """Warm-starts from the policy of the last *committed* run (named in the Ingester's
     manifest), never from the served pointer, so a publish that failed halfway is never
-    counted twice (tests/test_ledger.py::test_publish_fault_then_restart)."""
+    counted twice (tests/test_ledger.py::test_publish_fault_then_restart).
+
+    `agent` actor_critic trains from the slate environment built from the MovieLens ratings
+    (`raw_data_path`), from scratch each run: recloop logs single-movie bandit interactions,
+    not slates, so there is no logged slate replay to learn from
+    (tests/test_slate_pipeline.py::test_the_trainer_step_trains_the_actor_critic)."""
     p = parameters
     settings = step_settings(p)
     manifest = ingester.read_manifest(examples_dir)
     if manifest.committed_version:  # a restart after the commit: nothing to train
         return manifest.committed_version
+    version = offpolicy.version_for_run(manifest.run_id)
+    if p.agent == ACTOR_CRITIC:
+        from app.slate.trainer import train_and_save
+
+        return train_and_save(
+            p.raw_data_path or None, p.batch_size, p.training_loops, policy_dir, version, settings
+        )
     files = _ratings(settings, p.raw_data_path)
-    alpha, tikhonov = tuned_values(p, agent)
-    spec = AgentSpec(agent, p.num_actions, p.rank_k, alpha, tikhonov)
+    alpha, tikhonov = tuned_values(p, p.agent)
+    spec = AgentSpec(p.agent, p.num_actions, p.rank_k, alpha, tikhonov)
     result = offpolicy.train_offline(
         examples_dir,
         policy_dir,
@@ -101,7 +112,7 @@ def run_trainer(
         p.batch_size,
         manifest.warm_start or None,
         movielens.load_titles(files.items, p.num_actions),
-        offpolicy.version_for_run(manifest.run_id),
+        version,
         holdout_every=settings.gate.holdout_every,
         corrupt_rewards=settings.gate.corrupt_rewards,
     )

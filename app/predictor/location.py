@@ -2,10 +2,11 @@
 
 The default is one rule, shown in `recloop serve --help` and the README: AIP_STORAGE_URI when
 set (Vertex AI), else what was deployed (`<artifacts_dir>/policies`, whose CURRENT pointer the
-server follows and hot-swaps), else what was trained last (`<artifacts_dir>/policy`, or
-`policy-per-arm` when a per-arm run wrote after it).
-Proved by tests/test_serve_cli.py::test_serve_defaults_to_the_deployed_policy and
-tests/test_per_arm_serving.py::test_serve_defaults_to_the_policy_trained_last.
+server follows and hot-swaps), else what was trained last (`<artifacts_dir>/policy`,
+`policy-per-arm` or `policy-slate`, whichever run wrote last).
+Proved by tests/test_serve_cli.py::test_serve_defaults_to_the_deployed_policy,
+tests/test_per_arm_serving.py::test_serve_defaults_to_the_policy_trained_last and
+tests/test_slate_serving.py::test_serve_defaults_to_a_slate_policy_trained_last.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ from app.policy_store import (
     POINTER,
     TRAINED_DIR,
     TRAINED_PER_ARM_DIR,
+    TRAINED_SLATE_DIR,
     PolicyStoreError,
 )
 
 DEFAULT_DESCRIPTION = (
     "AIP_STORAGE_URI, else what was deployed (<artifacts_dir>/policies/CURRENT), "
-    "else what was trained last (<artifacts_dir>/policy or policy-per-arm)"
+    "else what was trained last (<artifacts_dir>/policy, policy-per-arm or policy-slate)"
 )
 
 
@@ -53,7 +55,7 @@ def default_location(artifacts_dir: str) -> str:
         return deployed
     trained = [
         join(artifacts_dir, name)
-        for name in (TRAINED_DIR, TRAINED_PER_ARM_DIR)
+        for name in (TRAINED_DIR, TRAINED_PER_ARM_DIR, TRAINED_SLATE_DIR)
         if _exists(join(join(artifacts_dir, name), METADATA_FILE))
     ]
     if not trained:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from app.agents import LINEAR_AGENTS, LINUCB, AgentSpec, linear_bandit
+from app.agents import ACTOR_CRITIC, LINEAR_AGENTS, LINUCB, AgentSpec, linear_bandit
 from app.exploration import GREEDY, SOFTMAX, Exploration, one_hot, probabilities, sample
 from app.linear import UCB, LinearState
 from app.policy_store import (
@@ -472,10 +472,19 @@ def _linear_arm_scorer(uri: str, metadata: PolicyMetadata, catalogue: Catalogue)
     )
 
 
+def _actor_arm_scorer(uri: str, metadata: PolicyMetadata, catalogue: Catalogue) -> ArmScorer:
+    """The list-wise actor-critic: observations are states, a slate is the top-k by v·actor(s)
+    (app/slate/serving.py; tests/test_slate_serving.py)."""
+    from app.slate.serving import scorer_from_saved
+
+    return scorer_from_saved(_load_saved_model(uri), catalogue.features)
+
+
 # The per-arm serving path's kinds of scorer, by the agent named in the policy's metadata: a
-# new kind (say, the slate actor of app/slate) adds a loader returning an ArmScorer.
+# new kind adds a loader returning an ArmScorer.
 ARM_SCORERS: dict[str, Callable[[str, PolicyMetadata, Catalogue], ArmScorer]] = {
-    agent: _linear_arm_scorer for agent in LINEAR_AGENTS
+    **{agent: _linear_arm_scorer for agent in LINEAR_AGENTS},
+    ACTOR_CRITIC: _actor_arm_scorer,
 }
 
 

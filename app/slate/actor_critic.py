@@ -16,22 +16,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.agents import ACTOR_CRITIC
+from app.hyperparameters import ACTOR_CRITIC_DEFAULTS
 from app.slate.environment import top_k
 
-ACTOR_CRITIC = "actor_critic"
+__all__ = ["ACTOR_CRITIC", "ACTOR_NO_CRITIC", "ActorCritic", "ActorCriticConfig"]
 ACTOR_NO_CRITIC = "actor_no_critic"
 
 
 @dataclass(frozen=True)
 class ActorCriticConfig:
-    gamma: float = 0.9
+    gamma: float = ACTOR_CRITIC_DEFAULTS.gamma
     actor_layers: tuple[int, ...] = (64, 64)
     critic_layers: tuple[int, ...] = (64, 64)
-    actor_learning_rate: float = 1e-3
-    critic_learning_rate: float = 1e-3
+    actor_learning_rate: float = ACTOR_CRITIC_DEFAULTS.actor_learning_rate
+    critic_learning_rate: float = ACTOR_CRITIC_DEFAULTS.critic_learning_rate
     target_update_tau: float = 0.05
     actor_update_period: int = 2
-    exploration_std: float = 0.3
+    exploration_std: float = ACTOR_CRITIC_DEFAULTS.exploration_std
     target_policy_noise: float = 0.2
     batch_size: int = 64
     replay_capacity: int = 50_000

@@ -102,12 +102,21 @@ class SlateEnvironment:
         """batch × (N·d) float32: the history's embeddings, oldest first."""
         return self.padded_embeddings[self.history].reshape(len(self.history), -1)
 
+    def best_slates(self) -> np.ndarray:
+        """The K allowed movies with the highest true reward for each user now: the one-step
+        oracle list that the trainer's regret is measured against
+        (tests/test_slate_trainer.py::test_regret_is_measured_against_the_oracle_list)."""
+        return top_k(self._rewards[self._batch_users], self.excluded, self.slate_size)
+
+    def rewards_of(self, slates: np.ndarray) -> np.ndarray:
+        """batch × K: what each listed movie would earn (no state changes)."""
+        return self._rewards[self._batch_users[:, None], slates]
+
     def step(self, slates: np.ndarray) -> SlateStep:
         slates = self._validate(slates)
         rows = np.arange(len(slates))[:, None]
-        users = self._batch_users[:, None]
-        rewards = self._rewards[users, slates]
-        liked = self._liked[users, slates]
+        rewards = self.rewards_of(slates)
+        liked = self._liked[self._batch_users[:, None], slates]
         self.excluded[rows, slates] = True
         # Consumed movies enter the state in slate order (the first listed is seen first).
         for k in range(slates.shape[1]):

@@ -20,6 +20,7 @@ from app.slate.actor_critic import ACTOR_CRITIC, ACTOR_NO_CRITIC, ActorCritic, A
 from app.slate.baselines import PerArmLinUCB, PopularSlates, RandomSlates, SlateMethod
 from app.slate.data import POSITIVE_RATING, SlateData
 from app.slate.environment import HISTORY_LENGTH, HORIZON, SLATE_SIZE, SlateEnvironment
+from app.trainer.metrics import LoopMetrics
 from app.trainer.report import save_png
 
 REPORT_FILE = "report.json"
@@ -59,24 +60,38 @@ class Evaluation:
 
 def train(
     method: SlateMethod, env: SlateEnvironment, args: SlateArgs, on_batch=None
-) -> list[float]:
-    """On-line episodes over train users; returns each batch's mean episode return."""
-    curve = []
-    for _ in range(args.episodes // args.parallel_episodes):
+) -> list[LoopMetrics]:
+    """On-line episodes over train users. Per batch of episodes, the trainer's metrics for
+    lists: `average_return` the mean episode return; `regret` the mean, over lists, of the
+    one-step oracle list's mean reward minus the list's (`SlateEnvironment.best_slates`);
+    `suboptimal_arms` the share of listed movies not in the oracle list."""
+    loops = []
+    for batch in range(args.episodes // args.parallel_episodes):
         observations = env.reset(args.parallel_episodes)
         total = np.zeros(args.parallel_episodes)
+        regret, suboptimal = [], []
         done = False
         while not done:
             slates = method.act(observations, env.excluded, env.slate_size)
+            best = env.best_slates()
+            regret.append(env.rewards_of(best).mean(axis=1) - env.rewards_of(slates).mean(axis=1))
+            suboptimal.append(~(slates[:, :, None] == best[:, None, :]).any(axis=2))
             step = env.step(slates)
             next_observations = env.observe()
             method.learn(observations, slates, step.rewards, next_observations, step.done)
             total += step.rewards.mean(axis=1)
             observations, done = next_observations, step.done
-        curve.append(float(total.mean()))
+        loops.append(
+            LoopMetrics(
+                loop=batch,
+                regret=float(np.mean(regret)),
+                suboptimal_arms=float(np.mean(suboptimal)),
+                average_return=float(total.mean()),
+            )
+        )
         if on_batch is not None:
-            on_batch(curve[-1])
-    return curve
+            on_batch(loops[-1])
+    return loops
 
 
 def evaluate(method: SlateMethod, env: SlateEnvironment) -> Evaluation:
@@ -152,7 +167,8 @@ def run(data: SlateData, args: SlateArgs, progress: bool = False) -> SlateResult
             if name in LEARNING:
                 task = bar.add_task(name, total=args.episodes // args.parallel_episodes)
                 env = SlateEnvironment(data, data.train_users, seed=args.seed, **env_args)
-                curves[name] = train(method, env, args, lambda _, t=task: bar.advance(t))
+                loops = train(method, env, args, lambda _, t=task: bar.advance(t))
+                curves[name] = [m.average_return for m in loops]
             test_env = SlateEnvironment(data, data.test_users, seed=args.seed, **env_args)
             results[name] = evaluate(method, test_env).as_report()
     report = {

@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from app.paths import join
-from app.policy_store import PolicyMetadata, save_tf_policy
+from app.policy_store import Catalogue, PolicyMetadata, save_tf_policy
 from app.slate.actor_critic import ACTOR_CRITIC, ActorCritic
 from app.slate.data import SlateData
 from app.slate.policy import slate_policy
 from app.trainer.report import METRICS_FILE, PLOT_FILE, save_png
 
 
-def save_actor_critic(directory, result, data: SlateData, args, titles, version) -> str:
-    import tensorflow as tf
-
-    agent = result.methods[ACTOR_CRITIC]
-    assert isinstance(agent, ActorCritic)
-    folder = join(directory, ACTOR_CRITIC)
-    policy_dir = join(folder, "policy")
-    policy = slate_policy(
-        agent.actor_network, data.item_embeddings, args.history_length, args.slate_size
-    )
+def save_slate_policy(
+    agent: ActorCritic,
+    data: SlateData,
+    history_length: int,
+    slate_size: int,
+    policy_dir: str,
+    version: str,
+    titles: list[str],
+    trained_interactions: int,
+) -> None:
+    """The actor as a PolicySaver slate policy plus recloop_policy.json and the catalogue the
+    predictor's per-arm path serves it over (movie ids, titles, item embeddings); `recloop
+    train`, the pipeline's Trainer and `make slate` all save through here."""
+    policy = slate_policy(agent.actor_network, data.item_embeddings, history_length, slate_size)
+    movie_ids = np.arange(1, data.num_movies + 1)
     save_tf_policy(
         policy,
         policy_dir,
@@ -38,10 +45,30 @@ def save_actor_critic(directory, result, data: SlateData, args, titles, version)
             alpha=0.0,
             tikhonov_weight=0.0,
             policy_version=version,
-            movie_ids=list(range(1, data.num_movies + 1)),
+            movie_ids=movie_ids.tolist(),
             titles=titles,
-            trained_interactions=args.episodes * args.horizon * args.slate_size,
+            trained_interactions=trained_interactions,
         ),
+        Catalogue(movie_ids, titles, data.item_embeddings),
+    )
+
+
+def save_actor_critic(directory, result, data: SlateData, args, titles, version) -> str:
+    import tensorflow as tf
+
+    agent = result.methods[ACTOR_CRITIC]
+    assert isinstance(agent, ActorCritic)
+    folder = join(directory, ACTOR_CRITIC)
+    policy_dir = join(folder, "policy")
+    save_slate_policy(
+        agent,
+        data,
+        args.history_length,
+        args.slate_size,
+        policy_dir,
+        version,
+        titles,
+        args.episodes * args.horizon * args.slate_size,
     )
     curve = result.curves[ACTOR_CRITIC]
     with tf.io.gfile.GFile(join(folder, METRICS_FILE), "w") as f:

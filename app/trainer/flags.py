@@ -19,8 +19,8 @@ import typer
 from typer._click import exceptions as click_errors  # typer 0.29 vendors click here
 from typer._click.core import ParameterSource
 
-from app.agents import AGENTS, LINUCB
-from app.hyperparameters import DEFAULTS
+from app.agents import ACTOR_CRITIC, LINUCB, TRAINABLE_AGENTS
+from app.hyperparameters import ACTOR_CRITIC_DEFAULTS, DEFAULTS, TRAINING_LOOPS
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,16 @@ class TrainingArgs:
     artifacts_dir: str | None = None
     profiler_dir: str | None = None
     batch_size: int = DEFAULTS.batch_size
-    training_loops: int = 300
+    training_loops: int = TRAINING_LOOPS
     steps_per_loop: int = 2
     rank_k: int = DEFAULTS.rank_k
     num_actions: int = DEFAULTS.num_actions
     tikhonov_weight: float = DEFAULTS.tikhonov_weight
     agent_alpha: float = DEFAULTS.agent_alpha
+    gamma: float = ACTOR_CRITIC_DEFAULTS.gamma
+    actor_learning_rate: float = ACTOR_CRITIC_DEFAULTS.actor_learning_rate
+    critic_learning_rate: float = ACTOR_CRITIC_DEFAULTS.critic_learning_rate
+    exploration_std: float = ACTOR_CRITIC_DEFAULTS.exploration_std
     run_hyperparameter_tuning: bool = False
     train_with_best_hyperparameters: bool = False
     agent: str = LINUCB
@@ -65,10 +69,38 @@ def _non_negative_float(value: float) -> float:
     return value
 
 
-def _agent(value: str) -> str:
-    if value not in AGENTS:
-        raise typer.BadParameter(f"choose one of {', '.join(AGENTS)}, got {value!r}")
+def _discount(value: float) -> float:
+    if not 0.0 <= value < 1.0:
+        raise typer.BadParameter(f"must be in [0, 1), got {value}")
     return value
+
+
+def _agent(value: str) -> str:
+    if value not in TRAINABLE_AGENTS:
+        raise typer.BadParameter(f"choose one of {', '.join(TRAINABLE_AGENTS)}, got {value!r}")
+    return value
+
+
+# Flags that mean something for one kind of agent only: given explicitly for the other, they
+# are refused (the slate environment plays the whole catalogue with its own embeddings).
+BANDIT_ONLY = (
+    "per_arm",
+    "num_actions",
+    "rank_k",
+    "steps_per_loop",
+    "agent_alpha",
+    "tikhonov_weight",
+)
+ACTOR_CRITIC_ONLY = ("gamma", "actor_learning_rate", "critic_learning_rate", "exploration_std")
+
+
+def _misplaced_flag(args: TrainingArgs) -> str | None:
+    """The first flag given that does not apply to the chosen agent, said in one line."""
+    wrong = BANDIT_ONLY if args.agent == ACTOR_CRITIC else ACTOR_CRITIC_ONLY
+    for name in wrong:
+        if name in args.explicit:
+            return f"{_flag(name)} does not apply to --agent {args.agent}"
+    return None
 
 
 _D = TrainingArgs()
@@ -78,8 +110,9 @@ trainer_cli = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @trainer_cli.command(
     help=(
-        "Train a contextual-bandit policy on MovieLens 100K and save it with TF-Agents' "
-        "PolicySaver. Runs as a Vertex AI custom-training job (AIP_MODEL_DIR, "
+        "Train a contextual-bandit policy (or, with --agent actor_critic, the list-wise "
+        "actor-critic on the sequential slate environment) on MovieLens 100K and save it "
+        "with TF-Agents' PolicySaver. Runs as a Vertex AI custom-training job (AIP_MODEL_DIR, "
         "AIP_CHECKPOINT_DIR, AIP_TENSORBOARD_LOG_DIR are honoured) or locally."
     )
 )
@@ -126,7 +159,8 @@ def _command(
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
     ] = _D.progress,
     agent: Annotated[
-        str, typer.Option(callback=_agent, help=f"TF-Agents agent: {', '.join(AGENTS)}.")
+        str,
+        typer.Option(callback=_agent, help=f"TF-Agents agent: {', '.join(TRAINABLE_AGENTS)}."),
     ] = _D.agent,
     per_arm: Annotated[
         bool,
@@ -152,6 +186,24 @@ def _command(
             callback=_non_negative_float, help="Exploration scale of LinUCB/LinTS/NeuralLinUCB."
         ),
     ] = _D.agent_alpha,
+    gamma: Annotated[
+        float,
+        typer.Option(callback=_discount, help=f"{ACTOR_CRITIC}: discount of the critic's value."),
+    ] = _D.gamma,
+    actor_learning_rate: Annotated[
+        float, typer.Option(callback=_positive_float, help=f"{ACTOR_CRITIC}: actor's Adam rate.")
+    ] = _D.actor_learning_rate,
+    critic_learning_rate: Annotated[
+        float,
+        typer.Option(callback=_positive_float, help=f"{ACTOR_CRITIC}: critics' Adam rate."),
+    ] = _D.critic_learning_rate,
+    exploration_std: Annotated[
+        float,
+        typer.Option(
+            callback=_non_negative_float,
+            help=f"{ACTOR_CRITIC}: Gaussian exploration around the actor's point.",
+        ),
+    ] = _D.exploration_std,
     run_hyperparameter_tuning: Annotated[
         bool,
         typer.Option(
@@ -220,4 +272,7 @@ def parse_args(
         raise SystemExit(2) from None
     if not isinstance(result, TrainingArgs):  # --help was shown
         raise SystemExit(0)
+    if (problem := _misplaced_flag(result)) is not None:
+        print(f"error: {problem} (see `{prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
     return result

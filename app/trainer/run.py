@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from app import movielens
-from app.agents import AgentSpec
+from app.agents import ACTOR_CRITIC, AgentSpec
 from app.config import Settings
 from app.environment import MovieLensBandit, MovieLensPerArmBandit, factorize, factorize_per_arm
 from app.paths import join
@@ -25,7 +25,7 @@ from app.policy_store import (
 from app.trainer import report
 from app.trainer.checkpoint import Checkpoints
 from app.trainer.flags import TrainingArgs
-from app.trainer.learners import Learner, make_learner
+from app.trainer.learners import make_learner
 from app.trainer.metrics import History, LoopMetrics
 from app.trainer.on_policy import train_on_policy
 from app.tuning import space
@@ -75,7 +75,9 @@ def resolve_args(args: TrainingArgs, settings: Settings) -> tuple[TrainingArgs, 
 
 def describe_hyperparameters(args: TrainingArgs, tuned: str | None) -> str:
     """The values a run uses, and which came from tuning (printed before training starts)."""
-    values = ", ".join(f"{p.name}={getattr(args, p.name):.4g}" for p in space.SEARCH_SPACE)
+    values = ", ".join(
+        f"{p.name}={getattr(args, p.name):.4g}" for p in space.search_space(args.agent)
+    )
     return f"{args.agent}: {values}" + (f" (tuned: {tuned})" if tuned else "")
 
 
@@ -119,7 +121,10 @@ def run(
     args, tuned = resolve_args(args, settings)
     if say is not None:
         say(f"hyper-parameters of {describe_hyperparameters(args, tuned)}")
-    artifacts_dir = str(args.artifacts_dir)
+    if args.agent == ACTOR_CRITIC:
+        from app.slate.trainer import run_actor_critic
+
+        return run_actor_critic(args, settings, say)
     env, titles = build_environment(args, settings)
     learner = make_learner(agent_spec(args), args.seed)
     checkpoint_dir = settings.vertex_job.checkpoint_dir
@@ -131,20 +136,16 @@ def run(
         if checkpoints and (metrics.loop + 1) % args.checkpoint_every == 0:
             checkpoints.save(learner, env, history)
 
-    history = _train_with_progress(env, learner, args, history, after_loop)
+    def train(on_loop: Callable[[LoopMetrics], None]) -> History:
+        return train_on_policy(
+            env, learner, args.training_loops, args.steps_per_loop, history, on_loop
+        )
+
+    history = train_with_progress(args, len(history.loops), after_loop, train)
     if checkpoints:
         checkpoints.save(learner, env, history)
-    objective = space.objective(history)
     agent = learner.export_agent()
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(artifacts_dir)
-
-    policy_dir = settings.vertex_job.model_dir or join(
-        artifacts_dir, TRAINED_PER_ARM_DIR if args.per_arm else TRAINED_DIR
-    )
-    version = args.policy_version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
-    hyperparameters = {p.name: getattr(args, p.name) for p in space.SEARCH_SPACE}
+    version = policy_version(args)
     metadata = PolicyMetadata(
         agent=args.agent,
         per_arm=args.per_arm,
@@ -157,6 +158,46 @@ def run(
         titles=[] if args.per_arm else titles,
         trained_interactions=history.interactions,
     )
+    policy_dir = settings.vertex_job.model_dir or join(
+        str(args.artifacts_dir), TRAINED_PER_ARM_DIR if args.per_arm else TRAINED_DIR
+    )
+    return write_outputs(
+        args,
+        settings,
+        say,
+        history,
+        policy_dir,
+        version,
+        lambda: save_policy(agent, policy_dir, metadata, catalogue_of(env, titles)),
+        f"{args.agent} on MovieLens ({args.num_actions} movies)",
+        resumed_from_loop=resumed_from_loop,
+    )
+
+
+def policy_version(args: TrainingArgs) -> str:
+    return args.policy_version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
+
+
+def write_outputs(
+    args: TrainingArgs,
+    settings: Settings,
+    say: Callable[[str], None] | None,
+    history: History,
+    policy_dir: str,
+    version: str,
+    save: Callable[[], None],
+    title: str,
+    resumed_from_loop: int = 0,
+    **metrics: Any,
+) -> TrainingResult:
+    """Every agent's outputs, laid out alike: metrics.json (plus `metrics`), the curves'
+    PNG, TensorBoard, then the policy (`save`), and the tuning metric when a trial."""
+    import tensorflow as tf
+
+    artifacts_dir = str(args.artifacts_dir)
+    tf.io.gfile.makedirs(artifacts_dir)
+    objective = space.objective(history)
+    hyperparameters = {p.name: getattr(args, p.name) for p in space.search_space(args.agent)}
     # Reports first, the policy last (renamed into place): a run stopped while saving leaves
     # the previous policy, never a new one without its reports.
     saving: list[tuple[str, Callable[[], object]]] = [
@@ -172,14 +213,10 @@ def run(
                 policy_dir=policy_dir,
                 policy_version=version,
                 resumed_from_loop=resumed_from_loop,
+                **metrics,
             ),
         ),
-        (
-            report.PLOT_FILE,
-            lambda: report.write_plot(
-                artifacts_dir, history, f"{args.agent} on MovieLens ({args.num_actions} movies)"
-            ),
-        ),
+        (report.PLOT_FILE, lambda: report.write_plot(artifacts_dir, history, title)),
         (
             f"TensorBoard ({len(history.loops)} loops)",
             lambda: report.write_tensorboard(
@@ -188,15 +225,12 @@ def run(
                 history,
             ),
         ),
-        (
-            f"the policy ({policy_dir})",
-            lambda: save_policy(agent, policy_dir, metadata, catalogue_of(env, titles)),
-        ),
+        (f"the policy ({policy_dir})", save),
     ]
-    for step, (what, save) in enumerate(saving, 1):
+    for step, (what, save_one) in enumerate(saving, 1):
         if say is not None and args.progress:
             say(f"saving {step}/{len(saving)}: {what}")
-        save()
+        save_one()
     metrics_path = join(artifacts_dir, report.METRICS_FILE)
     if args.run_hyperparameter_tuning:
         import hypertune
@@ -224,28 +258,27 @@ def run_identity(args: TrainingArgs) -> dict[str, Any]:
     return {name: getattr(args, name) for name in RUN_IDENTITY}
 
 
-def _train_with_progress(
-    env,
-    learner: Learner,
+def train_with_progress(
     args: TrainingArgs,
-    history: History,
+    done_loops: int,
     after_loop: Callable[[LoopMetrics], None],
+    train: Callable[[Callable[[LoopMetrics], None]], History],
 ) -> History:
-    def train(on_loop: Callable[[LoopMetrics], None]) -> History:
+    """Runs `train` (under the profiler when asked), with a progress bar when asked."""
+
+    def profiled(on_loop: Callable[[LoopMetrics], None]) -> History:
         if args.profiler_dir:
             import tensorflow as tf
 
             tf.profiler.experimental.start(args.profiler_dir)
         try:
-            return train_on_policy(
-                env, learner, args.training_loops, args.steps_per_loop, history, on_loop
-            )
+            return train(on_loop)
         finally:
             if args.profiler_dir:
                 tf.profiler.experimental.stop()
 
     if not args.progress:
-        return train(after_loop)
+        return profiled(after_loop)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -265,10 +298,10 @@ def _train_with_progress(
         task = progress.add_task(
             "train", total=args.training_loops, agent=args.agent, regret=np.nan
         )
-        progress.update(task, completed=len(history.loops))
+        progress.update(task, completed=done_loops)
 
         def on_loop(m: LoopMetrics) -> None:
             after_loop(m)
             progress.update(task, advance=1, regret=m.regret)
 
-        return train(on_loop)
+        return profiled(on_loop)

@@ -25,11 +25,16 @@ class TuningResult:
 
 def evaluate(args: TrainingArgs, settings: Settings, values: dict[str, float]) -> float:
     """One trial: train in memory with `values`, return the objective (no policy is saved)."""
+    from app.agents import ACTOR_CRITIC
     from app.trainer.learners import make_learner
     from app.trainer.on_policy import train_on_policy
     from app.trainer.run import agent_spec, build_environment
 
     trial_args = space.with_values(args, values)
+    if trial_args.agent == ACTOR_CRITIC:
+        from app.slate.trainer import train_in_memory
+
+        return space.objective(train_in_memory(trial_args, settings).history)
     env, _ = build_environment(trial_args, settings)
     learner = make_learner(agent_spec(trial_args), trial_args.seed)
     history = train_on_policy(env, learner, trial_args.training_loops, trial_args.steps_per_loop)
@@ -51,7 +56,7 @@ def tune(
     parallel = max(1, min(parallel or os.cpu_count() or 1, trials))
     distributions: dict[str, optuna.distributions.BaseDistribution] = {
         p.name: optuna.distributions.FloatDistribution(p.low, p.high, log=p.log_scale)
-        for p in space.SEARCH_SPACE
+        for p in space.search_space(args.agent)
     }
     study = optuna.create_study(direction=space.GOAL, sampler=optuna.samplers.TPESampler(seed=seed))
     artifacts_dir = args.artifacts_dir or settings.artifacts_dir

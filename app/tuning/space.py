@@ -3,7 +3,9 @@
 Parameter names are the trainer's flag destinations (`TrainingArgs` fields), and
 `best_hyperparameters.json` is keyed by them: the tuned value reaches exactly the flag it
 was tuned as (the Vertex sample read its best trial under other keys and silently trained
-with defaults).
+with defaults). Each agent has its space (`search_space`): the bandits tune exploration and
+ridge, the list-wise actor-critic its discount, learning rates and exploration; all minimise
+the same metric (for lists, regret against the one-step oracle list, app/slate/run.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from app.agents import ACTOR_CRITIC
 from app.hyperparameters import BEST_FILE as BEST_FILE  # the tuners write it
 from app.trainer.flags import TrainingArgs
 from app.trainer.metrics import History
@@ -30,10 +33,21 @@ class DoubleParameter:
     log_scale: bool = True
 
 
-SEARCH_SPACE: tuple[DoubleParameter, ...] = (
+BANDIT_SPACE: tuple[DoubleParameter, ...] = (
     DoubleParameter("agent_alpha", 0.1, 20.0),
     DoubleParameter("tikhonov_weight", 1e-4, 10.0),
 )
+ACTOR_CRITIC_SPACE: tuple[DoubleParameter, ...] = (
+    DoubleParameter("gamma", 0.0, 0.99, log_scale=False),
+    DoubleParameter("actor_learning_rate", 1e-4, 1e-2),
+    DoubleParameter("critic_learning_rate", 1e-4, 1e-2),
+    DoubleParameter("exploration_std", 0.05, 1.0, log_scale=False),
+)
+
+
+def search_space(agent: str) -> tuple[DoubleParameter, ...]:
+    """What tuning varies for `agent` (tests/test_tuning.py, tests/test_slate_trainer.py)."""
+    return ACTOR_CRITIC_SPACE if agent == ACTOR_CRITIC else BANDIT_SPACE
 
 
 def objective(history: History) -> float:
@@ -41,9 +55,9 @@ def objective(history: History) -> float:
     return history.mean_regret(last=max(1, len(history.loops) // 5))
 
 
-def validate(values: dict[str, float], source: str) -> dict[str, float]:
-    """Checks names and ranges; the error names the offending key."""
-    known = {p.name: p for p in SEARCH_SPACE}
+def validate(values: dict[str, float], source: str, agent: str) -> dict[str, float]:
+    """Checks names and ranges against `agent`'s space; the error names the offending key."""
+    known = {p.name: p for p in search_space(agent)}
     clean: dict[str, float] = {}
     for name, value in values.items():
         if name not in known:
@@ -71,7 +85,11 @@ def validate(values: dict[str, float], source: str) -> dict[str, float]:
 def dumps_best(agent: str, values: dict[str, float], objective_value: float) -> str:
     """best_hyperparameters.json: the agent the values were tuned for, and the values."""
     return json.dumps(
-        {"agent": agent, "hyperparameters": validate(values, "best"), METRIC: objective_value},
+        {
+            "agent": agent,
+            "hyperparameters": validate(values, "best", agent),
+            METRIC: objective_value,
+        },
         indent=2,
     )
 
@@ -90,7 +108,7 @@ def loads_best(payload: str, source: str) -> tuple[str, dict[str, float]]:
         raise ValueError(
             f"{source} does not record the agent it was tuned for; run `recloop tune` again"
         )
-    return agent, validate(document["hyperparameters"], source)
+    return agent, validate(document["hyperparameters"], source, agent)
 
 
 def check_agent(tuned_for: str, agent: str, source: str) -> None:

@@ -15,7 +15,7 @@ TRAINER_COMMAND = ["python", "-m", "app.trainer"]
 
 def trial_args(args: TrainingArgs) -> list[str]:
     """Trainer flags for every trial; Vertex appends `--<parameter>=value` for tuned ones."""
-    tuned = [p.name for p in space.SEARCH_SPACE]
+    tuned = [p.name for p in space.search_space(args.agent)]
     return [
         *to_argv(args, exclude=[*tuned, "progress", "run_hyperparameter_tuning"]),
         "--no-progress",
@@ -58,7 +58,7 @@ def build_tuning_job(
             p.name: hpt.DoubleParameterSpec(
                 min=p.low, max=p.high, scale="log" if p.log_scale else "linear"
             )
-            for p in space.SEARCH_SPACE
+            for p in space.search_space(args.agent)
         },
         max_trial_count=max_trials,
         parallel_trial_count=parallel_trials,
