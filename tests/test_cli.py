@@ -255,7 +255,7 @@ def test_serve_stops_on_ctrl_c_while_starting(trained_policy: Path):
         assert "Traceback" not in err, err  # and it ended within 15 s (communicate's timeout)
 
 
-def test_pipeline_run_shows_steps_and_a_summary(tmp_path: Path, trained_policy: Path):
+def test_pipeline_run_shows_steps_and_a_summary(tmp_path: Path):
     """A failing step: one line per step, one error line naming the step and the log file
     that holds kfp.local's raw output (227 lines of executor JSON on the terminal before)."""
     env = {**os.environ, "MOVIELENS_DIR": str(tmp_path / "none")}
@@ -277,15 +277,44 @@ def test_pipeline_run_shows_steps_and_a_summary(tmp_path: Path, trained_policy: 
     (log,) = (tmp_path / ".recloop" / "logs").glob("startup-*.log")
     assert str(log.relative_to(tmp_path)) in error and "Executing task" in log.read_text()
 
-    from app.config import Settings
-    from app.deployer.pointer import deploy
-    from pipelines.progress import summary
 
-    artifacts = tmp_path / "artifacts"
-    deploy(str(trained_policy), str(artifacts / "policies"))
-    said = summary(Settings(artifacts_dir=str(artifacts)), 12.3)
-    assert f"policy v-test-1 deployed to {artifacts}/policies/v-test-1" in said
-    assert "serve it with `recloop serve`" in said
+def test_pipeline_run_startup_succeeds_with_steps_and_a_summary(
+    movielens_dir: Path, tmp_path: Path
+):
+    """The whole start-up pipeline through `recloop pipeline run startup` (kfp.local, small
+    data; about 30 s): one line per step, then what was deployed, where and how to serve it;
+    kfp.local's executor output only in the log file, nothing on stderr."""
+    import re
+
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir), "RECLOOP__DATA__DOWNLOAD": "false"}
+    env |= {"RECLOOP__LOOP__RANK_K": "5", "RECLOOP__LOOP__NUM_ACTIONS": "10"}
+    result = subprocess.run(
+        [*RECLOOP, "pipeline", "run", "startup"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("pipeline startup, here with kfp.local (full log: .recloop/logs/")
+    steps = ["generate", "ingest", "train", "evaluate", "deploy"]
+    expected = [
+        p for step in steps for p in (rf"  running {step} …", rf"  done    {step} \(\d+ s\)")
+    ]
+    assert len(lines) == len(expected) + 2, lines
+    for line, pattern in zip(lines[1:-1], expected, strict=True):
+        assert re.fullmatch(pattern, line), line
+    version = (tmp_path / ".recloop" / "artifacts" / "policies" / "CURRENT").read_text().strip()
+    assert re.fullmatch(
+        rf"finished in \d+ s: policy {version} deployed to \.recloop/artifacts/policies/{version} "
+        r"\(CURRENT points at it\); serve it with `recloop serve`",
+        lines[-1],
+    ), lines[-1]
+    (log,) = (tmp_path / ".recloop" / "logs").glob("startup-*.log")
+    assert "Executing task" in log.read_text()
 
 
 def test_old_node_is_said_once_and_readably():
