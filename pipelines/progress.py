@@ -3,7 +3,8 @@ and a closing summary (what was deployed, where, how to serve it).
 
 kfp.local narrates every step (executor JSON included) on stdout; that goes to the log file,
 and a thread reads the file for the task start and finish lines kfp.local writes.
-Proved by tests/test_cli.py::test_pipeline_run_shows_steps_and_a_summary.
+Proved by tests/test_cli.py::test_pipeline_run_startup_succeeds_with_steps_and_a_summary
+(a whole run) and ::test_pipeline_run_shows_steps_and_a_summary (a failing step).
 """
 
 from __future__ import annotations

@@ -184,3 +184,34 @@ def test_container_retries_with_backoff_until_a_policy_appears(
         while time.monotonic() < deadline and health(port).get("status") != "ok":
             time.sleep(0.5)
         assert health(port)["policy_version"] == "v-late"
+
+
+def test_container_answers_503_while_its_gs_policy_is_unreachable(tmp_path: Path):
+    """Vertex's container with an unreachable gs:// store (every HTTPS request goes through a
+    proxy port nobody listens on: nothing leaves the machine): it keeps running and its health
+    route answers 503 with a reason, so Vertex routes no traffic; it never exits."""
+    port = free_port()
+    closed = f"http://127.0.0.1:{free_port()}"
+    env = {
+        "AIP_STORAGE_URI": "gs://recloop-test/policies",
+        "AIP_HTTP_PORT": str(port),
+        **{name: closed for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")},
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    seen: list[httpx.Response] = []
+
+    def answering() -> bool:
+        try:
+            seen[:] = [httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)]
+        except httpx.TransportError:
+            return False
+        return True
+
+    log = tmp_path / "predictor.log"
+    with running([PYTHON, "-m", "app.predictor"], env, answering, log_path=log) as process:
+        for _ in range(3):
+            answering()
+            (answer,) = seen
+            assert answer.status_code == 503
+            assert answer.json()["status"] == "unavailable" and answer.json()["reason"]
+        assert process.poll() is None

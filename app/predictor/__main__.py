@@ -65,7 +65,7 @@ def serve(serving: ServingConfig, storage_uri: str) -> None:
     # Workers build the app from configuration; hand them the policy location chosen here.
     os.environ[env_name(("serving", "storage_uri"))] = storage_uri
     Granian(
-        "app.predictor.asgi:create",
+        "app.predictor.worker:create",
         factory=True,
         interface=Interfaces.ASGI,
         address=serving.host,
