@@ -52,14 +52,24 @@ PREDICTIONS = TableSchema(
         Column("time", TIMESTAMP, description="When the prediction was served"),
         Column("policy_version", STRING, description="Version label of the serving policy"),
         Column("observation", FLOAT64, REPEATED, "The context: the user's rank-k vector"),
-        Column("action", INT64, description="The chosen arm"),
+        Column(
+            "action",
+            INT64,
+            description="The chosen arm (per-arm policies: the catalogue index of the movie "
+            "served first)",
+        ),
         Column(
             "propensity",
             FLOAT64,
             NULLABLE,
             "Probability the serving policy gave the action, if known",
         ),
-        Column("candidates", INT64, REPEATED, "Per-arm policies: the candidate movie ids"),
+        Column(
+            "candidates",
+            INT64,
+            REPEATED,
+            "Per-arm policies: the candidate movie ids asked about (empty: the whole catalogue)",
+        ),
         Column(
             "ingested_at",
             TIMESTAMP,
