@@ -13,6 +13,8 @@ import httpx
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tf_agents.trajectories import time_step as ts
 
 from app import messages
@@ -386,3 +388,62 @@ def test_the_catalogue_is_the_movies_as_training_observed_them(
     np.testing.assert_array_equal(catalogue.features, env.movie_features)
     assert catalogue.movie_ids.tolist() == list(range(1, NUM_MOVIES + 1))
     assert catalogue.titles[2] == "Synthetic Movie 3 (1995)"
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+MOVIE_IDS = st.lists(st.integers(-3, NUM_MOVIES + 3) | JSON_VALUES, max_size=8)
+
+
+@pytest.fixture(scope="module")
+def fuzzed_app(policy: PerArmPolicy) -> PredictorApp:
+    return app_for(policy)
+
+
+@settings(max_examples=250, deadline=1_000, database=None)
+@given(
+    observation=st.lists(st.floats(-10, 10) | JSON_VALUES, min_size=0, max_size=RANK + 1)
+    | JSON_VALUES,
+    candidates=st.none() | MOVIE_IDS | JSON_VALUES,
+    k=st.none() | st.integers(-2, NUM_MOVIES + 2) | JSON_VALUES,
+)
+def test_fuzzed_per_arm_instances_get_a_400_or_a_valid_answer(
+    fuzzed_app: PredictorApp, observation, candidates, k
+):
+    """Whatever the observation, candidates and k hold: a 400 naming the instance, or the
+    answer a reference reading of the instance expects, never a 5xx."""
+    instance = {"observation": observation}
+    if candidates is not None:
+        instance["candidates"] = candidates
+    if k is not None:
+        instance["k"] = k
+    response = call(fuzzed_app, {"instances": [instance]})
+    ids = candidates if candidates is not None else list(range(1, NUM_MOVIES + 1))
+    good = (
+        isinstance(observation, list)
+        and len(observation) == RANK
+        and all(type(v) in (int, float) and np.isfinite(v) for v in observation)
+        and isinstance(ids, list)
+        and 0 < len(ids) == len(set(map(repr, ids)))
+        and all(type(v) is int and 1 <= v <= NUM_MOVIES for v in ids)
+        and (k is None or (type(k) is int and 1 <= k <= len(ids)))
+    )
+    if good and max(abs(v) for v in observation) > 1e6:  # may be too large to score
+        assert response.status_code in (200, 400), response.text
+    elif good:
+        assert response.status_code == 200, response.text
+        (prediction,) = response.json()["predictions"]
+        served = prediction.get("movie_ids", [prediction.get("movie_id")])
+        assert len(served) == (k or 1) and set(served) <= set(ids)
+    else:
+        assert response.status_code == 400, (instance, response.text)
+        assert "instances[0]" in response.json()["error"] or "JSON" in response.json()["error"]

@@ -199,10 +199,16 @@ def _candidates(value: Any, index_of: np.ndarray, catalogue: int, i: int) -> np.
         return None
     if not isinstance(value, list) or not value:
         raise BadRequest(f"{where} must be a non-empty list of movie ids (omit it for all)")
-    ids = np.array(value) if all(type(v) is int for v in value) else None
-    if ids is None or ids.dtype.kind != "i":
-        bad = next((v for v in value if type(v) is not int), value[0])
+    if set(map(type, value)) != {int}:  # bool is not int here: true would pass as movie 1
+        bad = next(v for v in value if type(v) is not int)
         raise BadRequest(f"{where} must hold whole-number movie ids, found {_kind(bad)}")
+    try:
+        ids = np.array(value, dtype=np.int64)
+    except OverflowError:
+        huge = next(v for v in value if not -(2**63) <= v < 2**63)
+        raise BadRequest(
+            f"{where} holds movie ids not in the policy's catalogue of {catalogue} movies: {huge}"
+        ) from None
     known = (ids >= 0) & (ids < len(index_of))
     indices = np.full(len(ids), -1, dtype=np.int64)
     indices[known] = index_of[ids[known]]
