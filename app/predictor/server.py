@@ -2,13 +2,17 @@
 
 Routes come from AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE. Health answers 200 only once a
 policy is loaded (Vertex routes no traffic before). Every bad request gets a 4xx naming the
-problem and the server never answers 5xx to input (tests/test_predictor_fuzz.py); a body over
+problem and the server never answers 5xx to input (tests/test_predictor_fuzz.py; per-arm
+requests: tests/test_per_arm_serving.py); a body over
 the limit gets a 413 that the client can read, because the body is drained before answering
 (tests/test_predictor_server.py::test_oversized_bodies_get_a_readable_413). When a deployment
 moves the policy pointer, the new version is loaded beside the old one and swapped in:
 requests in flight finish on the policy they started with, and no response mixes versions
 (tests/test_predictor_hot_swap.py). Served predictions go to an optional sink (the Pub/Sub
 prediction log) after the response is sent, so logging never delays an answer.
+
+Global policies answer one arm per observation; per-arm policies (policy.PerArmPolicy) the
+best movie, or a top-k slate, among each instance's candidates (default: the whole catalogue).
 """
 
 from __future__ import annotations
