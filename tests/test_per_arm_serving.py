@@ -447,3 +447,23 @@ def test_fuzzed_per_arm_instances_get_a_400_or_a_valid_answer(
     else:
         assert response.status_code == 400, (instance, response.text)
         assert "instances[0]" in response.json()["error"] or "JSON" in response.json()["error"]
+
+
+def test_a_worker_runs_one_blas_thread(per_arm_dir: Path):
+    """What Granian's worker factory builds limits numpy's BLAS to one thread."""
+    import subprocess
+    import sys
+
+    code = (
+        "from threadpoolctl import threadpool_info\n"
+        "from app.predictor.worker import create\n"
+        "before = {i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "create()\n"
+        "after = {i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}\n"
+        "print(before, after)\n"
+    )
+    env = {**os.environ, "AIP_STORAGE_URI": str(per_arm_dir), "OPENBLAS_NUM_THREADS": "2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "{2} {1}"
