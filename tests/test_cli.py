@@ -243,7 +243,7 @@ def test_serve_stops_on_ctrl_c_while_starting(trained_policy: Path):
 
     cases = (
         (signal.SIGINT, 0.5, False),
-        (signal.SIGINT, 1.5, True),
+        (signal.SIGINT, 3, True),
         (signal.SIGINT, 3, False),
         (signal.SIGTERM, 3, False),
     )

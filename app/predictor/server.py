@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -103,6 +104,10 @@ class PredictorApp:
         self.policy: AnyPolicy | None = None
         self.load_error: str | None = None
         self._loading: asyncio.Task[None] | None = None
+        # Set by the server process (app/predictor/worker.py): a stop before the first policy
+        # is loaded ends the process at once (tests/test_cli.py::
+        # test_serve_stops_on_ctrl_c_while_starting).
+        self.exit_if_stopped_before_loaded = False
 
     # -- lifecycle --------------------------------------------------------------------------
     async def load(self) -> bool:
@@ -172,6 +177,11 @@ class PredictorApp:
                     self._watching = asyncio.create_task(self.watch())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.exit_if_stopped_before_loaded and self.policy is None:
+                    # The first load runs in a thread nothing can cancel (TensorFlow's import,
+                    # a SavedModel restore, TF's GCS retries), and Python waits for it at exit:
+                    # a stop took until the load ended or the 3 s kill. Nothing is served yet.
+                    os._exit(0)
                 for task in (self._watching, self._loading):
                     if task is not None:
                         task.cancel()
