@@ -3,9 +3,11 @@ simulated live traffic, through the canary's statistics and `recloop ab report`.
 
 Traffic: the slate environment's test users (never trained on), each assigned to one side by
 a seeded draw (`share` to the slate policy); each plays one session of `horizon` lists. The
-slate side is the saved policy as the predictor scores it (app/slate/serving.py, parity-tested
-with the PolicySaver policy); the bandit side is per-arm LinUCB (recloop's LinearBandit over
-u ⊙ v, the slate report's `linucb_per_arm`), trained on the train users' episodes first.
+slate side is the saved policy loaded and served as the predictor serves it
+(`load_for_serving`, `PerArmPolicy.choose` over each user's unseen movies; parity with the
+PolicySaver policy: tests/test_slate_serving.py); the bandit side is per-arm LinUCB
+(recloop's LinearBandit over u ⊙ v, the slate report's `linucb_per_arm`), trained on the
+train users' episodes first.
 Both see the same state and exclusions. Every list served is logged to the warehouse as one
 prediction (its side's policy_version, the first movie as the action, propensity 1: both
 sides serve greedily) and one feedback row with the list's reward (mean item reward, −1..1);
@@ -21,6 +23,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,10 +35,12 @@ from app.paths import join
 from app.policy_store import TRAINED_SLATE_DIR, PolicyStoreError, read_metadata
 from app.slate import data as slate_data
 from app.slate.baselines import PerArmLinUCB
-from app.slate.environment import HISTORY_LENGTH, SlateEnvironment, top_k
+from app.slate.environment import HISTORY_LENGTH, SlateEnvironment
 from app.slate.run import SlateArgs, train
-from app.slate.serving import ActorArmScorer, scorer_from_saved
 from app.warehouse.base import Warehouse
+
+if TYPE_CHECKING:
+    from app.predictor.policy import PerArmPolicy
 from app.warehouse.records import FeedbackRecord, PredictionRecord
 
 SOURCE = "simulated"
@@ -51,8 +56,7 @@ class ABResult:
 
 def simulate(
     data: slate_data.SlateData,
-    scorer: ActorArmScorer,
-    slate_version: str,
+    served: PerArmPolicy,
     bandit: PerArmLinUCB,
     warehouse: Warehouse,
     gate: GateConfig,
@@ -68,13 +72,20 @@ def simulate(
     env = SlateEnvironment(data, data.test_users, seed=seed)
     observations = env.reset(users=env.users)
     to_slate = rng.random(len(env.users)) < share
+    slate_version = served.version
     versions = np.where(to_slate, slate_version, f"{BANDIT_VERSION}-{seed}")
     predictions, feedback = [], []
     done = False
     while not done:
-        ours = top_k(scorer.scores(observations, None), env.excluded, env.slate_size)
-        theirs = bandit.act(observations, env.excluded, env.slate_size)
-        slates = np.where(to_slate[:, None], ours, theirs)
+        slates = bandit.act(observations, env.excluded, env.slate_size)
+        if to_slate.any():
+            rows = np.flatnonzero(to_slate)
+            # Each user's candidates are the movies not yet seen, as a client would send them.
+            candidates: list[np.ndarray | None] = [np.flatnonzero(~env.excluded[r]) for r in rows]
+            answer = served.choose(
+                observations[rows].astype(np.float64), candidates, [env.slate_size] * len(rows), rng
+            )
+            slates[rows] = np.stack(answer.actions)
         step = env.step(slates)
         when = start + timedelta(seconds=env.t)
         for row in range(len(slates)):
@@ -120,9 +131,7 @@ def run_ab(
     """Loads the data (split with `seed`: the seed the policy was trained with, so its test
     users are the A/B's traffic), the saved policy and a trained bandit; logs to the
     profile's warehouse."""
-    import tensorflow as tf
-    import tensorflow_probability  # noqa: F401  (registers the distribution specs the SavedModel uses)
-
+    from app.predictor.policy import PerArmPolicy, load_for_serving
     from app.warehouse.factory import open_warehouse
 
     metadata = read_metadata(policy_dir)
@@ -132,14 +141,15 @@ def run_ab(
         data_path, settings.data.movielens_dir, settings.data.cache_dir, settings.data.download
     )
     data = slate_data.build(movielens.load_rating_events(files.ratings), seed=seed)
-    scorer = scorer_from_saved(tf.saved_model.load(policy_dir), data.item_embeddings)
+    served = load_for_serving(policy_dir)
+    if not isinstance(served, PerArmPolicy):
+        raise PolicyStoreError(f"{policy_dir} is not a per-arm policy")
     warehouse = open_warehouse(settings)
     warehouse.ensure_tables()
     bandit = trained_bandit(data, episodes, seed)
     return simulate(
         data,
-        scorer,
-        metadata.policy_version,
+        served,
         bandit,
         warehouse,
         settings.gate,
