@@ -36,3 +36,33 @@ def test_the_trainer_step_trains_the_actor_critic(tmp_path: Path, monkeypatch: p
     assert "a slate policy has no offline gate" in blocked.reason
     assert pointer.current_version(runs.policies) == "v-r1"
     assert runs.warehouse.find_run("r2") is None  # nothing committed
+
+
+def test_the_actor_critic_trainer_step_takes_tuned_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """A best_hyperparameters.json tuned for actor_critic sets its values; one tuned for
+    another agent is refused in one line, as for the bandits."""
+    from app.tuning import space
+
+    runs = make_runs(tmp_path, write_movielens(tmp_path / "ml", movies=300), monkeypatch)
+    runs.log(10, seed=1)
+    best = tmp_path / "best.json"
+    values = {
+        "gamma": 0.5,
+        "actor_learning_rate": 2e-3,
+        "critic_learning_rate": 3e-4,
+        "exploration_std": 0.2,
+    }
+    best.write_text(space.dumps_best("actor_critic", values, 0.3))
+    switches = {"agent": "actor_critic", "training_loops": 1, "best_hyperparameters": str(best)}
+    assert runs.run("r1", **switches)[0] == gate.BLOCKED
+    out = capsys.readouterr().out
+    assert (
+        "training actor_critic with gamma=0.5, actor_learning_rate=0.002, "
+        "critic_learning_rate=0.0003, exploration_std=0.2 (tuned)" in out
+    )
+
+    best.write_text(space.dumps_best("linucb", {"agent_alpha": 1, "tikhonov_weight": 1}, 0.1))
+    with pytest.raises(ValueError, match="was tuned for --agent linucb, not actor_critic"):
+        runs.run("r2", **switches)

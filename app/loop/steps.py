@@ -89,7 +89,9 @@ def run_trainer(*, examples_dir: str, policy_dir: str, parameters: PipelineParam
     `agent` actor_critic trains from the slate environment built from the MovieLens ratings
     (`raw_data_path`), from scratch each run: recloop logs single-movie bandit interactions,
     not slates, so there is no logged slate replay to learn from
-    (tests/test_slate_pipeline.py::test_the_trainer_step_trains_the_actor_critic)."""
+    (tests/test_slate_pipeline.py::test_the_trainer_step_trains_the_actor_critic). It takes
+    `best_hyperparameters` as the bandits do (refused if tuned for another agent;
+    tests/test_slate_pipeline.py::test_the_actor_critic_trainer_step_takes_tuned_values)."""
     p = parameters
     settings = step_settings(p)
     manifest = ingester.read_manifest(examples_dir)
@@ -98,9 +100,17 @@ def run_trainer(*, examples_dir: str, policy_dir: str, parameters: PipelineParam
     version = offpolicy.version_for_run(manifest.run_id)
     if p.agent == ACTOR_CRITIC:
         from app.slate.trainer import train_and_save
+        from app.tuning.space import read_best
 
+        tuned = read_best(p.best_hyperparameters, p.agent) if p.best_hyperparameters else None
         return train_and_save(
-            p.raw_data_path or None, p.batch_size, p.training_loops, policy_dir, version, settings
+            p.raw_data_path or None,
+            p.batch_size,
+            p.training_loops,
+            policy_dir,
+            version,
+            settings,
+            tuned,
         )
     files = _ratings(settings, p.raw_data_path)
     alpha, tikhonov = tuned_values(p, p.agent)

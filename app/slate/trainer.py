@@ -156,9 +156,13 @@ def train_and_save(
     policy_dir: str,
     version: str,
     settings: Settings,
+    tuned: dict[str, float] | None = None,
 ) -> str:
     """The re-training pipeline's Trainer step for `agent` actor_critic: trains with the
-    default hyper-parameters and saves the slate policy (only) in `policy_dir`."""
+    `tuned` values (`recloop tune --agent actor_critic`), else the defaults, says which, and
+    saves the slate policy (only) in `policy_dir`."""
+    from app.tuning import space
+
     args = TrainingArgs(
         agent=ACTOR_CRITIC,
         data_path=data_path,
@@ -166,6 +170,9 @@ def train_and_save(
         training_loops=training_loops,
         progress=False,
     )
+    args = space.with_values(args, tuned or {})
+    values = ", ".join(f"{p.name}={getattr(args, p.name):.4g}" for p in space.ACTOR_CRITIC_SPACE)
+    print(f"training {ACTOR_CRITIC} with {values} ({'tuned' if tuned else 'defaults'})")
     data, titles = load_data(args, settings)
     trained = train_in_memory(args, settings, data=data)
     sargs = trained.slate_args
