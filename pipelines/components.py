@@ -100,6 +100,7 @@ def evaluate(
     gate_confidence: float,
     gate_holdout_every: int,
     gate_skip: bool,
+    gate_canary_share: int,
     evaluation: Output[Artifact],
 ) -> str:
     from app.loop.parameters import PipelineParameters
@@ -132,6 +133,7 @@ def deploy(
     pubsub_project_id: str,
     prediction_logs_topic: str,
     gate_canary_share: int,
+    gate_skip: bool,
 ) -> str:
     from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_deployer

@@ -92,3 +92,16 @@ def test_no_step_installs_packages_at_run_time(tmp_path: Path):
     startup, _ = compile_all(tmp_path)
     text = startup.read_text()
     assert "pip install" not in text
+
+
+def test_the_gate_and_deploy_steps_both_get_the_skip_switch_and_the_canary_share(tmp_path: Path):
+    """A step rebuilds its settings from the parameters it takes; one it does not take falls
+    back to its default and overrides the profile. The Evaluator words a skipped gate's record
+    by the canary share, and the Deployer marks a canary whose gate was skipped: each needs
+    both (before: the demo's skipped gate said "serves all traffic unjudged" beside a 30%
+    canary, and the canary's decision did not say the gate was skipped)."""
+    startup, _ = compile_all(tmp_path)
+    components = yaml.safe_load(startup.read_text())["components"]
+    for step in ("comp-evaluate", "comp-deploy"):
+        taken = components[step]["inputDefinitions"]["parameters"]
+        assert {"gate_skip", "gate_canary_share"} <= set(taken), step

@@ -363,3 +363,25 @@ def test_the_feedback_window_is_cut_by_the_warehouse_clock_not_the_senders(tmp_p
 
 def test_logged_tables_are_partitioned_by_the_warehouse_clock():
     assert PREDICTIONS.partition_by == FEEDBACK.partition_by == "ingested_at"
+
+
+def test_a_vanished_write_ahead_log_is_waited_out(tmp_path: Path, monkeypatch):
+    """A process that closes the file removes its write-ahead log; one opening at that instant
+    gets "Cannot open file …wal: No such file or directory" (it ended `make demo` once). That
+    is another process's turn, like its lock: waited out, not an error. Anything else is."""
+    from app.warehouse import duckdb_store
+
+    path = tmp_path / "w.duckdb"
+    real = duckdb.connect
+    failures = [f'IO Error: Cannot open file "{path}.wal": No such file or directory']
+
+    def connect(database: str, *args, **kwargs):
+        if failures:
+            raise duckdb.IOException(failures.pop())
+        return real(database, *args, **kwargs)
+
+    monkeypatch.setattr(duckdb_store.duckdb, "connect", connect)
+    assert DuckDBWarehouse(path).query("SELECT 1") == [(1,)]
+    failures.append("IO Error: Cannot open file: Permission denied")
+    with pytest.raises(duckdb.IOException, match="Permission denied"):
+        DuckDBWarehouse(path).query("SELECT 1")

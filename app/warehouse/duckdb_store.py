@@ -2,7 +2,10 @@
 
 Several local processes (the functions, the pipeline steps, the demo) share the file, and
 DuckDB lets one process hold it at a time, so every operation opens, works and closes, and
-waits its turn when another process holds the lock. When the wait runs out it raises
+waits its turn when another process holds the lock — or has just removed its write-ahead log
+on closing, which a process opening the file at that instant finds gone (`_transient`; seen in
+`make demo`, tests/test_warehouse.py::test_a_vanished_write_ahead_log_is_waited_out). When the
+wait runs out it raises
 WarehouseBusy, and the Logger returns an error so that the message is delivered again
 (tests/test_ledger.py::test_busy_warehouse_raises_and_the_message_is_stored_on_retry).
 """
@@ -54,6 +57,12 @@ _DDL_LOCK = threading.Lock()
 SQL = ledger.DUCKDB
 
 
+def _transient(err: duckdb.IOException) -> bool:
+    """Another process holds the file, or its write-ahead log vanished as that process closed."""
+    text = str(err)
+    return "lock" in text.lower() or (".wal" in text and "No such file or directory" in text)
+
+
 class DuckDBWarehouse:
     def __init__(
         self, path: str | Path, lock_wait_s: float = LOCK_WAIT_S, feedback_window_days: float = 0
@@ -71,7 +80,7 @@ class DuckDBWarehouse:
                 connection = duckdb.connect(str(self.path))
                 break
             except duckdb.IOException as err:
-                if "lock" not in str(err).lower():
+                if not _transient(err):
                     raise
                 if time.monotonic() > deadline:
                     raise WarehouseBusy(
