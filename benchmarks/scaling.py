@@ -139,10 +139,13 @@ def render(figures: dict[str, float], window_days: float) -> str:
     replica = figures["predictor_requests_per_s"]
     lines += [
         "",
-        "Not bounded yet: `trained_examples` and `quarantine` (the ledger) are read whole by",
-        "the untrained-examples query; they grow by one small row (~90 bytes) per trained",
-        "interaction. Partitioning them is not enough (a key can be trained at any date);",
-        "clustering them on the key, or dropping ledger rows older than the window, bounds it.",
+        "A run's claims are read on their partition column too (`claimed_at >= @since`: a",
+        "run claims once, one window after `since`). Not bounded yet: `trained_examples` and",
+        "`quarantine` (the ledger) are read whole by the untrained-examples query; they grow",
+        "by one small row (~90 bytes) per trained interaction. Partitioning them is not",
+        "enough: BigQuery may store a redelivered copy of an interaction trained long ago",
+        "inside the window, and only the whole ledger knows it was trained. Clustering them",
+        "on the key bounds the bytes a lookup reads.",
         "",
         "## Predictor replicas",
         "",

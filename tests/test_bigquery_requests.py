@@ -237,7 +237,7 @@ def test_every_read_of_the_logged_tables_filters_their_partition_column():
     """predictions and feedback are partitioned by day on ingested_at: every query over them
     (the ledger's, the statistics, the canary's rewards) filters that column against the
     `since` parameter where it reads the table, before any dedup window, so BigQuery scans
-    the partitions of the window only."""
+    the partitions of the window only; and a run's claims on theirs."""
     d = ledger.bigquery("proj", "ds")
     queries = {
         "count": ledger.count_untrained(d),
@@ -255,6 +255,12 @@ def test_every_read_of_the_logged_tables_filters_their_partition_column():
             assert scans, f"{name} does not read {table.name}"
             for scan in scans:
                 assert scan.startswith(" WHERE ingested_at >= @since QUALIFY "), (name, scan[:80])
+    # A run's claims, all made when it claimed, one window after `since`.
+    for name in ("claimed", "statistics", "per-arm statistics"):
+        reads = queries[name].split("FROM `proj.ds.run_examples`")[1:]
+        assert reads and all(
+            r.startswith(" WHERE run_id = @run_id AND claimed_at >= @since") for r in reads
+        )
 
 
 def test_retraining_bytes_are_dry_runs_of_the_runs_queries(fake):

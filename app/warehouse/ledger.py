@@ -100,7 +100,9 @@ def _first_by_key(d: Dialect, table: TableSchema, order: str, where: str = "TRUE
 
 
 def _recent(d: Dialect, table: TableSchema) -> str:
-    """The partition filter of a logged table: rows at or after the `since` parameter."""
+    """The partition filter of a table: rows at or after the `since` parameter. Never on
+    trained_examples or quarantine: BigQuery may store a redelivered copy of an interaction
+    trained long ago, and only the whole ledger knows it was."""
     return f"{table.partition_by} >= {d.param('since')}"
 
 
@@ -175,10 +177,12 @@ WHERE NOT EXISTS (SELECT 1 FROM {d.table(RUN_EXAMPLES)} WHERE run_id = {p("run_i
 
 
 def claimed_unordered(d: Dialect) -> str:
-    """The run's claimed examples (what an aggregation over them reads: no sort)."""
+    """The run's claimed examples (what an aggregation over them reads: no sort). `since`
+    is one window before the run claimed, so its claims are inside."""
+    run = f"run_id = {d.param('run_id')} AND {_recent(d, RUN_EXAMPLES)}"
     return f"""SELECT j.request_id, j.instance_index, j.observation, j.action, j.reward,
        j.propensity
-FROM ({_keys(d, RUN_EXAMPLES, f"run_id = {d.param('run_id')}")}) AS c
+FROM ({_keys(d, RUN_EXAMPLES, run)}) AS c
 JOIN ({joined(d)}) AS j USING ({KEY})"""
 
 
