@@ -56,6 +56,7 @@ class Dialect:
     array_sum: Callable[[str], str]
     element: Callable[[str, int], str]  # the i-th (0-based) value of an ARRAY expression
     at: Callable[[str, str], str]  # its value at a 0-based INT64 SQL expression
+    numbers: Callable[[str], str]  # a FROM item: one row per m in 0 .. count − 1, column m
     sum_of_squares: Callable[[str], str]  # of a FLOAT64 array
     # The engine stores one row per key (DuckDB: PRIMARY KEY + INSERT OR IGNORE), so a dedup
     # window or DISTINCT would only cost time (the window over predictions was two thirds of
@@ -71,6 +72,7 @@ DUCKDB = Dialect(
     array_sum=lambda e: f"list_sum({e})",
     element=lambda e, i: f"{e}[{i + 1}]",
     at=lambda e, i: f"{e}[{i} + 1]",
+    numbers=lambda count: f"range({count}) AS numbers(m)",
     sum_of_squares=lambda e: f"list_inner_product({e}, {e})",
     keys_enforced=True,
 )
@@ -84,6 +86,7 @@ def bigquery(project: str, dataset: str) -> Dialect:
         array_sum=lambda e: f"(SELECT SUM(v) FROM UNNEST({e}) AS v)",
         element=lambda e, i: f"{e}[OFFSET({i})]",
         at=lambda e, i: f"{e}[OFFSET({i})]",
+        numbers=lambda count: f"UNNEST(GENERATE_ARRAY(0, {count} - 1)) AS m",
         sum_of_squares=lambda e: f"(SELECT SUM(v * v) FROM UNNEST({e}) AS v)",
     )
 
