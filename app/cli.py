@@ -19,6 +19,7 @@ import typer  # noqa: E402
 from typer._click import exceptions as click_errors  # noqa: E402  (typer 0.29 vendors click here)
 
 from app.config import ConfigError, Settings, load_settings  # noqa: E402
+from app.loop.parameters import PipelineParameters  # noqa: E402
 from app.policy_store import PolicyStoreError  # noqa: E402
 from app.predictor.location import DEFAULT_DESCRIPTION  # noqa: E402
 
@@ -295,6 +296,27 @@ def rollback(
         typer.echo(f"rollback: {err}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"serving {serving}")
+
+
+@app.command("retraining-bytes")
+def retraining_bytes(
+    env: Annotated[str, typer.Option(help="dev or prod (their BigQuery warehouse).")] = "dev",
+    max_rows: Annotated[
+        int, typer.Option(min=1, help="The most examples one run claims (bigquery_max_rows).")
+    ] = PipelineParameters.bigquery_max_rows,
+) -> None:
+    """Bytes BigQuery would scan for the next re-training, per query (dry runs: free)."""
+    from app.warehouse.bigquery_store import BigQueryWarehouse
+    from app.warehouse.factory import open_warehouse
+
+    settings = load_settings(env)
+    warehouse = open_warehouse(settings)
+    if not isinstance(warehouse, BigQueryWarehouse):
+        raise ValueError(f"the {env} warehouse is {settings.warehouse.backend}: BigQuery only")
+    loop = settings.loop
+    scanned = warehouse.retraining_bytes(loop.rank_k, loop.num_actions, max_rows)
+    for name, size in [*scanned.items(), ("total", sum(scanned.values()))]:
+        typer.echo(f"{name:<10} {size / 1e9:>12,.3f} GB")
 
 
 ab_app = typer.Typer(help="Online A/B comparison of the policy versions that served.")

@@ -142,6 +142,8 @@ def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
     policy = str(scratch / "policy")
     run = TrainingRunRecord("bench", "v", None, None, OFFPOLICY_ROWS, RANK, ACTIONS, policy)
     warehouse.commit(run)
+    catalogue = np.random.default_rng(1).normal(size=(ACTIONS, RANK))  # actions as movies
+    warehouse.claimed_per_arm_statistics("bench", catalogue)  # the same claims, per-arm sums
     seconds = warehouse.seconds
     sums_only_cpu_s = _sums_only_cpu_s(path)
     timings = {
@@ -158,6 +160,8 @@ def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
         "commit_s": seconds["commit"],  # the ledger's copy of the keys, after publishing
         "commit_cpu_s": seconds["commit_cpu"],
         "sums_only_cpu_s": sums_only_cpu_s,  # the statistics query over pre-joined rows
+        "per_arm_aggregate_s": seconds["claimed_per_arm_statistics"],  # [u, u ⊙ v]: 2k dims
+        "per_arm_aggregate_cpu_s": seconds["claimed_per_arm_statistics_cpu"],
         "load_average_1m": os.getloadavg()[0],
     }
     return OFFPOLICY_ROWS / (done - started), policy, timings

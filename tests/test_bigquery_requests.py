@@ -12,9 +12,10 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
+from app.cli import main
 from app.evaluation import canary
 from app.schemas import FEEDBACK, PREDICTIONS
-from app.warehouse import ledger, linear_statistics
+from app.warehouse import factory, ledger, linear_statistics
 from app.warehouse.base import LedgerConflict
 from app.warehouse.bigquery_store import BigQueryWarehouse
 from app.warehouse.records import PredictionRecord, TrainingRunRecord
@@ -41,6 +42,7 @@ class FakeBigQuery:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self.results: list[tuple[list[str], list[list[Any]]] | str] = []
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.dry_run_bytes: list[int] = []  # the answers to dry runs, in order
         self.is_mtls = False
 
     def request(self, method: str, url: str, data: Any = None, **_: Any) -> Response:
@@ -49,6 +51,11 @@ class FakeBigQuery:
         path = url.split("/bigquery/v2/")[-1].split("?")[0]
         if path.endswith("/insertAll"):
             return Response({})
+        if method == "POST" and path.endswith("/jobs") and body["configuration"].get("dryRun"):
+            # A dry run: planned, not run; BigQuery answers with the bytes it would process.
+            scanned = str(self.dry_run_bytes.pop(0))
+            statistics = {"totalBytesProcessed": scanned, "query": {"totalBytesProcessed": scanned}}
+            return Response({**body, "status": {"state": "DONE"}, "statistics": statistics})
         if method == "POST" and path.endswith("/jobs"):
             job_id = body["jobReference"]["jobId"]
             result = self.results.pop(0) if self.results else ([], [])
@@ -230,7 +237,7 @@ def test_every_read_of_the_logged_tables_filters_their_partition_column():
     """predictions and feedback are partitioned by day on ingested_at: every query over them
     (the ledger's, the statistics, the canary's rewards) filters that column against the
     `since` parameter where it reads the table, before any dedup window, so BigQuery scans
-    the partitions of the window only."""
+    the partitions of the window only; and a run's claims on theirs."""
     d = ledger.bigquery("proj", "ds")
     queries = {
         "count": ledger.count_untrained(d),
@@ -248,3 +255,61 @@ def test_every_read_of_the_logged_tables_filters_their_partition_column():
             assert scans, f"{name} does not read {table.name}"
             for scan in scans:
                 assert scan.startswith(" WHERE ingested_at >= @since QUALIFY "), (name, scan[:80])
+    # A run's claims, all made when it claimed, one window after `since`.
+    for name in ("claimed", "statistics", "per-arm statistics"):
+        reads = queries[name].split("FROM `proj.ds.run_examples`")[1:]
+        assert reads and all(
+            r.startswith(" WHERE run_id = @run_id AND claimed_at >= @since") for r in reads
+        )
+
+
+def test_retraining_bytes_are_dry_runs_of_the_runs_queries(fake):
+    """jobs.insert with dryRun (free: BigQuery plans, bills nothing) for each scan of the
+    logged tables a re-training makes, over the feedback window; the bytes BigQuery reports
+    come back per query."""
+    client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=fake)
+    warehouse = BigQueryWarehouse("proj", "ds", "EU", client=client, feedback_window_days=14)
+    fake.dry_run_bytes = [1_000, 2_000, 3_000, 4_000]
+    before = datetime.now(UTC)
+    scanned = warehouse.retraining_bytes(20, 20, 50_000)
+    assert scanned == {"count": 1_000, "quarantine": 2_000, "claim": 3_000, "statistics": 4_000}
+    jobs = [body for method, url, body in fake.calls if method == "POST" and url.endswith("/jobs")]
+    d = ledger.bigquery("proj", "ds")
+    assert [j["configuration"]["query"]["query"] for j in jobs] == [
+        ledger.count_untrained(d),
+        ledger.quarantine(d),
+        ledger.claim(d),
+        linear_statistics.statistics(d, 20),
+    ]
+    for job in jobs:
+        assert job["configuration"]["dryRun"] is True
+        assert job["configuration"]["query"]["useQueryCache"] is False  # a hit reports 0
+        assert job["jobReference"]["location"] == "EU"
+        kind, value = params(job["configuration"]["query"])["since"]
+        window = before - datetime.fromisoformat(value)
+        assert kind == "TIMESTAMP" and timedelta(days=14, minutes=-5) < window <= timedelta(days=14)
+    assert not fake.jobs  # nothing ran
+
+
+def test_recloop_retraining_bytes_prints_the_dry_runs(fake, monkeypatch, capsys):
+    client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=fake)
+    warehouse = BigQueryWarehouse("proj", "ds", "EU", client=client, feedback_window_days=14)
+    monkeypatch.setattr(factory, "open_warehouse", lambda settings: warehouse)
+    fake.dry_run_bytes = [10**9, 2 * 10**9, 3 * 10**9, 4 * 10**9]
+    assert main(["retraining-bytes", "--env", "dev", "--max-rows", "500"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        ["count", "1.000", "GB"],
+        ["quarantine", "2.000", "GB"],
+        ["claim", "3.000", "GB"],
+        ["statistics", "4.000", "GB"],
+        ["total", "10.000", "GB"],
+    ]
+    claim = fake.queries()[2]
+    assert params(claim)["max_rows"] == ("INT64", "500")
+
+
+def test_recloop_retraining_bytes_of_a_duckdb_warehouse_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RECLOOP__WAREHOUSE__DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    assert main(["retraining-bytes", "--env", "local"]) == 2
+    assert capsys.readouterr().err == "error: the local warehouse is duckdb: BigQuery only\n"

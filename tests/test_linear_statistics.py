@@ -24,6 +24,7 @@ from app.warehouse import ledger, linear_statistics
 from app.warehouse.bigquery_store import BigQueryWarehouse
 from app.warehouse.duckdb_store import DuckDBWarehouse
 from app.warehouse.records import FeedbackRecord, PredictionRecord, TrainingRunRecord
+from tests.test_bigquery_requests import params
 from tests.test_linear_parity import experience
 
 RANK, ARMS, BATCH = 4, 5, 8
@@ -203,7 +204,9 @@ def test_bigquery_receives_the_per_arm_aggregation_with_the_catalogue_as_an_arra
     (job,) = [body for method, path, body in http.requests if method == "POST"]
     query = job["configuration"]["query"]
     assert query["query"] == linear_statistics.per_arm_statistics(ledger.bigquery("proj", "ds"), 2)
-    assert "@arm_features[OFFSET(e.action * 2 + 1)]" in query["query"]
+    assert "@arm_features[OFFSET(m * 2 + 1)] AS v1" in query["query"]
+    assert "FROM UNNEST(GENERATE_ARRAY(0, @arm_count - 1)) AS m" in query["query"]
+    assert params(query)["arm_count"] == ("INT64", "3")
     (catalogue,) = [p for p in query["queryParameters"] if p["name"] == "arm_features"]
     assert catalogue["parameterType"] == {"type": "ARRAY", "arrayType": {"type": "FLOAT64"}}
     assert [float(v["value"]) for v in catalogue["parameterValue"]["arrayValues"]] == [

@@ -117,15 +117,42 @@ class BigQueryWarehouse:
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
         self._insert(FEEDBACK, [_json(r) for r in rows])
 
-    def _query(self, sql: str, params: dict[str, Any]) -> Any:
+    def _query(self, sql: str, params: dict[str, Any], dry_run: bool = False) -> Any:
         from google.cloud import bigquery
 
         config = bigquery.QueryJobConfig(
             query_parameters=[
                 _parameter(name, value) for name, value in params.items() if f"@{name}" in sql
-            ]
+            ],
+            # A dry run only plans the query: BigQuery bills nothing and reports the bytes
+            # it would process (a cached result would report 0, so the cache is off).
+            **({"dry_run": True, "use_query_cache": False} if dry_run else {}),
         )
         return self.client.query(sql, job_config=config, location=self.location)
+
+    def retraining_bytes(self, rank_k: int, num_actions: int, max_rows: int) -> dict[str, int]:
+        """Bytes BigQuery would process for each scan of the logged tables by the next
+        re-training (dry runs: free, nothing runs): the Trigger's count, the claim's
+        quarantine and claim, and the statistics aggregation, over the feedback window of
+        partitions. docs/scaling.md models the same from row sizes; this asks BigQuery.
+        tests/test_bigquery_requests.py::test_retraining_bytes_are_dry_runs_of_the_runs_queries"""
+        params = {
+            "rank_k": rank_k,
+            "num_actions": num_actions,
+            "since": since(self.feedback_window_days),
+            "run_id": "dry-run",
+            "max_rows": max_rows,
+        }
+        queries = {
+            "count": ledger.count_untrained(self.sql),
+            "quarantine": ledger.quarantine(self.sql),
+            "claim": ledger.claim(self.sql),
+            "statistics": linear_statistics.statistics(self.sql, rank_k),
+        }
+        return {
+            name: int(self._query(sql, params, dry_run=True).total_bytes_processed or 0)
+            for name, sql in queries.items()
+        }
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
         return list(self._query(sql, params).result())
@@ -180,7 +207,7 @@ class BigQueryWarehouse:
     ) -> LinearState:
         rank_k = arm_features.shape[1]
         sql = linear_statistics.per_arm_statistics(self.sql, rank_k, holdout_every, corrupt_rewards)
-        values = linear_statistics.arm_parameter(arm_features)
+        values = linear_statistics.arm_parameters(arm_features)
         return linear_statistics.to_state(self._claimed_sums(sql, run_id, values), 2 * rank_k, 1)
 
     def _claimed_sums(

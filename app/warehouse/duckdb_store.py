@@ -189,7 +189,7 @@ class DuckDBWarehouse:
     ) -> LinearState:
         rank_k = arm_features.shape[1]
         sql = linear_statistics.per_arm_statistics(SQL, rank_k, holdout_every, corrupt_rewards)
-        values = linear_statistics.arm_parameter(arm_features)
+        values = linear_statistics.arm_parameters(arm_features)
         return linear_statistics.to_state(self._claimed_sums(sql, run_id, values), 2 * rank_k, 1)
 
     def _claimed_sums(

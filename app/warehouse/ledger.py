@@ -56,6 +56,7 @@ class Dialect:
     array_sum: Callable[[str], str]
     element: Callable[[str, int], str]  # the i-th (0-based) value of an ARRAY expression
     at: Callable[[str, str], str]  # its value at a 0-based INT64 SQL expression
+    numbers: Callable[[str], str]  # a FROM item: one row per m in 0 .. count − 1, column m
     sum_of_squares: Callable[[str], str]  # of a FLOAT64 array
     # The engine stores one row per key (DuckDB: PRIMARY KEY + INSERT OR IGNORE), so a dedup
     # window or DISTINCT would only cost time (the window over predictions was two thirds of
@@ -71,6 +72,7 @@ DUCKDB = Dialect(
     array_sum=lambda e: f"list_sum({e})",
     element=lambda e, i: f"{e}[{i + 1}]",
     at=lambda e, i: f"{e}[{i} + 1]",
+    numbers=lambda count: f"range({count}) AS numbers(m)",
     sum_of_squares=lambda e: f"list_inner_product({e}, {e})",
     keys_enforced=True,
 )
@@ -84,6 +86,7 @@ def bigquery(project: str, dataset: str) -> Dialect:
         array_sum=lambda e: f"(SELECT SUM(v) FROM UNNEST({e}) AS v)",
         element=lambda e, i: f"{e}[OFFSET({i})]",
         at=lambda e, i: f"{e}[OFFSET({i})]",
+        numbers=lambda count: f"UNNEST(GENERATE_ARRAY(0, {count} - 1)) AS m",
         sum_of_squares=lambda e: f"(SELECT SUM(v * v) FROM UNNEST({e}) AS v)",
     )
 
@@ -100,7 +103,9 @@ def _first_by_key(d: Dialect, table: TableSchema, order: str, where: str = "TRUE
 
 
 def _recent(d: Dialect, table: TableSchema) -> str:
-    """The partition filter of a logged table: rows at or after the `since` parameter."""
+    """The partition filter of a table: rows at or after the `since` parameter. Never on
+    trained_examples or quarantine: BigQuery may store a redelivered copy of an interaction
+    trained long ago, and only the whole ledger knows it was."""
     return f"{table.partition_by} >= {d.param('since')}"
 
 
@@ -175,10 +180,12 @@ WHERE NOT EXISTS (SELECT 1 FROM {d.table(RUN_EXAMPLES)} WHERE run_id = {p("run_i
 
 
 def claimed_unordered(d: Dialect) -> str:
-    """The run's claimed examples (what an aggregation over them reads: no sort)."""
+    """The run's claimed examples (what an aggregation over them reads: no sort). `since`
+    is one window before the run claimed, so its claims are inside."""
+    run = f"run_id = {d.param('run_id')} AND {_recent(d, RUN_EXAMPLES)}"
     return f"""SELECT j.request_id, j.instance_index, j.observation, j.action, j.reward,
        j.propensity
-FROM ({_keys(d, RUN_EXAMPLES, f"run_id = {d.param('run_id')}")}) AS c
+FROM ({_keys(d, RUN_EXAMPLES, run)}) AS c
 JOIN ({joined(d)}) AS j USING ({KEY})"""
 
 

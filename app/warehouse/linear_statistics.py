@@ -18,6 +18,7 @@ real client sends.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def statistics(
     return _sums(d, "e.action", features, holdout_every, corrupt_rewards)
 
 
-ARM_FEATURES = "arm_features"  # the query parameter of per_arm_statistics
+ARM_FEATURES, ARM_COUNT = "arm_features", "arm_count"  # the query parameters of per-arm sums
 
 
 def per_arm_statistics(
@@ -55,18 +56,26 @@ def per_arm_statistics(
     """A per-arm policy's one shared model (as `statistics`, one row, action 0) over the joint
     features x = [u, u ⊙ v] of each claimed example (app/environment.py::
     interaction_features): u is the logged observation, v the features of the chosen movie,
-    whose catalogue index is the logged action. The catalogue's features are the query
-    parameter ARM_FEATURES, movies × rank_k values row by row (1,682 × 20 MovieLens movies:
-    33,640 values), so no catalogue table is needed in either warehouse."""
+    whose catalogue index is the logged action (claimed with num_actions = the catalogue's
+    movies, so every action has features). The catalogue is two query parameters
+    (`arm_parameters`), so neither warehouse needs a catalogue table; the query makes it a
+    relation of ARM_COUNT rows and joins it (indexing the parameter once per example cost
+    DuckDB 3× the whole aggregation)."""
     u = [d.element("e.observation", i) for i in range(rank_k)]
-    v = [d.at(d.param(ARM_FEATURES), f"e.action * {rank_k} + {i}") for i in range(rank_k)]
-    features = u + [f"{u_i} * {v_i}" for u_i, v_i in zip(u, v, strict=True)]
-    return _sums(d, "0", features, holdout_every, corrupt_rewards)
+    features = u + [f"{u_i} * c.v{i}" for i, u_i in enumerate(u)]
+    v = ", ".join(
+        f"{d.at(d.param(ARM_FEATURES), f'm * {rank_k} + {i}')} AS v{i}" for i in range(rank_k)
+    )
+    catalogue = f"SELECT m AS movie, {v} FROM {d.numbers(d.param(ARM_COUNT))}"
+    join = f"JOIN ({catalogue}) AS c ON c.movie = e.action"
+    return _sums(d, "0", features, holdout_every, corrupt_rewards, join)
 
 
-def arm_parameter(arm_features: np.ndarray) -> dict[str, list[float]]:
-    """per_arm_statistics' parameter: the catalogue's features (movies × rank_k), row by row."""
-    return {ARM_FEATURES: np.asarray(arm_features, dtype=np.float64).ravel().tolist()}
+def arm_parameters(arm_features: np.ndarray) -> dict[str, Any]:
+    """per_arm_statistics' parameters: the catalogue's features (movies × rank_k), row by row
+    (1,682 × 20 MovieLens movies: 33,640 values), and how many movies."""
+    values = np.asarray(arm_features, dtype=np.float64)
+    return {ARM_FEATURES: values.ravel().tolist(), ARM_COUNT: int(values.shape[0])}
 
 
 def _sums(
@@ -75,9 +84,10 @@ def _sums(
     features: list[str],
     holdout_every: int,
     corrupt_rewards: bool,
+    join: str = "",
 ) -> str:
     """One GROUP BY `model` over the claimed examples: count, Σ r·x and the upper half of
-    Σ x xᵀ of the `features` (SQL expressions over the example `e`)."""
+    Σ x xᵀ of the `features` (SQL expressions over the example `e` and what `join` adds)."""
     values = ", ".join(f"{x} AS x{i}" for i, x in enumerate(features))
     reward = f"({CORRUPTED_REWARD_FROM:g} - e.reward)" if corrupt_rewards else "e.reward"
     sums = [
@@ -94,7 +104,7 @@ def _sums(
         kept = f"MOD(e.position, {int(holdout_every)}) != {int(holdout_every) - 1}"
     return f"""SELECT s.action, {", ".join(sums)}
 FROM (SELECT {model} AS action, {reward} AS reward, {values}
-  FROM ({examples}) AS e WHERE {kept}) AS s
+  FROM ({examples}) AS e {join} WHERE {kept}) AS s
 GROUP BY s.action
 ORDER BY s.action"""
 
