@@ -467,3 +467,25 @@ def test_a_worker_runs_one_blas_thread(per_arm_dir: Path):
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "{2} {1}"
+
+
+def test_lints_serves_a_posterior_sample_with_unknown_propensity(
+    per_arm_dir: Path, policy: PerArmPolicy
+):
+    """Per-arm LinTS: its deterministic scores are the posterior mean; served greedily, the
+    choice is a posterior draw (as TF-Agents samples), so the logged propensity is unknown."""
+    from app.agents import LINTS
+    from app.policy_store import linear_state_from_variables
+    from app.predictor.policy import LinearArmScorer
+
+    metadata = dataclasses.replace(policy.metadata, agent=LINTS, alpha=20.0)  # wide draws
+    state = linear_state_from_variables(tf.saved_model.load(str(per_arm_dir)).model_variables, 1)
+    lints = PerArmPolicy(
+        metadata, LinearArmScorer(metadata, state, policy.catalogue), policy.catalogue, "memory"
+    )
+    contexts = np.repeat(users(1, seed=9).astype(np.float64), 200, axis=0)
+    mean, _ = policy.scorer.mean_and_variance(contexts, None)
+    np.testing.assert_allclose(lints.scorer.scores(contexts, None), mean)
+    slates = lints.choose(contexts, [None] * 200, [1] * 200, np.random.default_rng(0))
+    assert slates.propensities is None
+    assert len(set(slates.first.tolist())) > 1  # one user, many draws: several movies
