@@ -60,7 +60,7 @@ def per_arm_statistics(
     movies, so every action has features). The catalogue is two query parameters
     (`arm_parameters`), so neither warehouse needs a catalogue table; the query makes it a
     relation of ARM_COUNT rows and joins it (indexing the parameter once per example cost
-    DuckDB 3× the whole aggregation)."""
+    DuckDB 11 CPU s per million examples instead of 4: benchmarks/quick.py)."""
     u = [d.element("e.observation", i) for i in range(rank_k)]
     features = u + [f"{u_i} * c.v{i}" for i, u_i in enumerate(u)]
     v = ", ".join(
