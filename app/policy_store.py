@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,7 +79,8 @@ class Catalogue:
             raise PolicyStoreError("catalogue movie ids must be distinct")
 
 
-def _catalogue_bytes(catalogue: Catalogue) -> bytes:
+def catalogue_files(catalogue: Catalogue) -> dict[str, bytes]:
+    """The catalogue as the file saved beside a per-arm policy (`save_tf_policy`'s `files`)."""
     out = io.BytesIO()
     np.savez_compressed(
         out,
@@ -86,7 +88,7 @@ def _catalogue_bytes(catalogue: Catalogue) -> bytes:
         titles=np.array(catalogue.titles, dtype=np.str_),
         features=np.asarray(catalogue.features),
     )
-    return out.getvalue()
+    return {CATALOGUE_FILE: out.getvalue()}
 
 
 def read_catalogue(directory: str) -> Catalogue:
@@ -104,23 +106,18 @@ def read_catalogue(directory: str) -> Catalogue:
         )
 
 
-def save_policy(
-    agent, directory: str, metadata: PolicyMetadata, catalogue: Catalogue | None = None
-) -> None:
-    save_tf_policy(agent.policy, directory, metadata, catalogue)
-
-
 def save_tf_policy(
-    policy, directory: str, metadata: PolicyMetadata, catalogue: Catalogue | None = None
+    policy, directory: str, metadata: PolicyMetadata, files: Mapping[str, bytes] | None = None
 ) -> None:
-    """Writes any TF-Agents policy (an agent's, or the slate actor's, app/slate/policy.py) so
-    that an interrupted save never leaves a folder that looks like a complete policy. Local
-    folders are written beside and renamed into place. Object stores (gs://) cannot rename a
-    prefix: there the metadata is the completeness marker, which every reader requires
-    (`read_metadata`): an earlier policy's metadata is deleted before anything is overwritten
-    and the new one is written last. Proved by
+    """Writes any TF-Agents policy (an agent's, or the slate actor's, app/slate/policy.py) and
+    `files` beside it so that an interrupted save never leaves a folder that looks like a
+    complete policy. Local folders are written beside and renamed into place. Object stores
+    (gs://) cannot rename a prefix: there the metadata is the completeness marker, which every
+    reader requires (`read_metadata`): an earlier policy's metadata is deleted before anything
+    is overwritten and the new one is written last. Proved by
     tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy and
-    tests/test_trainer.py::test_an_interrupted_object_store_save_does_not_look_complete."""
+    tests/test_trainer.py::test_an_interrupted_object_store_save_does_not_look_complete.
+    Trainers call it through app/publish.py."""
     import tensorflow as tf
     from tf_agents.policies import policy_saver
 
@@ -132,9 +129,9 @@ def save_tf_policy(
     if not local and tf.io.gfile.exists(join(directory, METADATA_FILE)):
         tf.io.gfile.remove(join(directory, METADATA_FILE))
     policy_saver.PolicySaver(policy, batch_size=None).save(staging)
-    if catalogue is not None:
-        with tf.io.gfile.GFile(join(staging, CATALOGUE_FILE), "wb") as f:
-            f.write(_catalogue_bytes(catalogue))
+    for name, data in (files or {}).items():
+        with tf.io.gfile.GFile(join(staging, name), "wb") as f:
+            f.write(data)
     with tf.io.gfile.GFile(join(staging, METADATA_FILE), "w") as f:
         f.write(json.dumps(asdict(metadata), indent=2))
     if not local:

@@ -2,7 +2,7 @@
 
 Each entry names one message; any other warning still shows. Installed by `app/__init__.py`
 before TensorFlow, TF-Agents or the Google SDKs are imported; the absl filter by
-`app.policy_store.save_policy`, where those messages come from.
+`app.policy_store.save_tf_policy`, where those messages come from.
 Proved by tests/test_cli.py::test_a_training_run_prints_only_recloops_lines.
 """
 

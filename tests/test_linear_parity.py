@@ -19,7 +19,7 @@ from app.agents import (
     state_from_agent,
 )
 from app.environment import GLOBAL_KEY, PER_ARM_KEY, MovieLensBandit, factorize
-from app.policy_store import PolicyMetadata, save_policy
+from app.policy_store import PolicyMetadata, save_tf_policy
 from app.predictor.policy import load_policy
 from app.trainer.learners import LinearLearner, TfAgentLearner
 
@@ -99,7 +99,7 @@ def test_saved_policy_and_served_fast_path_agree(tmp_path: Path):
     observations, actions, rewards = batch(rng, 64)
     learner.learn(observations, actions, rewards)
     metadata = PolicyMetadata(LINUCB, False, ARMS, DIM, 1.0, 0.1, "v-test")
-    save_policy(learner.export_agent(), str(tmp_path), metadata)
+    save_tf_policy(learner.export_agent().policy, str(tmp_path), metadata)
 
     saved = tf.saved_model.load(str(tmp_path))
     served = load_policy(str(tmp_path))

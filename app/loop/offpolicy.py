@@ -1,4 +1,5 @@
-"""Off-policy Trainer: logged examples → a new policy with the same artifacts.
+"""Off-policy Trainer: logged examples → a new policy, published as every trainer publishes
+(app/publish.py: metrics.json inside the policy folder, written with it).
 
 The examples come as the warehouse's per-arm sums (the Ingester's STATISTICS form: added to
 the warm-start state in one step) or as TFRecord shards (read batch by batch).
@@ -10,25 +11,16 @@ only count each example several times.
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
+from app import publish
 from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_bandit
 from app.loop.ingester import read_manifest, read_statistics
-from app.paths import join
-from app.policy_store import (
-    PolicyMetadata,
-    linear_state_from_variables,
-    read_metadata,
-    save_policy,
-)
+from app.policy_store import linear_state_from_variables, read_metadata
 from app.warehouse import linear_statistics
-
-METRICS_FILE = "metrics.json"
 
 
 class OffPolicyError(ValueError):
@@ -40,16 +32,6 @@ class OffPolicyResult:
     policy_dir: str
     policy_version: str
     examples: int
-
-
-def new_version() -> str:
-    return time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
-
-
-def version_for_run(run_id: str) -> str:
-    """A run's policy version follows from its run id, so a restarted run publishes the same
-    (tests/test_ledger.py::test_publish_fault_then_restart)."""
-    return "v-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
 
 
 def train_offline(
@@ -133,30 +115,16 @@ def train_offline(
 
     agent = create_agent(spec)
     copy_state_to_agent(model.state, agent)
-    version = policy_version or new_version()
-    save_policy(
-        agent,
+    version = policy_version or publish.new_version()
+    publish.publish(
+        agent.policy,
         policy_dir,
-        PolicyMetadata(
-            agent=spec.name,
-            per_arm=False,
-            num_actions=spec.num_actions,
-            rank_k=spec.context_dim,
-            alpha=spec.alpha,
-            tikhonov_weight=spec.tikhonov_weight,
-            policy_version=version,
-            movie_ids=list(range(1, spec.num_actions + 1)),
-            titles=titles or [],
-            trained_interactions=previous + manifest.examples,
-        ),
+        publish.bandit_metadata(spec, version, titles or [], previous + manifest.examples),
+        {
+            "examples": manifest.examples,
+            "average_return": average_return,
+            "interactions_per_second": manifest.examples / seconds if seconds > 0 else 0.0,
+            "warm_start": warm_start,
+        },
     )
-    metrics = {
-        "examples": manifest.examples,
-        "average_return": average_return,
-        "interactions_per_second": manifest.examples / seconds if seconds > 0 else 0.0,
-        "warm_start": warm_start,
-        "policy_version": version,
-    }
-    with tf.io.gfile.GFile(join(policy_dir, METRICS_FILE), "w") as f:
-        f.write(json.dumps(metrics, indent=2))
     return OffPolicyResult(policy_dir, version, manifest.examples)

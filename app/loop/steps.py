@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app import movielens, wiring
+from app import movielens, publish, wiring
 from app.agents import ACTOR_CRITIC, LINEAR_AGENTS, AgentSpec
 from app.config import Settings
 from app.deployer import canary, pointer
@@ -97,7 +97,7 @@ def run_trainer(*, examples_dir: str, policy_dir: str, parameters: PipelineParam
     manifest = ingester.read_manifest(examples_dir)
     if manifest.committed_version:  # a restart after the commit: nothing to train
         return manifest.committed_version
-    version = offpolicy.version_for_run(manifest.run_id)
+    version = publish.version_for_run(manifest.run_id)
     if p.agent == ACTOR_CRITIC:
         from app.slate.trainer import train_and_save
         from app.tuning.space import read_best

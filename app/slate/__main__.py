@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from app import movielens
+from app import movielens, publish
 from app.config import ConfigError, Settings, load_settings
 from app.slate import data as slate_data
 from app.slate.run import REPORT_FILE, SlateArgs, SlateResult, run, write_report
@@ -48,7 +47,7 @@ def produce(
     titles = movielens.load_titles(files.items, data.num_movies)
     result = run(data, args, progress=progress)
     write_report(output_dir, result)
-    version = time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
+    version = publish.new_version()
     save_actor_critic(output_dir, result, data, args, titles, version)
     return result
 

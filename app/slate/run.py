@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from app.publish import save_png
 from app.slate.actor_critic import ACTOR_CRITIC, ACTOR_NO_CRITIC, ActorCritic, ActorCriticConfig
 from app.slate.baselines import PerArmLinUCB, PopularSlates, RandomSlates, SlateMethod
 from app.slate.data import POSITIVE_RATING, SlateData
 from app.slate.environment import HISTORY_LENGTH, HORIZON, SLATE_SIZE, SlateEnvironment
 from app.trainer.metrics import LoopMetrics
-from app.trainer.report import save_png
 
 REPORT_FILE = "report.json"
 PLOT_FILE = "report.png"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app import movielens
+from app import movielens, publish
 from app.agents import ACTOR_CRITIC
 from app.config import Settings
 from app.paths import join
@@ -29,7 +29,7 @@ from app.slate import data as slate_data
 from app.slate import run as slate_run
 from app.slate.actor_critic import ActorCritic, ActorCriticConfig
 from app.slate.environment import SlateEnvironment
-from app.slate.save import save_slate_policy
+from app.slate.save import slate_policy_of
 from app.trainer.flags import TrainingArgs
 from app.trainer.metrics import SUMMARY_WINDOWS, History, LoopMetrics
 
@@ -96,7 +96,7 @@ def train_in_memory(
 
 
 def run_actor_critic(args: TrainingArgs, settings: Settings, say: Callable[[str], None] | None):
-    from app.trainer.run import policy_version, train_with_progress, write_outputs
+    from app.trainer.run import policy_version, publish_run, train_with_progress
 
     data, titles = load_data(args, settings)
     trained: list[Trained] = []
@@ -116,28 +116,28 @@ def run_actor_critic(args: TrainingArgs, settings: Settings, say: Callable[[str]
         seed=args.seed,
     )
     test = slate_run.evaluate(agent, test_env).as_report()
-    version = policy_version(args)
     policy_dir = settings.vertex_job.model_dir or join(str(args.artifacts_dir), TRAINED_SLATE_DIR)
-    return write_outputs(
+    slate = slate_policy_of(
+        agent,
+        data,
+        sargs.history_length,
+        sargs.slate_size,
+        policy_version(args),
+        titles,
+        history.interactions,
+    )
+    return publish_run(
         args,
         settings,
-        say,
         history,
+        slate.policy,
         policy_dir,
-        version,
-        lambda: save_slate_policy(
-            agent,
-            data,
-            sargs.history_length,
-            sargs.slate_size,
-            policy_dir,
-            version,
-            titles,
-            history.interactions,
-        ),
+        slate.metadata,
         f"{ACTOR_CRITIC} on the slate environment ({data.num_movies} movies, K {sargs.slate_size})",
         loss=_window_means(agent.losses),
         test=test,
+        catalogue=slate.catalogue,
+        say=say,
         slate={"k": sargs.slate_size, "horizon": sargs.horizon, "test_users": len(data.test_users)},
     )
 
@@ -160,7 +160,7 @@ def train_and_save(
 ) -> str:
     """The re-training pipeline's Trainer step for `agent` actor_critic: trains with the
     `tuned` values (`recloop tune --agent actor_critic`), else the defaults, says which, and
-    saves the slate policy (only) in `policy_dir`."""
+    publishes the slate policy in `policy_dir`."""
     from app.tuning import space
 
     args = TrainingArgs(
@@ -176,14 +176,21 @@ def train_and_save(
     data, titles = load_data(args, settings)
     trained = train_in_memory(args, settings, data=data)
     sargs = trained.slate_args
-    save_slate_policy(
+    slate = slate_policy_of(
         trained.agent,
         data,
         sargs.history_length,
         sargs.slate_size,
-        policy_dir,
         version,
         titles,
         trained.history.interactions,
+    )
+    # Like the off-policy trainer's: metrics.json inside the policy folder (app/publish.py).
+    publish.publish(
+        slate.policy,
+        policy_dir,
+        slate.metadata,
+        trained.history.summary(),
+        catalogue=slate.catalogue,
     )
     return version

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from app import movielens
+from app import movielens, publish
 from app.agents import ACTOR_CRITIC, AgentSpec
 from app.config import Settings
 from app.environment import MovieLensBandit, MovieLensPerArmBandit, factorize, factorize_per_arm
 from app.paths import join
-from app.policy_store import (
-    TRAINED_DIR,
-    TRAINED_PER_ARM_DIR,
-    Catalogue,
-    PolicyMetadata,
-    save_policy,
-)
+from app.policy_store import TRAINED_DIR, TRAINED_PER_ARM_DIR, Catalogue, PolicyMetadata
 from app.trainer import report
 from app.trainer.checkpoint import Checkpoints
 from app.trainer.flags import TrainingArgs
@@ -144,94 +137,74 @@ def run(
     history = train_with_progress(args, len(history.loops), after_loop, train)
     if checkpoints:
         checkpoints.save(learner, env, history)
-    agent = learner.export_agent()
-    version = policy_version(args)
-    metadata = PolicyMetadata(
-        agent=args.agent,
-        per_arm=args.per_arm,
-        num_actions=args.num_actions,
-        rank_k=args.rank_k,
-        alpha=args.agent_alpha,
-        tikhonov_weight=args.tikhonov_weight,
-        policy_version=version,
-        movie_ids=list(range(1, args.num_actions + 1)) if not args.per_arm else [],
-        titles=[] if args.per_arm else titles,
-        trained_interactions=history.interactions,
-    )
     policy_dir = settings.vertex_job.model_dir or join(
         str(args.artifacts_dir), TRAINED_PER_ARM_DIR if args.per_arm else TRAINED_DIR
     )
-    return write_outputs(
+    return publish_run(
         args,
         settings,
-        say,
         history,
+        learner.export_agent().policy,
         policy_dir,
-        version,
-        lambda: save_policy(agent, policy_dir, metadata, catalogue_of(env, titles)),
+        publish.bandit_metadata(
+            agent_spec(args), policy_version(args), titles, history.interactions
+        ),
         f"{args.agent} on MovieLens ({args.num_actions} movies)",
         resumed_from_loop=resumed_from_loop,
+        catalogue=catalogue_of(env, titles),
+        say=say,
     )
 
 
 def policy_version(args: TrainingArgs) -> str:
-    return args.policy_version or time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime())
+    return args.policy_version or publish.new_version()
 
 
-def write_outputs(
+def publish_run(
     args: TrainingArgs,
     settings: Settings,
-    say: Callable[[str], None] | None,
     history: History,
+    policy: Any,
     policy_dir: str,
-    version: str,
-    save: Callable[[], None],
+    metadata: PolicyMetadata,
     title: str,
     resumed_from_loop: int = 0,
+    catalogue: Catalogue | None = None,
+    say: Callable[[str], None] | None = None,
     **metrics: Any,
 ) -> TrainingResult:
-    """Every agent's outputs, laid out alike: metrics.json (plus `metrics`), the curves'
-    PNG, TensorBoard, then the policy (`save`), and the tuning metric when a trial."""
-    import tensorflow as tf
-
+    """Publishes any agent's training job (app/publish.py): metrics.json (the history's
+    summary plus `metrics`) and the curves in the artifacts folder, TensorBoard, then the
+    policy (with its `catalogue`, if per-arm); and reports the tuning metric when a trial."""
     artifacts_dir = str(args.artifacts_dir)
-    tf.io.gfile.makedirs(artifacts_dir)
     objective = space.objective(history)
-    hyperparameters = {p.name: getattr(args, p.name) for p in space.search_space(args.agent)}
-    # Reports first, the policy last (renamed into place): a run stopped while saving leaves
-    # the previous policy, never a new one without its reports.
-    saving: list[tuple[str, Callable[[], object]]] = [
-        (
-            report.METRICS_FILE,
-            lambda: report.write_metrics(
-                artifacts_dir,
-                history,
-                agent=args.agent,
-                seed=args.seed,
-                hyperparameters=hyperparameters,
-                objective={"name": space.METRIC, "value": objective},
-                policy_dir=policy_dir,
-                policy_version=version,
-                resumed_from_loop=resumed_from_loop,
-                **metrics,
-            ),
+    version = metadata.policy_version
+    published = publish.publish(
+        policy,
+        policy_dir,
+        metadata,
+        history.summary(
+            seed=args.seed,
+            hyperparameters={p.name: getattr(args, p.name) for p in space.search_space(args.agent)},
+            objective={"name": space.METRIC, "value": objective},
+            resumed_from_loop=resumed_from_loop,
+            **metrics,
         ),
-        (report.PLOT_FILE, lambda: report.write_plot(artifacts_dir, history, title)),
-        (
-            f"TensorBoard ({len(history.loops)} loops)",
-            lambda: report.write_tensorboard(
-                settings.vertex_job.tensorboard_log_dir
-                or join(join(artifacts_dir, report.TENSORBOARD_DIR), version),
-                history,
-            ),
-        ),
-        (f"the policy ({policy_dir})", save),
-    ]
-    for step, (what, save_one) in enumerate(saving, 1):
-        if say is not None and args.progress:
-            say(f"saving {step}/{len(saving)}: {what}")
-        save_one()
-    metrics_path = join(artifacts_dir, report.METRICS_FILE)
+        reports_dir=artifacts_dir,
+        plot=report.curves(history, title),
+        also=[
+            (
+                f"TensorBoard ({len(history.loops)} loops)",
+                lambda: report.write_tensorboard(
+                    settings.vertex_job.tensorboard_log_dir
+                    or join(join(artifacts_dir, report.TENSORBOARD_DIR), version),
+                    history,
+                ),
+            )
+        ],
+        catalogue=catalogue,
+        say=say if args.progress else None,
+    )
     if args.run_hyperparameter_tuning:
         import hypertune
 
@@ -240,7 +213,9 @@ def write_outputs(
             metric_value=objective,
             global_step=len(history.loops),
         )
-    return TrainingResult(args, history, objective, policy_dir, metrics_path, resumed_from_loop)
+    return TrainingResult(
+        args, history, objective, policy_dir, published.metrics_path, resumed_from_loop
+    )
 
 
 def catalogue_of(

@@ -1,0 +1,194 @@
+"""One way to publish a trained policy: its version, metadata, PolicySaver SavedModel,
+metrics.json and curves.
+
+Every trainer ends here: the on-policy trainer (app/trainer/run.py), the off-policy trainer of
+the re-training pipeline (app/loop/offpolicy.py) and any other agent whose policy is a
+TF-Agents policy. What is published is agent-agnostic: a policy, its `PolicyMetadata`, a
+metrics dict and, optionally, curves to plot.
+
+Publishing writes files; serving them is the deployer's step, never this one: `recloop deploy`
+(app/deployer/pointer.py) or, in the re-training pipeline, app/loop/steps.py::run_deployer,
+which keeps the exactly-once order stage → one ledger commit → pointer / Vertex deploy.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.agents import AgentSpec
+from app.paths import join
+from app.policy_store import Catalogue, PolicyMetadata, catalogue_files, save_tf_policy
+
+METRICS_FILE = "metrics.json"
+PLOT_FILE = "training_curves.png"
+
+
+def new_version() -> str:
+    """A fresh version label: the UTC time, then a random suffix so two runs in one second
+    never share a version (the pointer deployer stages each version once)."""
+    return time.strftime("v%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:6]}"
+
+
+def version_for_run(run_id: str) -> str:
+    """A run's policy version follows from its run id, so a restarted run publishes the same
+    (tests/test_ledger.py::test_publish_fault_then_restart)."""
+    return "v-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in run_id)
+
+
+def bandit_metadata(
+    spec: AgentSpec, version: str, titles: Sequence[str], trained_interactions: int
+) -> PolicyMetadata:
+    """The metadata of a bandit agent's policy. Global-feature policies choose among movies
+    1..num_actions; per-arm policies choose from their catalogue, saved beside them."""
+    return PolicyMetadata(
+        agent=spec.name,
+        per_arm=spec.per_arm,
+        num_actions=spec.num_actions,
+        rank_k=spec.context_dim,
+        alpha=spec.alpha,
+        tikhonov_weight=spec.tikhonov_weight,
+        policy_version=version,
+        movie_ids=[] if spec.per_arm else list(range(1, spec.num_actions + 1)),
+        titles=[] if spec.per_arm else list(titles),
+        trained_interactions=trained_interactions,
+    )
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One curve of the plot; `smooth` adds its moving mean over about 1/30 of its length."""
+
+    label: str
+    values: Sequence[float]
+    xlabel: str
+    smooth: bool = True
+
+
+@dataclass(frozen=True)
+class Plot:
+    title: str
+    panels: Sequence[Panel]
+
+
+@dataclass(frozen=True)
+class Published:
+    policy_dir: str
+    policy_version: str
+    metrics_path: str
+
+
+def publish(
+    policy: Any,
+    policy_dir: str,
+    metadata: PolicyMetadata,
+    metrics: dict[str, Any],
+    *,
+    reports_dir: str | None = None,
+    plot: Plot | None = None,
+    catalogue: Catalogue | None = None,
+    also: Sequence[tuple[str, Callable[[], object]]] = (),
+    say: Callable[[str], None] | None = None,
+) -> Published:
+    """Writes the reports, then the policy last (renamed into place): a run stopped while
+    publishing leaves the previous policy, never a new one without its reports
+    (tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy).
+
+    metrics.json always names the agent, the version and the policy folder. With `reports_dir`
+    the reports go there, beside the policy; without, inside the policy folder, written with
+    the policy itself (tests/test_publish.py). A per-arm policy's `catalogue` is saved in its
+    folder. `also` are further reports (name, writer) written before the policy; `say` hears
+    each step."""
+    import tensorflow as tf
+
+    reports = {
+        METRICS_FILE: json.dumps(
+            {
+                **metrics,
+                "agent": metadata.agent,
+                "policy_dir": policy_dir,
+                "policy_version": metadata.policy_version,
+            },
+            indent=2,
+        ).encode()
+    }
+    if plot is not None:
+        reports[PLOT_FILE] = plot_png(plot)
+    steps: list[tuple[str, Callable[[], object]]] = []
+    if reports_dir is not None:
+        tf.io.gfile.makedirs(reports_dir)
+        steps += [(name, _writer(join(reports_dir, name), data)) for name, data in reports.items()]
+    steps += list(also)
+    inside = {
+        **(reports if reports_dir is None else {}),
+        **(catalogue_files(catalogue) if catalogue is not None else {}),
+    }
+    steps.append(
+        (f"the policy ({policy_dir})", lambda: save_tf_policy(policy, policy_dir, metadata, inside))
+    )
+    for step, (what, write) in enumerate(steps, 1):
+        if say is not None:
+            say(f"saving {step}/{len(steps)}: {what}")
+        write()
+    return Published(
+        policy_dir, metadata.policy_version, join(reports_dir or policy_dir, METRICS_FILE)
+    )
+
+
+def _writer(path: str, data: bytes) -> Callable[[], None]:
+    def write() -> None:
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(data)
+
+    return write
+
+
+def plot_png(plot: Plot) -> bytes:
+    """The panels one above the other, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(plot.panels), 1, figsize=(8, 3 * len(plot.panels)), squeeze=False)
+    for axis, panel in zip(axes[:, 0], plot.panels, strict=True):
+        values = np.asarray(panel.values, dtype=float)
+        steps = np.arange(len(values))
+        if panel.smooth:
+            window = max(1, len(values) // 30)
+            smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+            axis.plot(steps, values, alpha=0.3, label=f"{panel.label} per step")
+            axis.plot(steps[window - 1 :], smooth, label=f"moving mean ({window} steps)")
+            axis.legend(loc="best")
+        else:
+            axis.plot(steps, values)
+        axis.set_ylabel(panel.label)
+        axis.set_xlabel(panel.xlabel)
+        axis.grid(alpha=0.3)
+    axes[0, 0].set_title(plot.title)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def png_bytes(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (then closed)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def save_png(fig: Any, path: str) -> None:
+    """Writes a figure as a PNG through tf.io.gfile (so gs:// paths work), then closes it."""
+    _writer(path, png_bytes(fig))()

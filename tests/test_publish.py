@@ -1,0 +1,109 @@
+"""One way to publish a policy (app/publish.py), for every trainer and any TF-Agents policy."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from app import movielens, publish
+from app.agents import LINUCB, AgentSpec, create_agent
+from app.environment import MovieLensBandit, factorize
+from app.loop import generator, ingester, offpolicy
+from app.policy_store import read_metadata
+from app.warehouse.duckdb_store import DuckDBWarehouse
+
+RANK, ACTIONS = 5, 10
+SPEC = AgentSpec(LINUCB, ACTIONS, RANK, alpha=1.0, tikhonov_weight=0.5)
+
+
+@pytest.fixture
+def examples(movielens_dir: Path, tmp_path: Path) -> str:
+    ratings = movielens.load_ratings_matrix(movielens_dir / "u.data")
+    env = MovieLensBandit(factorize(ratings, RANK, ACTIONS), batch_size=8, seed=0)
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    generator.generate(env, warehouse, driver_steps=3)
+    ingester.ingest(warehouse, str(tmp_path / "examples"), "r", 100, RANK, ACTIONS)
+    return str(tmp_path / "examples")
+
+
+def _metrics(folder: Path) -> dict:
+    return json.loads((folder / publish.METRICS_FILE).read_text())
+
+
+def test_both_trainers_write_metrics_naming_their_policy(
+    trained_policy: Path, examples: str, tmp_path: Path
+):
+    """The on-policy trainer's metrics.json (beside its policy) and the off-policy trainer's
+    (inside its policy folder) name the agent, the version and the folder they describe."""
+    offline = offpolicy.train_offline(examples, str(tmp_path / "policy"), SPEC, 16, None, [], "v-1")
+    for policy_dir, metrics in (
+        (trained_policy, _metrics(trained_policy.parent)),
+        (Path(offline.policy_dir), _metrics(Path(offline.policy_dir))),
+    ):
+        meta = read_metadata(str(policy_dir))
+        assert (metrics["agent"], metrics["policy_version"], metrics["policy_dir"]) == (
+            meta.agent,
+            meta.policy_version,
+            str(policy_dir),
+        )
+        assert meta.movie_ids == list(range(1, 11))
+
+
+def test_offpolicy_metrics_are_published_with_their_policy(
+    examples: str, tmp_path: Path, monkeypatch
+):
+    """A re-training that fails while writing metrics.json leaves the previous policy and its
+    own metrics.json in place, never a new policy without its metrics."""
+    policy_dir = tmp_path / "policy"
+    offpolicy.train_offline(examples, str(policy_dir), SPEC, 16, None, [], "v-1")
+    real_open = tf.io.gfile.GFile
+
+    def failing(path, mode="r"):
+        if str(path).endswith(publish.METRICS_FILE) and mode.startswith("w"):
+            raise OSError("disk full")
+        return real_open(path, mode)
+
+    monkeypatch.setattr(tf.io.gfile, "GFile", failing)
+    with pytest.raises(OSError, match="disk full"):
+        offpolicy.train_offline(examples, str(policy_dir), SPEC, 16, None, [], "v-2")
+    monkeypatch.undo()
+    assert read_metadata(str(policy_dir)).policy_version == "v-1"
+    assert _metrics(policy_dir)["policy_version"] == "v-1"
+
+
+def test_any_tf_agents_policy_publishes_with_reports_beside_it(tmp_path: Path):
+    """Agent-agnostic: a policy, its metadata, metrics and curves; the reports are written
+    before the policy, each step heard by `say`."""
+    agent = create_agent(SPEC)
+    metadata = publish.bandit_metadata(SPEC, "v-any", ["a"] * ACTIONS, 0)
+    heard: list[str] = []
+    plot = publish.Plot("t", [publish.Panel("loss", [3.0, 2.0, 1.0], "step", smooth=False)])
+    published = publish.publish(
+        agent.policy,
+        str(tmp_path / "policy"),
+        metadata,
+        {"loss": [3.0, 2.0, 1.0]},
+        reports_dir=str(tmp_path / "reports"),
+        plot=plot,
+        say=heard.append,
+    )
+    assert published.metrics_path == str(tmp_path / "reports" / publish.METRICS_FILE)
+    assert _metrics(tmp_path / "reports")["loss"] == [3.0, 2.0, 1.0]
+    assert (tmp_path / "reports" / publish.PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
+    assert not (tmp_path / "policy" / publish.METRICS_FILE).exists()
+    assert [line.split(": ")[1] for line in heard] == [
+        publish.METRICS_FILE,
+        publish.PLOT_FILE,
+        f"the policy ({tmp_path / 'policy'})",
+    ]
+    assert read_metadata(str(tmp_path / "policy")) == metadata
+
+
+def test_versions_made_in_one_second_differ(monkeypatch):
+    """The pointer deployer stages a version once: two runs must never share a label."""
+    frozen = time.gmtime(0)
+    monkeypatch.setattr(time, "gmtime", lambda *_: frozen)
+    first, second = publish.new_version(), publish.new_version()
+    assert first.startswith("v19700101T000000Z-") and first != second
