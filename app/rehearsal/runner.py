@@ -51,6 +51,7 @@ import yaml
 from app.evaluation.gate import PROMOTED
 from app.local import pubsub_emulator
 from app.local.processes import PYTHON, free_port, port_open, wait_ready
+from app.policy_store import CANARY_FILE, DEPLOYED_DIR
 from app.rehearsal import apis as fakes
 from app.rehearsal import stacks as stack_view
 
@@ -803,6 +804,13 @@ class Rehearsal:
         ]
         if not any(p.endswith(f"{self.release}%2F{RETRAINING}.yaml") for p in read):
             problems.append(f"the template it submitted is not the release's {release_template}")
+        # It judges an open canary before it starts anything (app/functions/trigger.py). Its
+        # own storage client sends no credentials to an emulator host (google-cloud-storage
+        # under STORAGE_EMULATOR_HOST), so this read is found by its object, not its caller.
+        canary_state = f"gs://{bucket}/{DEPLOYED_DIR}/{CANARY_FILE}"
+        looked = [r.path for r in self.apis.received("storage", "GET", "") if r.caller is None]
+        if not any(p.endswith(f"/{DEPLOYED_DIR}%2F{CANARY_FILE}") for p in looked):
+            problems.append(f"it did not look for an open canary ({canary_state})")
         pipelines = self.account(resolved, "pipelines")
         if job.body.get("serviceAccount") != pipelines:
             problems.append(
@@ -819,8 +827,9 @@ class Rehearsal:
         else:
             self.report.ok(
                 "trigger",
-                f"CreatePipelineJob of {release_template} as {job.caller}, running as "
-                f"{pipelines}, root {job.body['runtimeConfig']['gcsOutputDirectory']}",
+                f"no canary open ({canary_state}); CreatePipelineJob of {release_template} as "
+                f"{job.caller}, running as {pipelines}, root "
+                f"{job.body['runtimeConfig']['gcsOutputDirectory']}",
             )
 
 

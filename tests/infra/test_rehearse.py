@@ -42,6 +42,8 @@ def test_rehearse_closes_the_loop(stacks_dir: Path, movielens_dir: Path, tmp_pat
     assert not broken, "\n".join(broken)
     assert done.returncode == 0
     assert "CreatePipelineJob of gs://recloop-dev-artifacts/pipelines/" in lines["trigger"]
+    # The Trigger function (from its source archive) looked for an open canary first.
+    assert "no canary open (gs://recloop-dev-artifacts/policies/CANARY)" in lines["trigger"]
     requests = [json.loads(r) for r in (tmp_path / "work" / "requests.jsonl").open()]
     uploads = [r for r in requests if r["path"].endswith("/models:upload")]
     env_names = {e["name"] for e in uploads[0]["body"]["model"]["containerSpec"]["env"]}
