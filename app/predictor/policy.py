@@ -319,10 +319,6 @@ class PerArmPolicy:
     def version(self) -> str:
         return self.metadata.policy_version
 
-    @property
-    def catalogue_size(self) -> int:
-        return len(self.movie_ids)
-
     def distribution(self, contexts: np.ndarray, candidates: np.ndarray | None) -> np.ndarray:
         """The served distribution of the first movie over the candidates (rows × candidates)."""
         return probabilities(self.scorer.scores(contexts, candidates), self.exploration)
