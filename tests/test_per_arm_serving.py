@@ -489,3 +489,26 @@ def test_lints_serves_a_posterior_sample_with_unknown_propensity(
     slates = lints.choose(contexts, [None] * 200, [1] * 200, np.random.default_rng(0))
     assert slates.propensities is None
     assert len(set(slates.first.tolist())) > 1  # one user, many draws: several movies
+
+
+def test_a_per_arm_canary_serves_its_share_and_health_names_it(per_arm_dir: Path):
+    serving = load_per_arm_policy(str(per_arm_dir))
+    candidate = load_per_arm_policy(str(per_arm_dir))
+    candidate.metadata = dataclasses.replace(candidate.metadata, policy_version="v-arm-canary")
+    open_canary(serving, candidate, 0.5)
+    app = app_for(serving, rng=np.random.default_rng(4))
+    body = {"instances": [{"observation": [0.1] * RANK, "k": 2}]}
+    seen = [call(app, body).json()["predictions"][0]["policy_version"] for _ in range(40)]
+    assert set(seen) == {"v-arm-1", "v-arm-canary"}
+
+    async def health() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+            return await client.get("/health")
+
+    assert asyncio.run(health()).json() == {
+        "status": "ok",
+        "policy_version": "v-arm-1",
+        "canary_version": "v-arm-canary",
+        "canary_share": 0.5,
+    }
