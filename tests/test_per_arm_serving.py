@@ -512,3 +512,19 @@ def test_a_per_arm_canary_serves_its_share_and_health_names_it(per_arm_dir: Path
         "canary_version": "v-arm-canary",
         "canary_share": 0.5,
     }
+
+
+def test_a_deployed_per_arm_policy_is_served_from_the_pointer(per_arm_dir: Path, tmp_path: Path):
+    """What `recloop serve` does with a deployment folder: follow CURRENT to a per-arm policy
+    (its catalogue copied with it) and answer over the whole catalogue."""
+    from app.config import ServingConfig
+    from app.deployer import pointer
+    from app.predictor.asgi import build_app
+
+    policies = str(tmp_path / "policies")
+    assert pointer.deploy(str(per_arm_dir), policies) == "v-arm-1"
+    app = build_app(ServingConfig(), policies)
+    asyncio.run(app.load())
+    assert isinstance(app.policy, PerArmPolicy)
+    response = call(app, {"instances": [{"observation": [0.1] * RANK, "k": NUM_MOVIES}]})
+    assert sorted(response.json()["predictions"][0]["movie_ids"]) == list(range(1, NUM_MOVIES + 1))
