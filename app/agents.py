@@ -24,6 +24,8 @@ LINEAR_AGENTS = (LINUCB, LINTS)
 # the bandit environment, so it has no AgentSpec; `recloop train --agent` takes it too.
 ACTOR_CRITIC = "actor_critic"
 TRAINABLE_AGENTS = (*AGENTS, ACTOR_CRITIC)
+# What the re-training pipeline's Trainer trains (app/loop/steps.py run_trainer).
+PIPELINE_AGENTS = (*LINEAR_AGENTS, ACTOR_CRITIC)
 
 NEURAL_LAYERS = (50, 50, 50)
 NEURAL_LEARNING_RATE = 0.005

@@ -18,6 +18,7 @@ from typing import Annotated  # noqa: E402
 import typer  # noqa: E402
 from typer._click import exceptions as click_errors  # noqa: E402  (typer 0.29 vendors click here)
 
+from app.agents import LINUCB, PIPELINE_AGENTS  # noqa: E402
 from app.config import ConfigError, Settings, load_settings  # noqa: E402
 from app.loop.parameters import PipelineParameters  # noqa: E402
 from app.policy_store import PolicyStoreError  # noqa: E402
@@ -198,12 +199,19 @@ def pipeline_run(
     best_hyperparameters: Annotated[
         str | None,
         typer.Option(
-            help="A best_hyperparameters.json of `recloop tune` for LinUCB (the pipelines' "
-            "agent): the Trainer trains with its agent_alpha and tikhonov_weight when it "
-            "exists; '' trains with the configured ones.",
+            help="A best_hyperparameters.json of `recloop tune` for the pipelines' --agent: "
+            "the Trainer trains with its values when it exists; '' trains with the "
+            "configured ones.",
             show_default="<artifacts_dir>/best_hyperparameters.json",
         ),
     ] = None,
+    agent: Annotated[
+        str,
+        typer.Option(
+            help="The Trainer's agent: linucb or lints (from the logged examples), or "
+            "actor_critic (the list-wise agent, trained on the slate environment; docs/slate.md).",
+        ),
+    ] = LINUCB,
 ) -> None:
     """Run a pipeline: here with kfp.local, or on Vertex AI Pipelines in a cloud environment."""
     import tempfile
@@ -214,8 +222,12 @@ def pipeline_run(
 
     if name not in NAMES:
         raise typer.BadParameter(f"choose one of {', '.join(sorted(NAMES))}", param_hint="NAME")
+    if agent not in PIPELINE_AGENTS:
+        raise typer.BadParameter(
+            f"choose one of {', '.join(PIPELINE_AGENTS)}", param_hint="--agent"
+        )
     settings = load_settings(env)
-    tuned = _tuned_values(settings, best_hyperparameters)
+    tuned = _tuned_values(settings, best_hyperparameters, agent)
     if env == "local":
         from pipelines.progress import run_with_progress
 
@@ -223,7 +235,7 @@ def pipeline_run(
         run_with_progress(
             name,
             settings,
-            lambda log: run_local(NAMES[name], settings, log),
+            lambda log: run_local(NAMES[name], settings, log, agent=agent),
             lambda line: print(line, file=terminal, flush=True),
         )
         return
@@ -238,17 +250,19 @@ def pipeline_run(
             compiled = {p.stem: p for p in compile_all(Path(scratch), image)}
             template = str(compiled[NAMES[name]])
         job = submit_vertex(
-            NAMES[name], settings, template, vertex_parameters(NAMES[name], settings, **tuned)
+            NAMES[name],
+            settings,
+            template,
+            vertex_parameters(NAMES[name], settings, **tuned, agent=agent),
         )
     typer.echo(f"submitted {job.resource_name}")
 
 
-def _tuned_values(settings: Settings, path: str | None) -> dict[str, str]:
+def _tuned_values(settings: Settings, path: str | None, agent: str) -> dict[str, str]:
     """The pipelines' `best_hyperparameters` parameter (default: where `recloop tune` writes);
     a local file is checked now, so a mismatch is one line here, not a failed Trainer step,
     and the values used are printed. Proved by
     tests/test_tuning.py::test_pipelines_take_best_hyperparameters."""
-    from app.agents import LINUCB
     from app.hyperparameters import best_hyperparameters_path
 
     if path == "":
@@ -257,7 +271,7 @@ def _tuned_values(settings: Settings, path: str | None) -> dict[str, str]:
     if "://" not in chosen:
         from app.tuning.space import read_best
 
-        values = read_best(chosen, LINUCB)
+        values = read_best(chosen, agent)
         if values is None and path:
             raise FileNotFoundError(f"--best-hyperparameters: {path} does not exist")
         if values is not None:

@@ -217,6 +217,27 @@ def test_cli_submits_the_compiled_pipeline_to_vertex(fake, monkeypatch):
     assert values["project_id"] == "recloop-dev"
     assert values["training_artifacts_dir"] == "gs://recloop-dev-artifacts"
     assert values["bigquery_dataset_id"] == "recloop_dev"
+    assert values["agent"] == "linucb"
+
+
+def test_cli_submits_the_retraining_pipeline_with_the_actor_critic(fake, monkeypatch):
+    """`--agent actor_critic` reaches the Vertex job as the pipeline parameter `agent`."""
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    for name, value in trigger_environment("dev", "projects/1/x/endpoints/77").items():
+        if name != "RECLOOP_PROFILE":
+            monkeypatch.setenv(name, value)
+    command = ["pipeline", "run", "retraining", "--env", "dev", "--agent", "actor_critic"]
+    with fake.install():
+        result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    (create,) = fake.sent("PipelineService/CreatePipelineJob")
+    values = dict(create.pipeline_job.runtime_config.parameter_values)
+    assert (values["agent"], values["training_loops"]) == ("actor_critic", 300)
+    refused = CliRunner().invoke(app, [*command[:-1], "neural_linucb"])
+    assert refused.exit_code != 0 and "choose one of linucb, lints, actor_critic" in refused.output
 
 
 def test_cli_without_a_template_refuses_to_compile_the_local_trainer_image(fake, monkeypatch):
