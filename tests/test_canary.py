@@ -450,3 +450,38 @@ def gate_promoted(candidate: str, serving: str):
     from app.evaluation import gate
 
     return gate.decide("r", candidate, serving, None, None, GateConfig(skip=True))
+
+
+def test_the_trigger_starts_no_retraining_while_a_canary_stays_open(tmp_path: Path, monkeypatch):
+    """The tick's glue (app/functions/trigger.py::trigger): a canary with no look due means
+    no launch; once the look decides, the same tick goes on to start the re-training."""
+    from app.deployer import canary as controller
+    from app.deployer import pointer
+    from app.functions import trigger as function
+    from app.functions.trigger import LOCK_FILE, LocalLauncher
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("RECLOOP__STATE_DIR", str(state))
+    monkeypatch.setenv("RECLOOP__ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("RECLOOP__LOOP__MIN_NEW_EXAMPLES", "0")
+    monkeypatch.setenv("RECLOOP__GATE__CANARY_LOOK_EVERY", "50")
+    settings = load_settings()
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    launcher = LocalLauncher(str(state), command=(sys.executable, "-c", "pass"))
+    monkeypatch.setattr(function, "_context", lambda: (settings, warehouse, launcher))
+    policies = str(tmp_path / "artifacts" / "policies")
+    for version in ("v1", "v2"):
+        (tmp_path / "artifacts" / "policies" / version).mkdir(parents=True)
+    pointer.point(policies, "v1")
+    run = TrainingRunRecord("r2", "v2", None, None, 40, 4, 20, f"{policies}/v2")
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    controller.start(policies, run, 10, settings, started)
+    launched = Path(state / LOCK_FILE).with_suffix(".log")  # LocalLauncher.start opens it
+
+    function.trigger(None)
+    assert not launched.exists()
+    online(warehouse, "v1", [4.0, 4.5] * 40)
+    online(warehouse, "v2", [2.0, 2.5] * 30)
+    function.trigger(None)
+    assert warehouse.promotions()[-1].decision == ROLLED_BACK
+    assert launched.exists()
