@@ -2,13 +2,14 @@
 metrics.json and curves.
 
 Every trainer ends here: the on-policy trainer (app/trainer/run.py), the off-policy trainer of
-the re-training pipeline (app/loop/offpolicy.py) and any other agent whose policy is a
-TF-Agents policy. What is published is agent-agnostic: a policy, its `PolicyMetadata`, a
+the re-training pipeline (app/loop/offpolicy.py), the actor-critic (app/slate/trainer.py,
+app/slate/save.py) and any other agent whose policy is a TF-Agents policy. What is published is agent-agnostic: a policy, its `PolicyMetadata`, a
 metrics dict and, optionally, curves to plot.
 
 Publishing writes files; serving them is the deployer's step, never this one: `recloop deploy`
 (app/deployer/pointer.py) or, in the re-training pipeline, app/loop/steps.py::run_deployer,
-which keeps the exactly-once order stage → one ledger commit → pointer / Vertex deploy.
+which keeps the exactly-once order stage → one ledger commit → pointer / Vertex deploy
+(tests/test_ledger.py::test_publish_fault_then_restart).
 """
 
 from __future__ import annotations
