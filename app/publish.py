@@ -3,8 +3,9 @@ metrics.json and curves.
 
 Every trainer ends here: the on-policy trainer (app/trainer/run.py), the off-policy trainer of
 the re-training pipeline (app/loop/offpolicy.py), the actor-critic (app/slate/trainer.py,
-app/slate/save.py) and any other agent whose policy is a TF-Agents policy. What is published is agent-agnostic: a policy, its `PolicyMetadata`, a
-metrics dict and, optionally, curves to plot.
+app/slate/save.py) and any other agent whose policy is a TF-Agents policy. What is published
+is agent-agnostic: a policy, its `PolicyMetadata`, a metrics dict and, optionally, curves to
+plot and a per-arm policy's catalogue.
 
 Publishing writes files; serving them is the deployer's step, never this one: `recloop deploy`
 (app/deployer/pointer.py) or, in the re-training pipeline, app/loop/steps.py::run_deployer,
