@@ -7,6 +7,7 @@ import pytest
 
 from app import messages
 from app.functions.logger import handle, handle_batch
+from app.schemas import FEEDBACK
 from app.warehouse.base import WarehouseBusy
 from app.warehouse.duckdb_store import DuckDBWarehouse
 
@@ -108,15 +109,16 @@ def test_events_without_a_pubsub_message_are_rejected(warehouse: DuckDBWarehouse
 
 
 class FailingFeedbackWrites(DuckDBWarehouse):
-    """The warehouse fails the feedback write once, after the predictions committed."""
+    """The warehouse fails the feedback write once, after the predictions were written in
+    the same transaction."""
 
     failures = 1
 
-    def insert_feedback(self, rows):
-        if self.failures:
+    def _insert(self, db, table, rows):
+        if table is FEEDBACK and self.failures:
             self.failures -= 1
             raise WarehouseBusy("injected: feedback write failed")
-        super().insert_feedback(rows)
+        super()._insert(db, table, rows)
 
 
 def test_a_batch_that_fails_is_stored_exactly_once_on_retry(tmp_path: Path):
@@ -132,6 +134,7 @@ def test_a_batch_that_fails_is_stored_exactly_once_on_retry(tmp_path: Path):
     batch.append(batch[0])  # a duplicate delivery inside the batch
     with pytest.raises(WarehouseBusy):
         handle_batch(batch, warehouse)  # the function answers an error: Pub/Sub redelivers
+    assert warehouse.query("SELECT count(*) FROM predictions") == [(0,)]  # all or nothing
     outcome = handle_batch(batch, warehouse)
     assert (outcome.predictions, outcome.feedback, len(outcome.rejected)) == (84, 80, 1)
     assert warehouse.count_untrained(rank_k=2, num_actions=3) == 80

@@ -80,8 +80,7 @@ def handle_batch(events: Sequence[Any], warehouse: Warehouse, dead_letter=None) 
                 predictions.append(record)
             else:
                 feedback.append(record)
-    warehouse.insert_predictions(predictions)
-    warehouse.insert_feedback(feedback)
+    warehouse.insert_logs(predictions, feedback)
     return BatchOutcome(len(predictions), len(feedback), rejected)
 
 

@@ -49,6 +49,13 @@ class Warehouse(Protocol):
 
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None: ...
 
+    def insert_logs(
+        self, predictions: Sequence[PredictionRecord], feedback: Sequence[FeedbackRecord]
+    ) -> None:
+        """A Logger batch: both tables' rows, keys stored already ignored. DuckDB stores
+        the batch in one transaction; BigQuery appends each table (a retry appends again, and
+        every ledger read deduplicates by key)."""
+
     def count_untrained(self, rank_k: int, num_actions: int) -> int:
         """Examples no committed run trained on that a run with these shapes could train on."""
 

@@ -117,6 +117,12 @@ class BigQueryWarehouse:
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
         self._insert(FEEDBACK, [_json(r) for r in rows])
 
+    def insert_logs(
+        self, predictions: Sequence[PredictionRecord], feedback: Sequence[FeedbackRecord]
+    ) -> None:
+        self.insert_predictions(predictions)
+        self.insert_feedback(feedback)
+
     def _query(self, sql: str, params: dict[str, Any], dry_run: bool = False) -> Any:
         from google.cloud import bigquery
 

@@ -102,9 +102,10 @@ class DuckDBWarehouse:
         with self._connect():
             pass
 
-    def _insert(self, table: TableSchema, rows: Sequence[Any]) -> None:
-        """One Arrow batch, one INSERT … SELECT, one transaction: rows/s in the tens of
-        thousands, where a row-by-row insert managed hundreds (benchmarks/quick.py)."""
+    @staticmethod
+    def _insert(db: duckdb.DuckDBPyConnection, table: TableSchema, rows: Sequence[Any]) -> None:
+        """One Arrow batch, one INSERT … SELECT: rows/s in the tens of thousands, where a
+        row-by-row insert managed hundreds (benchmarks/quick.py)."""
         if not rows:
             return
         import pyarrow as pa
@@ -117,21 +118,30 @@ class DuckDBWarehouse:
             schema=arrow_schema(table, names),
         )
         columns = ", ".join(names)
+        db.register("batch", batch)
+        # A key stored already, or twice in this batch, is stored once.
+        db.execute(f"INSERT OR IGNORE INTO {table.name} ({columns}) SELECT {columns} FROM batch")
+        db.unregister("batch")
+
+    def insert_logs(
+        self, predictions: Sequence[PredictionRecord], feedback: Sequence[FeedbackRecord]
+    ) -> None:
+        """A Logger batch: both tables in one connection and one transaction, so the batch
+        is stored whole or not at all (opening the file costs tens of ms on a busy machine:
+        once per batch, not once per table)."""
+        if not predictions and not feedback:
+            return
         with self._connect() as db:
             db.begin()
-            db.register("batch", batch)
-            # A key stored already, or twice in this batch, is stored once.
-            db.execute(
-                f"INSERT OR IGNORE INTO {table.name} ({columns}) SELECT {columns} FROM batch"
-            )
-            db.unregister("batch")
+            self._insert(db, PREDICTIONS, predictions)
+            self._insert(db, FEEDBACK, feedback)
             db.commit()
 
     def insert_predictions(self, rows: Sequence[PredictionRecord]) -> None:
-        self._insert(PREDICTIONS, rows)
+        self.insert_logs(rows, [])
 
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
-        self._insert(FEEDBACK, rows)
+        self.insert_logs([], rows)
 
     def count_untrained(self, rank_k: int, num_actions: int) -> int:
         with self._connect() as db:
@@ -251,7 +261,8 @@ class DuckDBWarehouse:
         return True
 
     def record_promotion(self, row: PromotionRecord) -> None:
-        self._insert(PROMOTIONS, [row])
+        with self._connect() as db:
+            self._insert(db, PROMOTIONS, [row])
 
     def promotions(self) -> list[PromotionRecord]:
         with self._connect() as db:
