@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from app.warehouse.records import FeedbackRecord, PredictionRecord
+from app.warehouse.records import FeedbackRecord, LogBatch, PredictionRecord
 
 PREDICTION_LOG = "prediction_log"
 FEEDBACK = "feedback"
@@ -63,6 +63,16 @@ _FLOAT64_MAX = sys.float_info.max
 
 
 def parse(data: bytes) -> list[PredictionRecord] | list[FeedbackRecord]:
+    """One message's rows as records."""
+    batch = LogBatch()
+    if add(batch, data) == PREDICTION_LOG:
+        return batch.prediction_records()
+    return batch.feedback_records()
+
+
+def add(batch: LogBatch, data: bytes) -> str:
+    """Parses one message into `batch`'s columns and returns its kind. A malformed message
+    raises MessageError and adds nothing."""
     try:
         message = orjson.loads(data)
     except orjson.JSONDecodeError as err:
@@ -71,52 +81,50 @@ def parse(data: bytes) -> list[PredictionRecord] | list[FeedbackRecord]:
         raise MessageError("message must be a JSON object")
     kind = message.get("kind")
     if kind == PREDICTION_LOG:
-        return _predictions(message)
-    if kind == FEEDBACK:
-        return _feedback(message)
-    raise MessageError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        _extend(batch.predictions, _predictions(message))
+    elif kind == FEEDBACK:
+        _extend(batch.feedback, _feedback(message))
+    else:
+        raise MessageError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return kind
 
 
-def _predictions(m: dict[str, Any]) -> list[PredictionRecord]:
+def _extend(columns: dict[str, list[Any]], more: dict[str, list[Any]]) -> None:
+    for name, values in columns.items():
+        values.extend(more[name])
+
+
+def _predictions(m: dict[str, Any]) -> dict[str, list[Any]]:
+    """The message's rows, column by column (LogBatch.predictions), validated."""
     request_id = _text(m, "request_id")
     time = _time(m, "time")
     version = _text(m, "policy_version")
     rows = _list(m, "predictions")
-    fields = []
+    indexes, actions, propensities, candidates = [], [], [], []
     for i, row in enumerate(rows):
         where = f"predictions[{i}]"
         if not isinstance(row, dict):
             raise MessageError(f"{where} must be an object")
-        observation = row.get("observation")
-        if not _numbers(observation):
+        if not _numbers(row.get("observation")):
             raise MessageError(f"{where}{_NOT_AN_OBSERVATION}")
         propensity = row.get("propensity")
         if propensity is not None and not (_is_number(propensity) and 0 < propensity <= 1):
             raise MessageError(f"{where}.propensity must be in (0, 1] or null, got {propensity!r}")
-        fields.append(
-            (
-                _index(row, where),
-                _int(row, "action", where),
-                None if propensity is None else float(propensity),
-                _candidates(row, where),
-            )
-        )
-    observations = _finite_floats([row["observation"] for row in rows])
-    return [
-        PredictionRecord(
-            request_id=request_id,
-            instance_index=index,
-            time=time,
-            policy_version=version,
-            observation=observation,
-            action=action,
-            propensity=propensity,
-            candidates=candidates,
-        )
-        for (index, action, propensity, candidates), observation in zip(
-            fields, observations, strict=True
-        )
-    ]
+        indexes.append(_index(row, where))
+        actions.append(_int(row, "action", where))
+        propensities.append(None if propensity is None else float(propensity))
+        candidates.append(_candidates(row, where))
+    n = len(rows)
+    return {
+        "request_id": [request_id] * n,
+        "instance_index": indexes,
+        "time": [time] * n,
+        "policy_version": [version] * n,
+        "observation": _finite_floats([row["observation"] for row in rows]),
+        "action": actions,
+        "propensity": propensities,
+        "candidates": candidates,
+    }
 
 
 _NUMBER_TYPES = frozenset((int, float))  # exactly: bool is an int, and is not a number here
@@ -167,20 +175,30 @@ def _candidates(row: dict[str, Any], where: str) -> list[int] | None:
     return value
 
 
-def _feedback(m: dict[str, Any]) -> list[FeedbackRecord]:
+def _feedback(m: dict[str, Any]) -> dict[str, list[Any]]:
+    """The message's rows, column by column (LogBatch.feedback), validated."""
     request_id = _text(m, "request_id")
     time = _time(m, "time")
     source = _text(m, "source")
-    records = []
-    for i, row in enumerate(_list(m, "rewards")):
+    rows = _list(m, "rewards")
+    indexes, rewards = [], []
+    for i, row in enumerate(rows):
         where = f"rewards[{i}]"
         if not isinstance(row, dict):
             raise MessageError(f"{where} must be an object")
         reward = row.get("reward")
         if not isinstance(reward, int | float) or not _is_number(reward):
             raise MessageError(f"{where}.reward must be a finite number, got {reward!r}")
-        records.append(FeedbackRecord(request_id, _index(row, where), time, float(reward), source))
-    return records
+        indexes.append(_index(row, where))
+        rewards.append(float(reward))
+    n = len(rows)
+    return {
+        "request_id": [request_id] * n,
+        "instance_index": indexes,
+        "time": [time] * n,
+        "reward": rewards,
+        "source": [source] * n,
+    }
 
 
 def _is_number(value: Any) -> bool:

@@ -12,6 +12,7 @@ from app.evaluation.canary import RewardStats
 from app.linear import LinearState
 from app.warehouse.records import (
     FeedbackRecord,
+    LogBatch,
     PredictionRecord,
     PromotionRecord,
     TrainingExample,
@@ -49,9 +50,7 @@ class Warehouse(Protocol):
 
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None: ...
 
-    def insert_logs(
-        self, predictions: Sequence[PredictionRecord], feedback: Sequence[FeedbackRecord]
-    ) -> None:
+    def insert_logs(self, batch: LogBatch) -> None:
         """A Logger batch: both tables' rows, keys stored already ignored. DuckDB stores
         the batch in one transaction; BigQuery appends each table (a retry appends again, and
         every ledger read deduplicates by key)."""

@@ -30,6 +30,7 @@ from app.warehouse.base import (
 )
 from app.warehouse.records import (
     FeedbackRecord,
+    LogBatch,
     PredictionRecord,
     PromotionRecord,
     TrainingExample,
@@ -117,11 +118,9 @@ class BigQueryWarehouse:
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
         self._insert(FEEDBACK, [_json(r) for r in rows])
 
-    def insert_logs(
-        self, predictions: Sequence[PredictionRecord], feedback: Sequence[FeedbackRecord]
-    ) -> None:
-        self.insert_predictions(predictions)
-        self.insert_feedback(feedback)
+    def insert_logs(self, batch: LogBatch) -> None:
+        self.insert_predictions(batch.prediction_records())
+        self.insert_feedback(batch.feedback_records())
 
     def _query(self, sql: str, params: dict[str, Any], dry_run: bool = False) -> Any:
         from google.cloud import bigquery

@@ -46,6 +46,7 @@ from app.warehouse.base import (
 )
 from app.warehouse.records import (
     FeedbackRecord,
+    LogBatch,
     PredictionRecord,
     PromotionRecord,
     TrainingExample,
@@ -103,45 +104,41 @@ class DuckDBWarehouse:
             pass
 
     @staticmethod
-    def _insert(db: duckdb.DuckDBPyConnection, table: TableSchema, rows: Sequence[Any]) -> None:
+    def _insert(
+        db: duckdb.DuckDBPyConnection, table: TableSchema, columns: dict[str, list]
+    ) -> None:
         """One Arrow batch, one INSERT … SELECT: rows/s in the tens of thousands, where a
-        row-by-row insert managed hundreds (benchmarks/quick.py)."""
-        if not rows:
-            return
+        row-by-row insert managed hundreds (benchmarks/quick.py). `columns`: the table's
+        columns but ingested_at, which is left to the warehouse's clock (its DEFAULT)."""
         import pyarrow as pa
 
-        # The records' fields are the table's columns but ingested_at, which is left to the
-        # warehouse's clock (its DEFAULT).
-        names = [c.name for c in table.columns if c.default is None]
-        batch = pa.Table.from_arrays(
-            [[getattr(r, name) for r in rows] for name in names],
-            schema=arrow_schema(table, names),
-        )
-        columns = ", ".join(names)
+        names = list(columns)
+        batch = pa.Table.from_pydict(columns, schema=arrow_schema(table, names))
+        if not batch.num_rows:
+            return
+        listed = ", ".join(names)
         db.register("batch", batch)
         # A key stored already, or twice in this batch, is stored once.
-        db.execute(f"INSERT OR IGNORE INTO {table.name} ({columns}) SELECT {columns} FROM batch")
+        db.execute(f"INSERT OR IGNORE INTO {table.name} ({listed}) SELECT {listed} FROM batch")
         db.unregister("batch")
 
-    def insert_logs(
-        self, predictions: Sequence[PredictionRecord], feedback: Sequence[FeedbackRecord]
-    ) -> None:
+    def insert_logs(self, batch: LogBatch) -> None:
         """A Logger batch: both tables in one connection and one transaction, so the batch
         is stored whole or not at all (opening the file costs tens of ms on a busy machine:
         once per batch, not once per table)."""
-        if not predictions and not feedback:
+        if not batch.prediction_rows and not batch.feedback_rows:
             return
         with self._connect() as db:
             db.begin()
-            self._insert(db, PREDICTIONS, predictions)
-            self._insert(db, FEEDBACK, feedback)
+            self._insert(db, PREDICTIONS, batch.predictions)
+            self._insert(db, FEEDBACK, batch.feedback)
             db.commit()
 
     def insert_predictions(self, rows: Sequence[PredictionRecord]) -> None:
-        self.insert_logs(rows, [])
+        self.insert_logs(LogBatch.of(predictions=rows))
 
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
-        self.insert_logs([], rows)
+        self.insert_logs(LogBatch.of(feedback=rows))
 
     def count_untrained(self, rank_k: int, num_actions: int) -> int:
         with self._connect() as db:
@@ -262,7 +259,7 @@ class DuckDBWarehouse:
 
     def record_promotion(self, row: PromotionRecord) -> None:
         with self._connect() as db:
-            self._insert(db, PROMOTIONS, [row])
+            self._insert(db, PROMOTIONS, {f: [getattr(row, f)] for f in PROMOTIONS.column_names})
 
     def promotions(self) -> list[PromotionRecord]:
         with self._connect() as db:
