@@ -71,10 +71,16 @@ class DuckDBWarehouse:
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
         self.feedback_window_days = feedback_window_days
+        self._tables_created = False  # by this object, in the file that is there now
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The tables are created once per object and file, not on every connection: 8
+        `CREATE TABLE IF NOT EXISTS` cost ~25 ms on a busy machine, once per Logger batch
+        (a file removed since is noticed and its tables made again:
+        tests/test_warehouse.py::test_a_removed_warehouse_file_gets_its_tables_again)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create = not (self._tables_created and self.path.exists())
         deadline = time.monotonic() + self.lock_wait_s
         while True:
             try:
@@ -90,9 +96,11 @@ class DuckDBWarehouse:
                 time.sleep(0.05)
         try:
             connection.execute("SET TimeZone = 'UTC'")
-            with _DDL_LOCK:  # threads of one process share the database: one creates at a time
-                for table in TABLES:
-                    connection.execute(duckdb_ddl(table))
+            if create:
+                with _DDL_LOCK:  # threads of one process share the database: one at a time
+                    for table in TABLES:
+                        connection.execute(duckdb_ddl(table))
+                self._tables_created = True
             yield connection
         except duckdb.TransactionException as err:  # a concurrent write won: try again later
             raise WarehouseBusy(f"{self.path}: conflicting concurrent write ({err})") from None
