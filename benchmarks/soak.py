@@ -224,10 +224,14 @@ def report(result: SoakResult) -> str:
     )
 
 
-def main() -> int:
-    result = measure()
+def save(result: SoakResult) -> None:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps({**asdict(result), "exactly_once": result.exactly_once}) + "\n")
+
+
+def main() -> int:
+    result = measure()
+    save(result)
     print(report(result))
     print(f"wrote {OUTPUT}")
     return 0 if result.exactly_once else 1

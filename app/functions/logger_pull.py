@@ -17,6 +17,7 @@ import base64
 import logging
 import sys
 import time
+import warnings
 from typing import Any
 
 from app.functions.logger import BatchOutcome, _context, _dead_letter_publisher, handle_batch
@@ -27,7 +28,8 @@ log = logging.getLogger("recloop.logger")
 MAX_MESSAGES = 1000  # the most one Pub/Sub pull returns (the emulator returns at most 100)
 BATCH_MESSAGES = 20_000  # the most one write takes
 BATCH_WINDOW_S = 1.0  # how long a batch keeps pulling after its first message
-PULL_TIMEOUT_S = 10.0
+PULL_TIMEOUT_S = 30.0  # a pull that returns at once: only a broken connection takes this long
+IDLE_S = 0.2  # when no subscription had anything
 
 
 def drain_once(
@@ -37,11 +39,12 @@ def drain_once(
     one write and the acknowledgements; None when nothing was waiting. One write for many
     pulls is what keeps up with single-instance traffic: opening the local warehouse costs
     tens of ms, once per write (benchmarks/soak.py)."""
-    received = list(_pull(subscriber, subscription, PULL_TIMEOUT_S))
+    received = _pull(subscriber, subscription)
     started = time.monotonic()
     while received and len(received) < BATCH_MESSAGES:
-        left = BATCH_WINDOW_S - (time.monotonic() - started)
-        more = _pull(subscriber, subscription, left) if left > 0 else []
+        if time.monotonic() - started > BATCH_WINDOW_S:
+            break
+        more = _pull(subscriber, subscription)
         if not more:
             break
         received += more
@@ -71,16 +74,21 @@ def drain_once(
     return outcome
 
 
-def _pull(subscriber: Any, subscription: str, timeout: float) -> list[Any]:
-    from google.api_core.exceptions import DeadlineExceeded
-
-    try:
+def _pull(subscriber: Any, subscription: str) -> list[Any]:
+    """One pull of what is waiting now (`return_immediately`): a pull that waits would hold
+    up the Logger's other subscription, and cutting it short with a client deadline loses
+    what the server handed it until the ack deadline (the soak saw 120 s of lag that way).
+    When nothing waits, `main` sleeps IDLE_S before it asks again."""
+    with warnings.catch_warnings():  # deprecated for pulls that should wait, as these do not
+        warnings.simplefilter("ignore", DeprecationWarning)
         response = subscriber.pull(
-            request={"subscription": subscription, "max_messages": MAX_MESSAGES},
-            timeout=timeout,
+            request={
+                "subscription": subscription,
+                "max_messages": MAX_MESSAGES,
+                "return_immediately": True,
+            },
+            timeout=PULL_TIMEOUT_S,
         )
-    except DeadlineExceeded:  # nothing arrived in time
-        return []
     return list(response.received_messages)
 
 
@@ -117,7 +125,7 @@ def main(argv: list[str]) -> int:
                     len(outcome.rejected),
                 )
         if idle:
-            time.sleep(0.5)
+            time.sleep(IDLE_S)
 
 
 if __name__ == "__main__":
