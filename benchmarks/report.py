@@ -95,7 +95,9 @@ def _soak_section(result: SoakResult) -> list[str]:
         + " s |",
         f"| last row stored after the load stopped | {result.drain_s:.1f} s |",
         "",
-        f"Every served prediction stored exactly once: {_mark(result.exactly_once)}.",
+        f"Every served prediction stored exactly once: {_mark(result.exactly_once)}. "
+        f"Lag bounded (no row waited more than {soak.LAG_BOUND_S:g} s): "
+        f"{_mark(result.lag_bounded)}.",
         "",
     ]
 

@@ -25,6 +25,8 @@ from app.schemas import (
 )
 from benchmarks.quick import ACTIONS as ACTIONS_IN_BENCH
 from benchmarks.quick import OFFPOLICY_OUTPUT, OUTPUT, RANK
+from benchmarks.soak import LAG_BOUND_S
+from benchmarks.soak import OUTPUT as SOAK_OUTPUT
 
 DOC = Path("docs/scaling.md")
 # Typical lengths of the STRING columns (request_id: uuid4; policy_version: v-<run id>).
@@ -171,6 +173,7 @@ def render(figures: dict[str, float], window_days: float) -> str:
         "  messages or 1 s, then one write).",
         "",
         *LOGGER_PATHS,
+        *_soak_section(),
     ]
     return "\n".join(lines)
 
@@ -273,6 +276,29 @@ LOGGER_PATHS = [
     "(docs/reliability.md), so a row written twice is trained on once.",
     "",
 ]
+
+
+def _soak_section() -> list[str]:
+    """The last 60-second logging soak (benchmarks/soak.py, run by `make bench`)."""
+    lines = ["## The Logger under the predictor's full rate (60-second soak)", ""]
+    if not SOAK_OUTPUT.exists():
+        return [*lines, f"(no {SOAK_OUTPUT}: run `make bench` or `python -m benchmarks.soak`)", ""]
+    r = json.loads(SOAK_OUTPUT.read_text())
+    windows = ", ".join(f"{v:.1f}" for v in r["max_lag_by_window_s"])
+    return [
+        *lines,
+        f"The predictor served {r['requests_per_s']:,.0f} single-instance requests/s for "
+        f"{r['seconds']} s with logging on (wrk, 16 connections; the predictor, the emulator, the",
+        "Logger and wrk sharing this machine's 2 cores): "
+        f"{r['served']:,} predictions served, {r['missing']} missing from the warehouse,",
+        f"{r['duplicates']} stored twice ({r['unanswered']} more stored whose responses wrk never",
+        f"read: in flight when it stopped). The Logger's lag, serve → row stored: max "
+        f"{r['max_lag_s']:.2f} s, p99 {r['p99_lag_s']:.2f} s; the max per 10 s of serving "
+        f"{windows} s (≤ {LAG_BOUND_S:g} s: "
+        f"{'met' if r['max_lag_s'] <= LAG_BOUND_S else '**not met**'}); the last row was stored "
+        f"{r['drain_s']:.1f} s after the load stopped.",
+        "",
+    ]
 
 
 def main() -> int:

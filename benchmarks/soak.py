@@ -39,6 +39,7 @@ from benchmarks.serving import CONNECTIONS, body_of, require_wrk
 
 SOAK_SECONDS = 60
 WINDOW_S = 10
+LAG_BOUND_S = 10.0  # the Logger keeps up if no row waits longer (its batches take ≤ 1 s)
 SUBSCRIPTION = "prediction-logs-to-logger-pull"
 DRAIN_TIMEOUT_S = 180.0  # after the load stops: the Logger must have stored every row by then
 OUTPUT = Path(".recloop/bench/soak.json")
@@ -62,6 +63,12 @@ class SoakResult:
     @property
     def exactly_once(self) -> bool:
         return self.served > 0 and self.missing == 0 and self.duplicates == 0
+
+    @property
+    def lag_bounded(self) -> bool:
+        """No row waited longer than LAG_BOUND_S: a Logger that falls behind a predictor
+        serving for a minute shows lags that grow towards that minute."""
+        return self.max_lag_s <= LAG_BOUND_S
 
 
 def _script(folder: Path, body: bytes, ids: Path) -> Path:
@@ -226,7 +233,8 @@ def report(result: SoakResult) -> str:
 
 def save(result: SoakResult) -> None:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps({**asdict(result), "exactly_once": result.exactly_once}) + "\n")
+    flags = {"exactly_once": result.exactly_once, "lag_bounded": result.lag_bounded}
+    OUTPUT.write_text(json.dumps({**asdict(result), **flags}) + "\n")
 
 
 def main() -> int:
