@@ -28,6 +28,7 @@ LOGGER_REPEATS = 3  # the median run: one noisy interval on the shared machine c
 PREDICTOR_SECONDS = 5
 OUTPUT = Path(".recloop/bench/quick.json")
 OFFPOLICY_OUTPUT = OUTPUT.with_name("offpolicy.json")  # where its seconds go (docs/scaling.md)
+LOGGER_OUTPUT = OUTPUT.with_name("logger.json")  # each Logger run: wall, CPU, load average
 QUICK_KEYS = (
     "offpolicy_rows_per_s",
     "tfagents_train_rows_per_s",
@@ -247,7 +248,7 @@ def bench_logger(scratch: Path) -> float:
     """The Logger's batched handler: prediction logs and feedback of 16 rows per message,
     parsed and written to DuckDB LOGGER_BATCH messages at a time. Rows/s over both tables,
     the median of LOGGER_REPEATS runs; each run's rows per CPU-second and the load average
-    go to stdout (on the shared 2-core machine the wall rate is what the others leave)."""
+    go to LOGGER_OUTPUT (on the shared 2-core machine the wall rate is what the others leave)."""
     from app import messages
     from app.functions.logger import handle_batch
     from app.warehouse.duckdb_store import DuckDBWarehouse
@@ -275,7 +276,7 @@ def bench_logger(scratch: Path) -> float:
             f"q{m}", [(i - rows.start, float(rewards[i])) for i in rows], "bench", now
         )
         events += [{"message": {"data": base64.b64encode(d).decode()}} for d in (log, feedback)]
-    rates = []
+    runs = []
     for repeat in range(LOGGER_REPEATS):
         warehouse = DuckDBWarehouse(scratch / f"logger-{repeat}.duckdb")
         handle_batch(events[:2], warehouse)  # imports and table creation are not throughput
@@ -286,13 +287,17 @@ def bench_logger(scratch: Path) -> float:
             outcome = handle_batch(events[start : start + LOGGER_BATCH], warehouse)
             stored += outcome.predictions + outcome.feedback  # (the warm-up pair again: ignored)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-        rates.append(stored / wall)
+        runs.append(
+            {"rows_per_s": stored / wall, "rows_per_cpu_s": stored / cpu, "load_average_1m": load}
+        )
         print(
             f"  logger run {repeat + 1}: {stored / wall:,.0f} rows/s wall, "
             f"{stored / cpu:,.0f} rows per CPU-second, load average {load:.1f}",
             flush=True,
         )
-    return statistics.median(rates)
+    LOGGER_OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    LOGGER_OUTPUT.write_text(json.dumps(runs, indent=2) + "\n")
+    return statistics.median(run["rows_per_s"] for run in runs)
 
 
 def bench_predictor(policy_dir: str) -> float:
