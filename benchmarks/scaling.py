@@ -273,8 +273,8 @@ LOGGER_PATHS = [
     "  REST fakes cannot answer yet.",
     "",
     "Either way the write is at-least-once, as `insertAll` is: exactly-once training does",
-    "not rest on it. Every ledger query deduplicates by key before it claims or counts",
-    "(docs/reliability.md), so a row written twice is trained on once.",
+    "not rest on it. On BigQuery every ledger query deduplicates by key before it claims or",
+    "counts (docs/reliability.md), so a row written twice is trained on once.",
     "",
 ]
 
