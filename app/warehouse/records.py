@@ -29,8 +29,8 @@ class FeedbackRecord:
     source: str
 
 
-def _columns(record_type: type) -> dict[str, list[Any]]:
-    return {f.name: [] for f in fields(record_type)}
+PREDICTION_COLUMNS = tuple(f.name for f in fields(PredictionRecord))
+FEEDBACK_COLUMNS = tuple(f.name for f in fields(FeedbackRecord))
 
 
 @dataclass
@@ -39,8 +39,12 @@ class LogBatch:
     record's fields, which are its table's columns but `ingested_at`): how the Logger hands
     rows to a warehouse in bulk without a Python object per row (benchmarks/quick.py)."""
 
-    predictions: dict[str, list[Any]] = field(default_factory=lambda: _columns(PredictionRecord))
-    feedback: dict[str, list[Any]] = field(default_factory=lambda: _columns(FeedbackRecord))
+    predictions: dict[str, list[Any]] = field(
+        default_factory=lambda: {name: [] for name in PREDICTION_COLUMNS}
+    )
+    feedback: dict[str, list[Any]] = field(
+        default_factory=lambda: {name: [] for name in FEEDBACK_COLUMNS}
+    )
 
     @classmethod
     def of(
@@ -62,10 +66,15 @@ class LogBatch:
         return len(self.feedback["request_id"])
 
     def prediction_records(self) -> list[PredictionRecord]:
-        return [PredictionRecord(*row) for row in zip(*self.predictions.values(), strict=True)]
+        return [PredictionRecord(**row) for row in _rows(self.predictions)]
 
     def feedback_records(self) -> list[FeedbackRecord]:
-        return [FeedbackRecord(*row) for row in zip(*self.feedback.values(), strict=True)]
+        return [FeedbackRecord(**row) for row in _rows(self.feedback)]
+
+
+def _rows(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    n = len(columns["request_id"])
+    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
 
 
 @dataclass(frozen=True)
