@@ -55,13 +55,14 @@ class BatchOutcome:
 
 
 def handle_batch(events: Sequence[Any], warehouse: Warehouse, dead_letter=None) -> BatchOutcome:
-    """Stores many messages with one write per table (one Arrow batch into DuckDB), which is
-    what lets the Logger keep up with the predictor (benchmarks/quick.py: logger_rows_per_s).
+    """Stores many messages with one write (Warehouse.insert_logs: in DuckDB one Arrow table
+    per table, both in one transaction), which is what lets the Logger keep up with the
+    predictor (benchmarks/quick.py: logger_rows_per_s; benchmarks/soak.py).
 
-    Malformed messages are rejected one by one; the others are written together. If a write
+    Malformed messages are rejected one by one; the others are written together. If the write
     fails, this raises and the whole batch must be delivered again: nothing is acknowledged
-    before both writes committed, and a key stored by the first attempt is not stored twice
-    (tests/test_messages_and_logger.py::test_a_batch_that_fails_is_stored_exactly_once_on_retry).
+    before the write committed, and a key stored already is not stored twice (tests/
+    test_messages_and_logger.py::test_a_batch_that_fails_is_stored_exactly_once_on_retry).
     """
     batch = LogBatch()
     rejected: list[str] = []
