@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import reference
+from benchmarks import reference, soak
 from benchmarks.serving import CONNECTIONS, DURATION_S, PER_ARM, REPEATS, LoadResult
+from benchmarks.soak import SoakResult
 from benchmarks.synth import TARGET_S as SYNTH_TARGET_S
 from benchmarks.training import LAST, LOOPS, REFERENCE_SEEDS, SEEDS, TrainingBench
 
@@ -70,6 +71,37 @@ def _scaling_section(figures: dict[str, float]) -> list[str]:
     ]
 
 
+def _soak_section(result: SoakResult) -> list[str]:
+    """The logging soak (benchmarks/soak.py): exactly once, and the Logger's lag."""
+    return [
+        "## Logging soak (issue 11)",
+        "",
+        f"The predictor at full rate under wrk ({CONNECTIONS} connections, one instance per "
+        f"request) for {result.seconds} s with logging on: prediction logs through the Pub/Sub "
+        "emulator to the pull Logger (`python -m app.functions.logger_pull`) into DuckDB, all "
+        "on this machine.",
+        "",
+        "| | |",
+        "|---|---:|",
+        f"| requests/s with logging on | {result.requests_per_s:,.0f} |",
+        f"| predictions served (ids in wrk's responses) | {result.served:,} |",
+        f"| missing from the warehouse | {result.missing} |",
+        f"| stored more than once | {result.duplicates} |",
+        f"| stored, response never read (in flight when wrk stopped) | {result.unanswered} |",
+        f"| Logger lag, serve → row stored: max | {result.max_lag_s:.2f} s |",
+        f"| Logger lag: p99 | {result.p99_lag_s:.2f} s |",
+        f"| max lag per {soak.WINDOW_S} s of serving | "
+        + ", ".join(f"{v:.2f}" for v in result.max_lag_by_window_s)
+        + " s |",
+        f"| last row stored after the load stopped | {result.drain_s:.1f} s |",
+        "",
+        f"Every served prediction stored exactly once: {_mark(result.exactly_once)}. "
+        f"Lag bounded (no row waited more than {soak.LAG_BOUND_S:g} s): "
+        f"{_mark(result.lag_bounded)}.",
+        "",
+    ]
+
+
 def _mark(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
@@ -80,6 +112,7 @@ def write(
     serving: list[LoadResult],
     synth_seconds: float,
     scaling: dict[str, float],
+    logging_soak: SoakResult,
 ) -> Path:
     docs.mkdir(parents=True, exist_ok=True)
     plot = _plot(docs / "benchmarks.png", training, serving)
@@ -165,6 +198,7 @@ def write(
         "share of the same two cores, and with 16 connections on one worker, queueing.",
         "",
         *_scaling_section(scaling),
+        *_soak_section(logging_soak),
         "## Training",
         "",
         f"train_eval_movielens constants: batch {reference.BATCH_SIZE}, "

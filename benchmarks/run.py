@@ -11,7 +11,7 @@ from rich.console import Console
 
 from app.config import DataConfig, Settings, load_settings
 from app.trainer.run import run
-from benchmarks import quick, report
+from benchmarks import quick, report, soak
 from benchmarks.serving import bench_serving_isolated, require_wrk
 from benchmarks.synth import bench_synth
 from benchmarks.training import bench_training, reference_args
@@ -45,7 +45,10 @@ def main() -> int:
     synth_seconds = bench_synth()
     console.print("scaling: warehouse training beside agent.train and Vowpal Wabbit, Logger…")
     scaling = quick.measure()
-    path = report.write(DOCS, training, serving, synth_seconds, scaling)
+    console.print(f"logging soak: the predictor at full rate for {soak.SOAK_SECONDS} s…")
+    logging_soak = soak.measure()
+    soak.save(logging_soak)
+    path = report.write(DOCS, training, serving, synth_seconds, scaling, logging_soak)
     console.print(f"wrote {path} and {path.with_suffix('.png')}")
     return 0
 

@@ -7,8 +7,10 @@ import pytest
 
 from app import messages
 from app.functions.logger import handle, handle_batch
+from app.schemas import FEEDBACK, PREDICTIONS
 from app.warehouse.base import WarehouseBusy
 from app.warehouse.duckdb_store import DuckDBWarehouse
+from app.warehouse.records import LogBatch
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -108,15 +110,16 @@ def test_events_without_a_pubsub_message_are_rejected(warehouse: DuckDBWarehouse
 
 
 class FailingFeedbackWrites(DuckDBWarehouse):
-    """The warehouse fails the feedback write once, after the predictions committed."""
+    """The warehouse fails the feedback write once, after the predictions were written in
+    the same transaction."""
 
     failures = 1
 
-    def insert_feedback(self, rows):
-        if self.failures:
+    def _insert(self, db, table, rows):
+        if table is FEEDBACK and self.failures:
             self.failures -= 1
             raise WarehouseBusy("injected: feedback write failed")
-        super().insert_feedback(rows)
+        super()._insert(db, table, rows)
 
 
 def test_a_batch_that_fails_is_stored_exactly_once_on_retry(tmp_path: Path):
@@ -132,6 +135,7 @@ def test_a_batch_that_fails_is_stored_exactly_once_on_retry(tmp_path: Path):
     batch.append(batch[0])  # a duplicate delivery inside the batch
     with pytest.raises(WarehouseBusy):
         handle_batch(batch, warehouse)  # the function answers an error: Pub/Sub redelivers
+    assert warehouse.query("SELECT count(*) FROM predictions") == [(0,)]  # all or nothing
     outcome = handle_batch(batch, warehouse)
     assert (outcome.predictions, outcome.feedback, len(outcome.rejected)) == (84, 80, 1)
     assert warehouse.count_untrained(rank_k=2, num_actions=3) == 80
@@ -151,3 +155,16 @@ def test_an_index_past_int64_is_rejected_and_blocks_nothing_of_its_batch(
     outcome = handle_batch(batch, warehouse)
     assert outcome.feedback == 1 and len(outcome.rejected) == 1
     assert warehouse.query("SELECT request_id FROM feedback") == [("good",)]
+
+
+def test_a_parsed_batch_has_exactly_the_tables_columns():
+    """One column per column of the table but the warehouse's own `ingested_at`, in order: a
+    column added to app/schemas.py must be added to the records and to messages too."""
+    batch = LogBatch()
+    rows = [{"instance_index": 0, "observation": [0.5], "action": 1, "candidates": [3, 4]}]
+    messages.add(batch, messages.prediction_log("r", NOW, "v", rows))
+    messages.add(batch, messages.feedback("r", [(0, 1.0)], "s", NOW))
+    for table, columns in ((PREDICTIONS, batch.predictions), (FEEDBACK, batch.feedback)):
+        assert list(columns) == [c.name for c in table.columns if c.default is None]
+        assert {len(values) for values in columns.values()} == {1}
+    assert batch.prediction_records()[0].candidates == [3, 4]

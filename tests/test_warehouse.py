@@ -385,3 +385,13 @@ def test_a_vanished_write_ahead_log_is_waited_out(tmp_path: Path, monkeypatch):
     failures.append("IO Error: Cannot open file: Permission denied")
     with pytest.raises(duckdb.IOException, match="Permission denied"):
         DuckDBWarehouse(path).query("SELECT 1")
+
+
+def test_a_removed_warehouse_file_gets_its_tables_again(tmp_path: Path):
+    """Tables are created once per warehouse object (a Logger batch skips the DDL), yet a
+    file removed under a running Logger is made again with its tables."""
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    warehouse.insert_predictions([prediction("r0", 0)])
+    warehouse.path.unlink()
+    warehouse.insert_predictions([prediction("r1", 0)])
+    assert warehouse.query("SELECT request_id FROM predictions") == [("r1",)]

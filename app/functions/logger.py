@@ -26,7 +26,7 @@ from app.config import Settings, load_settings
 from app.functions.events import EventError, pubsub_message
 from app.warehouse.base import Warehouse, WarehouseBusy
 from app.warehouse.factory import open_warehouse
-from app.warehouse.records import FeedbackRecord, PredictionRecord
+from app.warehouse.records import LogBatch
 
 log = logging.getLogger("recloop.logger")
 
@@ -55,34 +55,27 @@ class BatchOutcome:
 
 
 def handle_batch(events: Sequence[Any], warehouse: Warehouse, dead_letter=None) -> BatchOutcome:
-    """Stores many messages with one write per table (one Arrow batch into DuckDB), which is
-    what lets the Logger keep up with the predictor (benchmarks/quick.py: logger_rows_per_s).
+    """Stores many messages with one write (Warehouse.insert_logs: in DuckDB one Arrow table
+    per table, both in one transaction), which is what lets the Logger keep up with the
+    predictor (benchmarks/quick.py: logger_rows_per_s; benchmarks/soak.py).
 
-    Malformed messages are rejected one by one; the others are written together. If a write
+    Malformed messages are rejected one by one; the others are written together. If the write
     fails, this raises and the whole batch must be delivered again: nothing is acknowledged
-    before both writes committed, and a key stored by the first attempt is not stored twice
-    (tests/test_messages_and_logger.py::test_a_batch_that_fails_is_stored_exactly_once_on_retry).
+    before the write committed, and a key stored already is not stored twice (tests/
+    test_messages_and_logger.py::test_a_batch_that_fails_is_stored_exactly_once_on_retry).
     """
-    predictions: list[PredictionRecord] = []
-    feedback: list[FeedbackRecord] = []
+    batch = LogBatch()
     rejected: list[str] = []
     for event in events:
         try:
-            records = messages.parse(pubsub_message(event).data)
+            messages.add(batch, pubsub_message(event).data)
         except (EventError, messages.MessageError) as err:
             log.warning("rejected message: %s", err)
             if dead_letter is not None:
                 dead_letter(event, str(err))
             rejected.append(str(err))
-            continue
-        for record in records:
-            if isinstance(record, PredictionRecord):
-                predictions.append(record)
-            else:
-                feedback.append(record)
-    warehouse.insert_predictions(predictions)
-    warehouse.insert_feedback(feedback)
-    return BatchOutcome(len(predictions), len(feedback), rejected)
+    warehouse.insert_logs(batch)
+    return BatchOutcome(batch.prediction_rows, batch.feedback_rows, rejected)
 
 
 def logger(event: Any) -> None:

@@ -1,6 +1,6 @@
-"""The batching Logger: pulls up to a thousand messages at a time from a pull subscription
-and stores them with one write per table (logger.handle_batch), for traffic a push function
-(one message per call) cannot keep up with.
+"""The batching Logger: pulls up to BATCH_MESSAGES messages (for at most BATCH_WINDOW_S)
+from a pull subscription and stores them with one write (logger.handle_batch), for traffic a
+push function (one message per call) cannot keep up with.
 
 Messages are acknowledged only after their batch committed. A batch that fails is handed
 back at once (its ack deadline set to 0) and pulled again; its rows are keyed, so the retry
@@ -17,6 +17,7 @@ import base64
 import logging
 import sys
 import time
+import warnings
 from typing import Any
 
 from app.functions.logger import BatchOutcome, _context, _dead_letter_publisher, handle_batch
@@ -24,19 +25,29 @@ from app.warehouse.base import Warehouse, WarehouseBusy
 
 log = logging.getLogger("recloop.logger")
 
-MAX_MESSAGES = 1000  # the most one Pub/Sub pull returns
-PULL_TIMEOUT_S = 10.0
+MAX_MESSAGES = 1000  # the most one Pub/Sub pull returns (the emulator returns at most 100)
+BATCH_MESSAGES = 20_000  # the most one write takes
+BATCH_WINDOW_S = 1.0  # how long a batch keeps pulling after its first message
+PULL_TIMEOUT_S = 30.0  # a pull that returns at once: only a broken connection takes this long
+IDLE_S = 0.2  # when no subscription had anything
 
 
 def drain_once(
     subscriber: Any, subscription: str, warehouse: Warehouse, dead_letter=None
 ) -> BatchOutcome | None:
-    """One pull, one batch, one acknowledgement; None when nothing was waiting."""
-    response = subscriber.pull(
-        request={"subscription": subscription, "max_messages": MAX_MESSAGES},
-        timeout=PULL_TIMEOUT_S,
-    )
-    received = list(response.received_messages)
+    """Pulls until nothing more is waiting, BATCH_MESSAGES or BATCH_WINDOW_S, then one batch,
+    one write and the acknowledgements; None when nothing was waiting. One write for many
+    pulls is what keeps up with single-instance traffic: opening the local warehouse costs
+    tens of ms, once per write (benchmarks/soak.py)."""
+    received = _pull(subscriber, subscription)
+    started = time.monotonic()
+    while received and len(received) < BATCH_MESSAGES:
+        if time.monotonic() - started > BATCH_WINDOW_S:
+            break
+        more = _pull(subscriber, subscription)
+        if not more:
+            break
+        received += more
     if not received:
         return None
     events = [
@@ -53,12 +64,36 @@ def drain_once(
     try:
         outcome = handle_batch(events, warehouse, dead_letter)
     except Exception:
-        subscriber.modify_ack_deadline(
-            request={"subscription": subscription, "ack_ids": ack_ids, "ack_deadline_seconds": 0}
-        )
+        for chunk in _chunks(ack_ids):
+            subscriber.modify_ack_deadline(
+                request={"subscription": subscription, "ack_ids": chunk, "ack_deadline_seconds": 0}
+            )
         raise
-    subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
+    for chunk in _chunks(ack_ids):  # a request's size is limited: a pull's worth at a time
+        subscriber.acknowledge(request={"subscription": subscription, "ack_ids": chunk})
     return outcome
+
+
+def _pull(subscriber: Any, subscription: str) -> list[Any]:
+    """One pull of what is waiting now (`return_immediately`): a pull that waits would hold
+    up the Logger's other subscription, and cutting it short with a client deadline loses
+    what the server handed it until the ack deadline (the soak saw 120 s of lag that way).
+    When nothing waits, `main` sleeps IDLE_S before it asks again."""
+    with warnings.catch_warnings():  # deprecated for pulls that should wait, as these do not
+        warnings.simplefilter("ignore", DeprecationWarning)
+        response = subscriber.pull(
+            request={
+                "subscription": subscription,
+                "max_messages": MAX_MESSAGES,
+                "return_immediately": True,
+            },
+            timeout=PULL_TIMEOUT_S,
+        )
+    return list(response.received_messages)
+
+
+def _chunks(ack_ids: list[str]) -> list[list[str]]:
+    return [ack_ids[i : i + MAX_MESSAGES] for i in range(0, len(ack_ids), MAX_MESSAGES)]
 
 
 def main(argv: list[str]) -> int:
@@ -90,7 +125,7 @@ def main(argv: list[str]) -> int:
                     len(outcome.rejected),
                 )
         if idle:
-            time.sleep(0.5)
+            time.sleep(IDLE_S)
 
 
 if __name__ == "__main__":

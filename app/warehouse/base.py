@@ -12,6 +12,7 @@ from app.evaluation.canary import RewardStats
 from app.linear import LinearState
 from app.warehouse.records import (
     FeedbackRecord,
+    LogBatch,
     PredictionRecord,
     PromotionRecord,
     TrainingExample,
@@ -48,6 +49,11 @@ class Warehouse(Protocol):
         """Stores rows; a row whose key is already stored is ignored (redelivery is harmless)."""
 
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None: ...
+
+    def insert_logs(self, batch: LogBatch) -> None:
+        """A Logger batch: both tables' rows, keys stored already ignored. DuckDB stores
+        the batch in one transaction; BigQuery appends each table (a retry appends again, and
+        every ledger read deduplicates by key)."""
 
     def count_untrained(self, rank_k: int, num_actions: int) -> int:
         """Examples no committed run trained on that a run with these shapes could train on."""

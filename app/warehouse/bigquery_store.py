@@ -30,6 +30,7 @@ from app.warehouse.base import (
 )
 from app.warehouse.records import (
     FeedbackRecord,
+    LogBatch,
     PredictionRecord,
     PromotionRecord,
     TrainingExample,
@@ -116,6 +117,10 @@ class BigQueryWarehouse:
 
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
         self._insert(FEEDBACK, [_json(r) for r in rows])
+
+    def insert_logs(self, batch: LogBatch) -> None:
+        self.insert_predictions(batch.prediction_records())
+        self.insert_feedback(batch.feedback_records())
 
     def _query(self, sql: str, params: dict[str, Any], dry_run: bool = False) -> Any:
         from google.cloud import bigquery

@@ -46,6 +46,7 @@ from app.warehouse.base import (
 )
 from app.warehouse.records import (
     FeedbackRecord,
+    LogBatch,
     PredictionRecord,
     PromotionRecord,
     TrainingExample,
@@ -70,10 +71,16 @@ class DuckDBWarehouse:
         self.path = Path(path)
         self.lock_wait_s = lock_wait_s
         self.feedback_window_days = feedback_window_days
+        self._tables_created = False  # by this object, in the file that is there now
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The tables are created once per object and file, not on every connection: 8
+        `CREATE TABLE IF NOT EXISTS` cost ~25 ms on a busy machine, once per Logger batch
+        (a file removed since is noticed and its tables made again:
+        tests/test_warehouse.py::test_a_removed_warehouse_file_gets_its_tables_again)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        create = not (self._tables_created and self.path.exists())
         deadline = time.monotonic() + self.lock_wait_s
         while True:
             try:
@@ -89,9 +96,11 @@ class DuckDBWarehouse:
                 time.sleep(0.05)
         try:
             connection.execute("SET TimeZone = 'UTC'")
-            with _DDL_LOCK:  # threads of one process share the database: one creates at a time
-                for table in TABLES:
-                    connection.execute(duckdb_ddl(table))
+            if create:
+                with _DDL_LOCK:  # threads of one process share the database: one at a time
+                    for table in TABLES:
+                        connection.execute(duckdb_ddl(table))
+                self._tables_created = True
             yield connection
         except duckdb.TransactionException as err:  # a concurrent write won: try again later
             raise WarehouseBusy(f"{self.path}: conflicting concurrent write ({err})") from None
@@ -102,36 +111,42 @@ class DuckDBWarehouse:
         with self._connect():
             pass
 
-    def _insert(self, table: TableSchema, rows: Sequence[Any]) -> None:
-        """One Arrow batch, one INSERT … SELECT, one transaction: rows/s in the tens of
-        thousands, where a row-by-row insert managed hundreds (benchmarks/quick.py)."""
-        if not rows:
-            return
+    @staticmethod
+    def _insert(
+        db: duckdb.DuckDBPyConnection, table: TableSchema, columns: dict[str, list]
+    ) -> None:
+        """One Arrow batch, one INSERT … SELECT: rows/s in the tens of thousands, where a
+        row-by-row insert managed hundreds (benchmarks/quick.py). `columns`: the table's
+        columns but ingested_at, which is left to the warehouse's clock (its DEFAULT)."""
         import pyarrow as pa
 
-        # The records' fields are the table's columns but ingested_at, which is left to the
-        # warehouse's clock (its DEFAULT).
-        names = [c.name for c in table.columns if c.default is None]
-        batch = pa.Table.from_arrays(
-            [[getattr(r, name) for r in rows] for name in names],
-            schema=arrow_schema(table, names),
-        )
-        columns = ", ".join(names)
+        names = list(columns)
+        batch = pa.Table.from_pydict(columns, schema=arrow_schema(table, names))
+        if not batch.num_rows:
+            return
+        listed = ", ".join(names)
+        db.register("batch", batch)
+        # A key stored already, or twice in this batch, is stored once.
+        db.execute(f"INSERT OR IGNORE INTO {table.name} ({listed}) SELECT {listed} FROM batch")
+        db.unregister("batch")
+
+    def insert_logs(self, batch: LogBatch) -> None:
+        """A Logger batch: both tables in one connection and one transaction, so the batch
+        is stored whole or not at all (opening the file costs tens of ms on a busy machine:
+        once per batch, not once per table)."""
+        if not batch.prediction_rows and not batch.feedback_rows:
+            return
         with self._connect() as db:
             db.begin()
-            db.register("batch", batch)
-            # A key stored already, or twice in this batch, is stored once.
-            db.execute(
-                f"INSERT OR IGNORE INTO {table.name} ({columns}) SELECT {columns} FROM batch"
-            )
-            db.unregister("batch")
+            self._insert(db, PREDICTIONS, batch.predictions)
+            self._insert(db, FEEDBACK, batch.feedback)
             db.commit()
 
     def insert_predictions(self, rows: Sequence[PredictionRecord]) -> None:
-        self._insert(PREDICTIONS, rows)
+        self.insert_logs(LogBatch.of(predictions=rows))
 
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
-        self._insert(FEEDBACK, rows)
+        self.insert_logs(LogBatch.of(feedback=rows))
 
     def count_untrained(self, rank_k: int, num_actions: int) -> int:
         with self._connect() as db:
@@ -251,7 +266,8 @@ class DuckDBWarehouse:
         return True
 
     def record_promotion(self, row: PromotionRecord) -> None:
-        self._insert(PROMOTIONS, [row])
+        with self._connect() as db:
+            self._insert(db, PROMOTIONS, {f: [getattr(row, f)] for f in PROMOTIONS.column_names})
 
     def promotions(self) -> list[PromotionRecord]:
         with self._connect() as db:

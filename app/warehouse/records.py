@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,54 @@ class FeedbackRecord:
     time: datetime
     reward: float
     source: str
+
+
+PREDICTION_COLUMNS = tuple(f.name for f in fields(PredictionRecord))
+FEEDBACK_COLUMNS = tuple(f.name for f in fields(FeedbackRecord))
+
+
+@dataclass
+class LogBatch:
+    """Prediction and feedback rows of many Logger messages, column by column (each
+    record's fields, which are its table's columns but `ingested_at`): how the Logger hands
+    rows to a warehouse in bulk without a Python object per row (benchmarks/quick.py)."""
+
+    predictions: dict[str, list[Any]] = field(
+        default_factory=lambda: {name: [] for name in PREDICTION_COLUMNS}
+    )
+    feedback: dict[str, list[Any]] = field(
+        default_factory=lambda: {name: [] for name in FEEDBACK_COLUMNS}
+    )
+
+    @classmethod
+    def of(
+        cls, predictions: Iterable[PredictionRecord] = (), feedback: Iterable[FeedbackRecord] = ()
+    ) -> LogBatch:
+        batch = cls()
+        for columns, records in ((batch.predictions, predictions), (batch.feedback, feedback)):
+            for record in records:
+                for name, values in columns.items():
+                    values.append(getattr(record, name))
+        return batch
+
+    @property
+    def prediction_rows(self) -> int:
+        return len(self.predictions["request_id"])
+
+    @property
+    def feedback_rows(self) -> int:
+        return len(self.feedback["request_id"])
+
+    def prediction_records(self) -> list[PredictionRecord]:
+        return [PredictionRecord(**row) for row in _rows(self.predictions)]
+
+    def feedback_records(self) -> list[FeedbackRecord]:
+        return [FeedbackRecord(**row) for row in _rows(self.feedback)]
+
+
+def _rows(columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    n = len(columns["request_id"])
+    return [{name: values[i] for name, values in columns.items()} for i in range(n)]
 
 
 @dataclass(frozen=True)
