@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from app.schemas import GLOBAL, POLICY_KINDS
 from app.warehouse.records import FeedbackRecord, PredictionRecord
 
 PREDICTION_LOG = "prediction_log"
@@ -25,16 +26,22 @@ class MessageError(ValueError):
 
 
 def prediction_log(
-    request_id: str, time: datetime, policy_version: str, rows: list[dict[str, Any]]
+    request_id: str,
+    time: datetime,
+    policy_version: str,
+    rows: list[dict[str, Any]],
+    policy_kind: str = GLOBAL,
 ) -> bytes:
     """rows: {"instance_index", "observation", "action", "propensity"} per served instance,
-    and "candidates" (movie ids) for a per-arm policy that chose among some of its movies."""
+    and "candidates" (movie ids) for a per-arm policy that chose among some of its movies;
+    `policy_kind` (app/schemas.py POLICY_KINDS) says what the actions index."""
     return orjson.dumps(
         {
             "kind": PREDICTION_LOG,
             "request_id": request_id,
             "time": time.isoformat(),
             "policy_version": policy_version,
+            "policy_kind": policy_kind,
             "predictions": rows,
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
@@ -77,6 +84,7 @@ def _predictions(m: dict[str, Any]) -> list[PredictionRecord]:
     request_id = _text(m, "request_id")
     time = _time(m, "time")
     version = _text(m, "policy_version")
+    policy_kind = _policy_kind(m)
     rows = _list(m, "predictions")
     records = []
     for i, row in enumerate(rows):
@@ -103,6 +111,7 @@ def _predictions(m: dict[str, Any]) -> list[PredictionRecord]:
                 action=_int(row, "action", where),
                 propensity=None if propensity is None else float(propensity),
                 candidates=_candidates(row, where),
+                policy_kind=policy_kind,
             )
         )
     return records
@@ -120,6 +129,17 @@ def _candidates(row: dict[str, Any], where: str) -> list[int] | None:
             raise MessageError(
                 f"{where}.candidates must hold whole numbers in 0..{INT64_MAX}, got {v!r}"
             )
+    return value
+
+
+def _policy_kind(m: dict[str, Any]) -> str | None:
+    """Which kind of policy served (absent: a predictor from before the field; stored NULL,
+    which the ledger reads as global)."""
+    value = m.get("policy_kind")
+    if value is not None and value not in POLICY_KINDS:
+        raise MessageError(
+            f"policy_kind must be one of {', '.join(POLICY_KINDS)} or absent, got {value!r}"
+        )
     return value
 
 

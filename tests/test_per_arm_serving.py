@@ -40,6 +40,7 @@ from app.predictor.policy import (
 )
 from app.predictor.server import PredictorApp, Served
 from app.predictor.sink import PredictionLogSink
+from app.schemas import PER_ARM
 from tests.synthetic import NUM_MOVIES
 
 RANK = 5
@@ -297,8 +298,11 @@ def test_the_prediction_log_records_candidates_and_the_warehouse_stores_them(
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     warehouse.insert_predictions(records)
     with warehouse._connect() as db:
-        stored = db.execute("SELECT candidates FROM predictions ORDER BY instance_index").fetchall()
-    assert stored == [([5, 3, 8],), (None,)]
+        stored = db.execute(
+            "SELECT candidates, policy_kind FROM predictions ORDER BY instance_index"
+        ).fetchall()
+    # the kind keeps a whole-catalogue row (candidates NULL) apart from a global one
+    assert stored == [([5, 3, 8], PER_ARM), (None, PER_ARM)]
 
 
 def canary_pair(trained_policy: Path) -> ServingPolicy:

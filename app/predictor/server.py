@@ -59,7 +59,7 @@ class Served:
     """One answered request, as the prediction log records it: per instance the observation,
     the action (the arm; per-arm policies: the catalogue index of the first movie served),
     its exact probability (None: unknown) and, for per-arm policies, the candidate movie ids
-    (None: the policy's whole catalogue)."""
+    (None: the policy's whole catalogue); `policy_kind` says which of these the actions are."""
 
     request_id: str
     time: datetime
@@ -68,6 +68,10 @@ class Served:
     actions: np.ndarray
     propensities: np.ndarray | None
     candidates: list[np.ndarray | None] | None = None
+
+    @property
+    def policy_kind(self) -> str:
+        return self.policy.policy_kind
 
 
 class PredictionSink(Protocol):

@@ -24,7 +24,8 @@ class PredictionLogSink:
 
     def record(self, served: Served) -> None:
         """One row per served instance, with the exact probability of its action and, for a
-        per-arm policy, the candidate movie ids (left out: the policy's whole catalogue)."""
+        per-arm policy, the candidate movie ids (left out: the policy's whole catalogue); the
+        message says which kind of policy served (tests/test_policy_kind.py)."""
         p = served.propensities
         chances = [None] * len(served.actions) if p is None else p.tolist()
         rows = [
@@ -37,7 +38,9 @@ class PredictionLogSink:
             for row, candidates in zip(rows, served.candidates, strict=True):
                 if candidates is not None:
                     row["candidates"] = candidates
-        data = messages.prediction_log(served.request_id, served.time, served.policy.version, rows)
+        data = messages.prediction_log(
+            served.request_id, served.time, served.policy.version, rows, served.policy_kind
+        )
         future = self.publisher.publish(self.topic, data, kind=messages.PREDICTION_LOG)
         future.add_done_callback(_report_failure)
 

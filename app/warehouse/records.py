@@ -16,6 +16,7 @@ class PredictionRecord:
     action: int
     propensity: float | None = None
     candidates: list[int] | None = None
+    policy_kind: str | None = None  # app/schemas.py POLICY_KINDS; None: global
 
 
 @dataclass(frozen=True)
