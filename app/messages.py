@@ -33,7 +33,8 @@ def prediction_log(
     policy_kind: str = GLOBAL,
 ) -> bytes:
     """rows: {"instance_index", "observation", "action", "propensity"} per served instance,
-    and "candidates" (movie ids) for a per-arm policy that chose among some of its movies;
+    and "candidates" (movie ids) for a per-arm policy that chose among some of its movies,
+    "slate" (movie ids, best first) when it served a top-k answer;
     `policy_kind` (app/schemas.py POLICY_KINDS) says what the actions index."""
     return orjson.dumps(
         {
@@ -112,6 +113,7 @@ def _predictions(m: dict[str, Any]) -> list[PredictionRecord]:
                 propensity=None if propensity is None else float(propensity),
                 candidates=_candidates(row, where),
                 policy_kind=policy_kind,
+                slate=_slate(row, where),
             )
         )
     return records
@@ -119,15 +121,24 @@ def _predictions(m: dict[str, Any]) -> list[PredictionRecord]:
 
 def _candidates(row: dict[str, Any], where: str) -> list[int] | None:
     """A per-arm prediction's candidate movie ids (absent: the policy's whole catalogue)."""
-    value = row.get("candidates")
+    return _movie_ids(row, "candidates", where)
+
+
+def _slate(row: dict[str, Any], where: str) -> list[int] | None:
+    """A per-arm top-k answer's movie ids, best first (absent: one movie was served)."""
+    return _movie_ids(row, "slate", where)
+
+
+def _movie_ids(row: dict[str, Any], key: str, where: str) -> list[int] | None:
+    value = row.get(key)
     if value is None:
         return None
     if not isinstance(value, list) or not value:
-        raise MessageError(f"{where}.candidates must be a non-empty list of movie ids or absent")
+        raise MessageError(f"{where}.{key} must be a non-empty list of movie ids or absent")
     for v in value:
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= INT64_MAX:
             raise MessageError(
-                f"{where}.candidates must hold whole numbers in 0..{INT64_MAX}, got {v!r}"
+                f"{where}.{key} must hold whole numbers in 0..{INT64_MAX}, got {v!r}"
             )
     return value
 

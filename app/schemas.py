@@ -104,6 +104,14 @@ PREDICTIONS = TableSchema(
             "column existed, when only global policies served)",
             added=True,
         ),
+        Column(
+            "slate",
+            INT64,
+            REPEATED,
+            "A top-k answer's movie ids, best first (the first is the action's movie; empty: "
+            "one movie was served)",
+            added=True,
+        ),
     ),
     key=("request_id", "instance_index"),
     # by the warehouse's clock: the feedback window prunes on it (never the sender's `time`)

@@ -70,6 +70,7 @@ def load_warehouse(path: Path, x: np.ndarray, actions: np.ndarray, rewards: np.n
         pa.array(np.full(n, 1 / ACTIONS)),
         pa.nulls(n, pa.list_(pa.int64())),
         pa.array([GLOBAL] * n),
+        pa.nulls(n, pa.list_(pa.int64())),
     ]
     feedback = [keys, zero, times, pa.array(rewards), pa.array(["bench"] * n)]
     with DuckDBWarehouse(path)._connect() as db:

@@ -112,3 +112,8 @@ def test_the_prediction_log_says_which_kind_of_policy_served():
     bad = sent.replace(b'"per_arm"', b'"perarm"')
     with pytest.raises(messages.MessageError, match="policy_kind must be one of global"):
         messages.parse(bad)
+    slate = [{**rows[0], "slate": [8, 3, 5]}]
+    sent = messages.prediction_log("r", T0, "v", slate, PER_ARM)
+    assert [r.slate for r in messages.parse(sent)] == [[8, 3, 5]]
+    with pytest.raises(messages.MessageError, match=r"predictions\[0\]\.slate must hold"):
+        messages.parse(sent.replace(b"[8,3,5]", b"[8,-3,5]"))

@@ -17,6 +17,7 @@ class PredictionRecord:
     propensity: float | None = None
     candidates: list[int] | None = None
     policy_kind: str | None = None  # app/schemas.py POLICY_KINDS; None: global
+    slate: list[int] | None = None  # a top-k answer's movie ids, best first
 
 
 @dataclass(frozen=True)
