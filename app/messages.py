@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from app.schemas import GLOBAL, POLICY_KINDS
 from app.warehouse.records import FeedbackRecord, LogBatch, PredictionRecord
 
 PREDICTION_LOG = "prediction_log"
@@ -27,16 +28,23 @@ class MessageError(ValueError):
 
 
 def prediction_log(
-    request_id: str, time: datetime, policy_version: str, rows: list[dict[str, Any]]
+    request_id: str,
+    time: datetime,
+    policy_version: str,
+    rows: list[dict[str, Any]],
+    policy_kind: str = GLOBAL,
 ) -> bytes:
     """rows: {"instance_index", "observation", "action", "propensity"} per served instance,
-    and "candidates" (movie ids) for a per-arm policy that chose among some of its movies."""
+    and "candidates" (movie ids) for a per-arm policy that chose among some of its movies,
+    "slate" (movie ids, best first) when it served a top-k answer;
+    `policy_kind` (app/schemas.py POLICY_KINDS) says what the actions index."""
     return orjson.dumps(
         {
             "kind": PREDICTION_LOG,
             "request_id": request_id,
             "time": time.isoformat(),
             "policy_version": policy_version,
+            "policy_kind": policy_kind,
             "predictions": rows,
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
@@ -100,6 +108,7 @@ def _predictions(m: dict[str, Any]) -> dict[str, list[Any]]:
     request_id = _text(m, "request_id")
     time = _time(m, "time")
     version = _text(m, "policy_version")
+    policy_kind = _policy_kind(m)
     rows = _rows(m, "predictions")
     observations: list[Any] = [row.get("observation") for row in rows]
     if (
@@ -117,6 +126,9 @@ def _predictions(m: dict[str, Any]) -> dict[str, list[Any]]:
     candidates = [row.get("candidates") for row in rows]
     if candidates.count(None) != len(rows):
         candidates = [_candidates(row, f"predictions[{i}]") for i, row in enumerate(rows)]
+    slates = [row.get("slate") for row in rows]
+    if slates.count(None) != len(rows):
+        slates = [_slate(row, f"predictions[{i}]") for i, row in enumerate(rows)]
     n = len(rows)
     return {
         "request_id": [request_id] * n,
@@ -127,6 +139,8 @@ def _predictions(m: dict[str, Any]) -> dict[str, list[Any]]:
         "action": _whole_numbers(rows, "predictions", "action"),
         "propensity": [None if p is None else float(p) for p in propensities],
         "candidates": candidates,
+        "policy_kind": [policy_kind] * n,
+        "slate": slates,
     }
 
 
@@ -201,16 +215,36 @@ def _finite_floats(observations: list[list[int | float]]) -> list[list[float]]:
 
 def _candidates(row: dict[str, Any], where: str) -> list[int] | None:
     """A per-arm prediction's candidate movie ids (absent: the policy's whole catalogue)."""
-    value = row.get("candidates")
+    return _movie_ids(row, "candidates", where)
+
+
+def _slate(row: dict[str, Any], where: str) -> list[int] | None:
+    """A per-arm top-k answer's movie ids, best first (absent: one movie was served)."""
+    return _movie_ids(row, "slate", where)
+
+
+def _movie_ids(row: dict[str, Any], key: str, where: str) -> list[int] | None:
+    value = row.get(key)
     if value is None:
         return None
     if not isinstance(value, list) or not value:
-        raise MessageError(f"{where}.candidates must be a non-empty list of movie ids or absent")
+        raise MessageError(f"{where}.{key} must be a non-empty list of movie ids or absent")
     for v in value:
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= INT64_MAX:
             raise MessageError(
-                f"{where}.candidates must hold whole numbers in 0..{INT64_MAX}, got {v!r}"
+                f"{where}.{key} must hold whole numbers in 0..{INT64_MAX}, got {v!r}"
             )
+    return value
+
+
+def _policy_kind(m: dict[str, Any]) -> str | None:
+    """Which kind of policy served (absent: a predictor from before the field; stored NULL,
+    which the ledger reads as global)."""
+    value = m.get("policy_kind")
+    if value is not None and value not in POLICY_KINDS:
+        raise MessageError(
+            f"policy_kind must be one of {', '.join(POLICY_KINDS)} or absent, got {value!r}"
+        )
     return value
 
 

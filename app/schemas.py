@@ -19,6 +19,12 @@ STRING, INT64, FLOAT64, TIMESTAMP = "STRING", "INT64", "FLOAT64", "TIMESTAMP"
 CURRENT_TIMESTAMP = "CURRENT_TIMESTAMP"
 REQUIRED, NULLABLE, REPEATED = "REQUIRED", "NULLABLE", "REPEATED"
 
+# Which kind of policy served a prediction (predictions.policy_kind): a global-feature policy
+# (action = arm), a per-arm policy or a slate (actor-critic) policy (action = catalogue index).
+# Each trains only on its own kind's rows (app/warehouse/ledger.py::of_kind).
+GLOBAL, PER_ARM, SLATE = "global", "per_arm", "slate"
+POLICY_KINDS = (GLOBAL, PER_ARM, SLATE)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -27,6 +33,14 @@ class Column:
     mode: str = REQUIRED
     description: str = ""
     default: str | None = None  # a server-side default: CURRENT_TIMESTAMP
+    # Added after the table was first created: NULLABLE and declared after every older
+    # column, so an existing table gets it by ALTER TABLE (DuckDB: duckdb_migrations) or a
+    # BigQuery schema update (docs/operations.md), and its old rows hold NULL.
+    added: bool = False
+
+    def __post_init__(self) -> None:
+        if self.added and self.mode == REQUIRED:
+            raise ValueError(f"column {self.name}: an added column cannot be REQUIRED")
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,11 @@ class TableSchema:
     key: tuple[str, ...] = ()
     partition_by: str | None = None  # a TIMESTAMP column, partitioned by day
     cluster_by: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        added = [c.added for c in self.columns]
+        if added != sorted(added):  # ALTER TABLE and BigQuery append: fresh = migrated order
+            raise ValueError(f"table {self.name}: added columns must come after all others")
 
     @property
     def column_names(self) -> list[str]:
@@ -76,6 +95,22 @@ PREDICTIONS = TableSchema(
             NULLABLE,
             "When the warehouse stored the row (server clock, never the sender's)",
             default=CURRENT_TIMESTAMP,
+        ),
+        Column(
+            "policy_kind",
+            STRING,
+            NULLABLE,
+            "Which kind of policy served: global, per_arm or slate (NULL: logged before the "
+            "column existed, when only global policies served)",
+            added=True,
+        ),
+        Column(
+            "slate",
+            INT64,
+            REPEATED,
+            "A top-k answer's movie ids, best first (the first is the action's movie; empty: "
+            "one movie was served)",
+            added=True,
         ),
     ),
     key=("request_id", "instance_index"),
@@ -218,15 +253,28 @@ _DUCKDB_TYPES = {STRING: "VARCHAR", INT64: "BIGINT", FLOAT64: "DOUBLE", TIMESTAM
 
 
 def duckdb_ddl(table: TableSchema) -> str:
-    columns = []
-    for c in table.columns:
-        sql_type = _DUCKDB_TYPES[c.type] + ("[]" if c.mode == REPEATED else "")
-        not_null = " NOT NULL" if c.mode == REQUIRED else ""
-        default = f" DEFAULT {c.default}" if c.default else ""
-        columns.append(f"{c.name} {sql_type}{not_null}{default}")
+    columns = [_duckdb_column(c) for c in table.columns]
     if table.key:
         columns.append(f"PRIMARY KEY ({', '.join(table.key)})")
     return f"CREATE TABLE IF NOT EXISTS {table.name} ({', '.join(columns)})"
+
+
+def duckdb_migrations(table: TableSchema) -> list[str]:
+    """Statements that give a table created before its `added` columns those columns (old
+    rows: NULL); no-ops on a table that has them
+    (tests/test_policy_kind.py::test_a_warehouse_file_from_before_the_column_keeps_its_rows)."""
+    return [
+        f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {_duckdb_column(c)}"
+        for c in table.columns
+        if c.added
+    ]
+
+
+def _duckdb_column(c: Column) -> str:
+    sql_type = _DUCKDB_TYPES[c.type] + ("[]" if c.mode == REPEATED else "")
+    not_null = " NOT NULL" if c.mode == REQUIRED else ""
+    default = f" DEFAULT {c.default}" if c.default else ""
+    return f"{c.name} {sql_type}{not_null}{default}"
 
 
 def arrow_schema(table: TableSchema, names: list[str]):

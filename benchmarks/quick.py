@@ -53,7 +53,7 @@ def load_warehouse(path: Path, x: np.ndarray, actions: np.ndarray, rewards: np.n
     """Writes the log straight into DuckDB as two Arrow tables (set-up, not measured)."""
     import pyarrow as pa
 
-    from app.schemas import FEEDBACK, PREDICTIONS, arrow_schema
+    from app.schemas import FEEDBACK, GLOBAL, PREDICTIONS, arrow_schema
     from app.warehouse.duckdb_store import DuckDBWarehouse
 
     n = len(actions)
@@ -70,6 +70,8 @@ def load_warehouse(path: Path, x: np.ndarray, actions: np.ndarray, rewards: np.n
         observations.cast(pa.list_(pa.float64())),
         pa.array(actions),
         pa.array(np.full(n, 1 / ACTIONS)),
+        pa.nulls(n, pa.list_(pa.int64())),
+        pa.array([GLOBAL] * n),
         pa.nulls(n, pa.list_(pa.int64())),
     ]
     feedback = [keys, zero, times, pa.array(rewards), pa.array(["bench"] * n)]
@@ -124,6 +126,7 @@ def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
     import_s = time.perf_counter() - importing
     from app.agents import LINUCB, AgentSpec
     from app.loop import ingester, offpolicy
+    from app.schemas import PER_ARM
     from app.warehouse.duckdb_store import DuckDBWarehouse
     from app.warehouse.records import TrainingRunRecord
 
@@ -144,10 +147,14 @@ def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
     policy = str(scratch / "policy")
     run = TrainingRunRecord("bench", "v", None, None, OFFPOLICY_ROWS, RANK, ACTIONS, policy)
     warehouse.commit(run)
-    catalogue = np.random.default_rng(1).normal(size=(ACTIONS, RANK))  # actions as movies
-    warehouse.claimed_per_arm_statistics("bench", catalogue)  # the same claims, per-arm sums
-    seconds = warehouse.seconds
     sums_only_cpu_s = _sums_only_cpu_s(path)
+    # The same claims as per-arm rows (each kind of run reads only its own rows: relabelled
+    # outside the clock), per-arm sums with the actions as movies.
+    with DuckDBWarehouse(path)._connect() as db:
+        db.execute(f"UPDATE predictions SET policy_kind = '{PER_ARM}'")
+    catalogue = np.random.default_rng(1).normal(size=(ACTIONS, RANK))
+    warehouse.claimed_per_arm_statistics("bench", catalogue)
+    seconds = warehouse.seconds
     timings = {
         "rows": float(OFFPOLICY_ROWS),
         "claim_s": seconds["claim"],  # quarantine + claim: reads, joins, the ledger's writes
@@ -172,11 +179,12 @@ def bench_offpolicy(scratch: Path) -> tuple[float, str, dict[str, float]]:
 def _sums_only_cpu_s(path: Path) -> float:
     """CPU seconds of the statistics query with its source, the claimed examples (joins over
     the ledger), replaced by one table of those rows: what the sums alone cost."""
+    from app.schemas import GLOBAL
     from app.warehouse import ledger, linear_statistics
     from app.warehouse.base import EARLIEST
     from app.warehouse.duckdb_store import SQL, DuckDBWarehouse
 
-    claimed = ledger.claimed_unordered(SQL)
+    claimed = ledger.claimed_unordered(SQL, GLOBAL)
     sums = linear_statistics.statistics(SQL, RANK).replace(claimed, "SELECT * FROM flat")
     with DuckDBWarehouse(path)._connect() as db:
         db.execute(f"CREATE TEMP TABLE flat AS {claimed}", {"run_id": "bench", "since": EARLIEST})

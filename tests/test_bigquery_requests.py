@@ -14,7 +14,7 @@ from google.cloud import bigquery
 
 from app.cli import main
 from app.evaluation import canary
-from app.schemas import FEEDBACK, PREDICTIONS
+from app.schemas import FEEDBACK, GLOBAL, PER_ARM, PREDICTIONS
 from app.warehouse import factory, ledger, linear_statistics
 from app.warehouse.base import LedgerConflict
 from app.warehouse.bigquery_store import BigQueryWarehouse
@@ -136,8 +136,8 @@ def test_claim_is_two_dml_jobs_with_typed_parameters(warehouse, fake):
     assert warehouse.claim("run-7", 500, 20, 20) == 3
     quarantine, claim, count = fake.queries()
     sql = ledger.bigquery("proj", "ds")
-    assert quarantine["query"] == ledger.quarantine(sql)
-    assert claim["query"] == ledger.claim(sql)
+    assert quarantine["query"] == ledger.quarantine(sql, GLOBAL)
+    assert claim["query"] == ledger.claim(sql, GLOBAL)
     assert "`proj.ds.run_examples`" in claim["query"] and "IS_NAN(" in claim["query"]
     assert claim["useLegacySql"] is False
     since = ("TIMESTAMP", "1970-01-01 00:00:00+00:00")  # no feedback window: every partition
@@ -227,10 +227,17 @@ def test_ledger_reads_only_the_feedback_window_of_partitions(fake):
     for query in (count["query"], claimed["query"]):
         for table in ("predictions", "feedback"):
             scans = query.split(f"`proj.ds.{table}`")[1:]
-            assert scans and all(
-                scan.startswith(" WHERE ingested_at >= @since QUALIFY ROW_NUMBER()")
-                for scan in scans
-            )
+            assert scans and all(_filtered_before_the_window(scan) for scan in scans)
+
+
+def _filtered_before_the_window(scan: str) -> bool:
+    """The scan's WHERE starts with the partition filter (others, e.g. the policy kind, may
+    follow it) and comes before the dedup window."""
+    where, window, _ = scan.partition(" QUALIFY ROW_NUMBER()")
+    return bool(window) and (
+        where == " WHERE ingested_at >= @since"
+        or where.startswith(" WHERE ingested_at >= @since AND ")
+    )
 
 
 def test_every_read_of_the_logged_tables_filters_their_partition_column():
@@ -240,9 +247,9 @@ def test_every_read_of_the_logged_tables_filters_their_partition_column():
     the partitions of the window only; and a run's claims on theirs."""
     d = ledger.bigquery("proj", "ds")
     queries = {
-        "count": ledger.count_untrained(d),
-        "quarantine": ledger.quarantine(d),
-        "claim": ledger.claim(d),
+        "count": ledger.count_untrained(d, GLOBAL),
+        "quarantine": ledger.quarantine(d, GLOBAL),
+        "claim": ledger.claim(d, GLOBAL),
         "claimed": ledger.claimed(d),
         "statistics": linear_statistics.statistics(d, 20, holdout_every=5),
         "per-arm statistics": linear_statistics.per_arm_statistics(d, 20),
@@ -254,7 +261,7 @@ def test_every_read_of_the_logged_tables_filters_their_partition_column():
             scans = query.split(f"`proj.ds.{table.name}`")[1:]
             assert scans, f"{name} does not read {table.name}"
             for scan in scans:
-                assert scan.startswith(" WHERE ingested_at >= @since QUALIFY "), (name, scan[:80])
+                assert _filtered_before_the_window(scan), (name, scan[:80])
     # A run's claims, all made when it claimed, one window after `since`.
     for name in ("claimed", "statistics", "per-arm statistics"):
         reads = queries[name].split("FROM `proj.ds.run_examples`")[1:]
@@ -276,9 +283,9 @@ def test_retraining_bytes_are_dry_runs_of_the_runs_queries(fake):
     jobs = [body for method, url, body in fake.calls if method == "POST" and url.endswith("/jobs")]
     d = ledger.bigquery("proj", "ds")
     assert [j["configuration"]["query"]["query"] for j in jobs] == [
-        ledger.count_untrained(d),
-        ledger.quarantine(d),
-        ledger.claim(d),
+        ledger.count_untrained(d, GLOBAL),
+        ledger.quarantine(d, GLOBAL),
+        ledger.claim(d, GLOBAL),
         linear_statistics.statistics(d, 20),
     ]
     for job in jobs:
@@ -313,3 +320,18 @@ def test_recloop_retraining_bytes_of_a_duckdb_warehouse_is_one_line(tmp_path, ca
     monkeypatch.setenv("RECLOOP__WAREHOUSE__DUCKDB_PATH", str(tmp_path / "w.duckdb"))
     assert main(["retraining-bytes", "--env", "local"]) == 2
     assert capsys.readouterr().err == "error: the local warehouse is duckdb: BigQuery only\n"
+
+
+def test_a_per_arm_claim_and_the_statistics_read_only_their_own_kind_of_rows(warehouse, fake):
+    """Per-arm and global rows share `predictions`; the SQL BigQuery receives names the kind
+    (NULL = global). Their behaviour on rows: tests/test_policy_kind.py."""
+    fake.results = [([], []), ([], []), (["n:INT64"], [["3"]])]
+    assert warehouse.claim("run-7", 500, 20, 1682, policy_kind=PER_ARM) == 3
+    quarantine, claim, _ = fake.queries()
+    per_arm = "COALESCE(policy_kind, 'global') = 'per_arm'"
+    for job in (quarantine, claim):
+        assert per_arm in job["query"] and "= 'global'" not in job["query"]
+    d = ledger.bigquery("proj", "ds")
+    assert per_arm in linear_statistics.per_arm_statistics(d, 20)
+    assert "COALESCE(policy_kind, 'global') = 'global'" in linear_statistics.statistics(d, 20)
+    assert "= 'per_arm'" not in linear_statistics.statistics(d, 20)

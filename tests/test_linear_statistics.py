@@ -20,6 +20,7 @@ from app.evaluation import gate
 from app.loop import ingester, offpolicy
 from app.policy_store import linear_state_from_variables
 from app.rehearsal.fakes import FakeBigQueryHttp
+from app.schemas import PER_ARM
 from app.warehouse import ledger, linear_statistics
 from app.warehouse.bigquery_store import BigQueryWarehouse
 from app.warehouse.duckdb_store import DuckDBWarehouse
@@ -166,12 +167,13 @@ def test_per_arm_sql_statistics_equal_the_per_arm_agent_train(tmp_path: Path):
                 int(candidates[chosen]),
                 0.2,
                 candidates.tolist(),
+                policy_kind=PER_ARM,
             )
         )
         feedback.append(FeedbackRecord(f"q{i:02d}", 0, T0, float(rng.normal()), "test"))
     warehouse.insert_predictions(predictions)
     warehouse.insert_feedback(feedback)
-    assert warehouse.claim("run-1", 1000, RANK, CATALOGUE) == 50
+    assert warehouse.claim("run-1", 1000, RANK, CATALOGUE, policy_kind=PER_ARM) == 50
 
     spec = AgentSpec(LINUCB, ARMS, RANK, alpha=1.0, tikhonov_weight=0.5, per_arm=True)
     agent = create_agent(spec)

@@ -40,6 +40,7 @@ from app.predictor.policy import (
 )
 from app.predictor.server import PredictorApp, Served
 from app.predictor.sink import PredictionLogSink
+from app.schemas import PER_ARM
 from tests.synthetic import NUM_MOVIES
 
 RANK = 5
@@ -286,19 +287,31 @@ def test_the_prediction_log_records_candidates_and_the_warehouse_stores_them(
 
     publisher = CapturingPublisher()
     app = app_for(policy, sink=PredictionLogSink(publisher, "predictions"))
-    u = users(2, seed=7).astype(np.float64).tolist()
-    body = {"instances": [{"observation": u[0], "candidates": [5, 3, 8]}, {"observation": u[1]}]}
+    u = users(3, seed=7).astype(np.float64).tolist()
+    body = {
+        "instances": [
+            {"observation": u[0], "candidates": [5, 3, 8]},
+            {"observation": u[1]},
+            {"observation": u[2], "k": 3},
+        ]
+    }
     predictions = call(app, body).json()["predictions"]
     (data,) = publisher.messages
     records = messages.parse(data)
-    assert [r.candidates for r in records] == [[5, 3, 8], None]  # None: the whole catalogue
-    assert [r.action + 1 for r in records] == [p["movie_id"] for p in predictions]
-    assert [r.propensity for r in records] == [1.0, 1.0]
+    assert [r.candidates for r in records] == [[5, 3, 8], None, None]  # None: whole catalogue
+    first = [p["movie_id"] for p in predictions[:2]] + [predictions[2]["movie_ids"][0]]
+    assert [r.action + 1 for r in records] == first
+    assert [r.propensity for r in records] == [1.0, 1.0, 1.0]
+    top_k = predictions[2]["movie_ids"]
+    assert [r.slate for r in records] == [None, None, top_k]  # the whole top-k answer
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     warehouse.insert_predictions(records)
     with warehouse._connect() as db:
-        stored = db.execute("SELECT candidates FROM predictions ORDER BY instance_index").fetchall()
-    assert stored == [([5, 3, 8],), (None,)]
+        stored = db.execute(
+            "SELECT candidates, policy_kind, slate FROM predictions ORDER BY instance_index"
+        ).fetchall()
+    # the kind keeps a whole-catalogue row (candidates NULL) apart from a global one
+    assert stored == [([5, 3, 8], PER_ARM, None), (None, PER_ARM, None), (None, PER_ARM, top_k)]
 
 
 def canary_pair(trained_policy: Path) -> ServingPolicy:

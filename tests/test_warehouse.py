@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from app.rehearsal.fakes import FakeBigQueryHttp
-from app.schemas import FEEDBACK, PREDICTIONS, TABLES, bigquery_fields, duckdb_ddl
+from app.schemas import FEEDBACK, GLOBAL, PREDICTIONS, TABLES, bigquery_fields, duckdb_ddl
 from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict
 from app.warehouse.bigquery_store import BigQueryWarehouse, MissingTables
@@ -121,7 +121,9 @@ def test_tables_without_keys_are_deduplicated_by_the_queries(tmp_path: Path):
         {"since": params["since"]},
     ).fetchall()
     assert joined == [("r1", 1, 4.0), ("r2", 3, 2.0)]
-    untrained = db.execute(f"SELECT request_id FROM ({ledger.untrained(d)})", params).fetchall()
+    untrained = db.execute(
+        f"SELECT request_id FROM ({ledger.untrained(d, GLOBAL)})", params
+    ).fetchall()
     assert untrained == [("r1",)]
 
 

@@ -29,6 +29,7 @@ from app.policy_store import (
     read_catalogue,
     read_metadata,
 )
+from app.schemas import GLOBAL, PER_ARM, SLATE
 
 
 class NonFiniteScores(ValueError):
@@ -56,6 +57,7 @@ class ServingPolicy:
     """A global-feature policy: one observation per row, one arm per action."""
 
     per_arm = False
+    policy_kind = GLOBAL  # what its logged rows say (app/schemas.py POLICY_KINDS)
 
     def __init__(
         self,
@@ -314,6 +316,12 @@ class PerArmPolicy:
     @property
     def rank_k(self) -> int:
         return self.scorer.context_dim
+
+    @property
+    def policy_kind(self) -> str:
+        """What its logged rows say: a slate (actor-critic) policy's observation is its state
+        vector, not a per-arm LinUCB's user features, so neither trains on the other's rows."""
+        return SLATE if self.metadata.agent == ACTOR_CRITIC else PER_ARM
 
     @property
     def version(self) -> str:

@@ -59,7 +59,8 @@ class Served:
     """One answered request, as the prediction log records it: per instance the observation,
     the action (the arm; per-arm policies: the catalogue index of the first movie served),
     its exact probability (None: unknown) and, for per-arm policies, the candidate movie ids
-    (None: the policy's whole catalogue)."""
+    (None: the policy's whole catalogue) and the movie ids of each top-k answer (None: one
+    movie); `policy_kind` says which of these the actions are."""
 
     request_id: str
     time: datetime
@@ -68,6 +69,11 @@ class Served:
     actions: np.ndarray
     propensities: np.ndarray | None
     candidates: list[np.ndarray | None] | None = None
+    slates: list[np.ndarray | None] | None = None
+
+    @property
+    def policy_kind(self) -> str:
+        return self.policy.policy_kind
 
 
 class PredictionSink(Protocol):
@@ -318,6 +324,7 @@ def _serve_per_arm(
         slates.first,
         slates.propensities,
         [None if c is None else policy.movie_ids[c] for c in request.candidates],
+        [policy.movie_ids[a] if len(a) > 1 else None for a in slates.actions],
     )
     return 200, orjson.dumps({"predictions": out}), served
 

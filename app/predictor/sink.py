@@ -24,7 +24,9 @@ class PredictionLogSink:
 
     def record(self, served: Served) -> None:
         """One row per served instance, with the exact probability of its action and, for a
-        per-arm policy, the candidate movie ids (left out: the policy's whole catalogue)."""
+        per-arm policy, the candidate movie ids (left out: the policy's whole catalogue) and a
+        top-k answer's movie ids (left out: one movie); the
+        message says which kind of policy served (tests/test_policy_kind.py)."""
         p = served.propensities
         chances = [None] * len(served.actions) if p is None else p.tolist()
         rows = [
@@ -33,11 +35,14 @@ class PredictionLogSink:
                 zip(served.observations, served.actions.tolist(), chances, strict=True)
             )
         ]
-        if served.candidates is not None:
-            for row, candidates in zip(rows, served.candidates, strict=True):
-                if candidates is not None:
-                    row["candidates"] = candidates
-        data = messages.prediction_log(served.request_id, served.time, served.policy.version, rows)
+        for key, values in (("candidates", served.candidates), ("slate", served.slates)):
+            if values is not None:
+                for row, ids in zip(rows, values, strict=True):
+                    if ids is not None:
+                        row[key] = ids
+        data = messages.prediction_log(
+            served.request_id, served.time, served.policy.version, rows, served.policy_kind
+        )
         future = self.publisher.publish(self.topic, data, kind=messages.PREDICTION_LOG)
         future.add_done_callback(_report_failure)
 

@@ -33,6 +33,7 @@ from app.config import ConfigError, GateConfig, Settings, load_settings
 from app.evaluation.canary import RewardStats, Verdict, judge
 from app.paths import join
 from app.policy_store import TRAINED_SLATE_DIR, PolicyStoreError, read_metadata
+from app.schemas import SLATE
 from app.slate import data as slate_data
 from app.slate.baselines import PerArmLinUCB
 from app.slate.environment import HISTORY_LENGTH, SlateEnvironment
@@ -99,6 +100,8 @@ def simulate(
                     observations[row].tolist(),
                     int(slates[row, 0]),
                     1.0,
+                    # both sides observe the slate environment's state: no bandit trains on it
+                    policy_kind=SLATE,
                 )
             )
             feedback.append(

@@ -10,6 +10,7 @@ import numpy as np
 
 from app.evaluation.canary import RewardStats
 from app.linear import LinearState
+from app.schemas import GLOBAL
 from app.warehouse.records import (
     FeedbackRecord,
     LogBatch,
@@ -55,12 +56,16 @@ class Warehouse(Protocol):
         the batch in one transaction; BigQuery appends each table (a retry appends again, and
         every ledger read deduplicates by key)."""
 
-    def count_untrained(self, rank_k: int, num_actions: int) -> int:
-        """Examples no committed run trained on that a run with these shapes could train on."""
+    def count_untrained(self, rank_k: int, num_actions: int, policy_kind: str = GLOBAL) -> int:
+        """Examples no committed run trained on that a run with these shapes could train on
+        (only those a policy of `policy_kind` served: app/schemas.py POLICY_KINDS)."""
 
-    def claim(self, run_id: str, max_rows: int, rank_k: int, num_actions: int) -> int:
+    def claim(
+        self, run_id: str, max_rows: int, rank_k: int, num_actions: int, policy_kind: str = GLOBAL
+    ) -> int:
         """Quarantines bad rows, stages up to `max_rows` examples for the run (only on its
-        first call) and returns how many the run holds."""
+        first call) and returns how many the run holds; both see only rows a policy of
+        `policy_kind` served (tests/test_policy_kind.py)."""
 
     def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
         """The run's claimed examples, in key order, one page at a time."""

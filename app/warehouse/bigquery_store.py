@@ -19,7 +19,7 @@ import numpy as np
 from app.evaluation import canary
 from app.evaluation.canary import RewardStats
 from app.linear import LinearState
-from app.schemas import FEEDBACK, PREDICTIONS, PROMOTIONS, TABLES, TableSchema
+from app.schemas import FEEDBACK, GLOBAL, PREDICTIONS, PROMOTIONS, TABLES, TableSchema
 from app.warehouse import ledger, linear_statistics
 from app.warehouse.base import (
     EARLIEST,
@@ -149,9 +149,9 @@ class BigQueryWarehouse:
             "max_rows": max_rows,
         }
         queries = {
-            "count": ledger.count_untrained(self.sql),
-            "quarantine": ledger.quarantine(self.sql),
-            "claim": ledger.claim(self.sql),
+            "count": ledger.count_untrained(self.sql, GLOBAL),
+            "quarantine": ledger.quarantine(self.sql, GLOBAL),
+            "claim": ledger.claim(self.sql, GLOBAL),
             "statistics": linear_statistics.statistics(self.sql, rank_k),
         }
         return {
@@ -162,17 +162,19 @@ class BigQueryWarehouse:
     def _rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
         return list(self._query(sql, params).result())
 
-    def count_untrained(self, rank_k: int, num_actions: int) -> int:
-        sql = ledger.count_untrained(self.sql)
+    def count_untrained(self, rank_k: int, num_actions: int, policy_kind: str = GLOBAL) -> int:
+        sql = ledger.count_untrained(self.sql, policy_kind)
         window = since(self.feedback_window_days)
         rows = self._rows(sql, {"rank_k": rank_k, "num_actions": num_actions, "since": window})
         return int(rows[0][0])
 
-    def claim(self, run_id: str, max_rows: int, rank_k: int, num_actions: int) -> int:
+    def claim(
+        self, run_id: str, max_rows: int, rank_k: int, num_actions: int, policy_kind: str = GLOBAL
+    ) -> int:
         window = since(self.feedback_window_days)
         params = {"run_id": run_id, "rank_k": rank_k, "num_actions": num_actions, "since": window}
-        self._query(ledger.quarantine(self.sql), params).result()
-        self._query(ledger.claim(self.sql), {**params, "max_rows": max_rows}).result()
+        self._query(ledger.quarantine(self.sql, policy_kind), params).result()
+        self._query(ledger.claim(self.sql, policy_kind), {**params, "max_rows": max_rows}).result()
         count = f"SELECT count(*) FROM ({ledger.claimed(self.sql)})"
         return int(self._rows(count, {"run_id": run_id, "since": window})[0][0])
 

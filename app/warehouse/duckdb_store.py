@@ -28,12 +28,14 @@ from app.evaluation.canary import RewardStats
 from app.linear import LinearState
 from app.schemas import (
     FEEDBACK,
+    GLOBAL,
     PREDICTIONS,
     PROMOTIONS,
     TABLES,
     TableSchema,
     arrow_schema,
     duckdb_ddl,
+    duckdb_migrations,
 )
 from app.warehouse import ledger, linear_statistics
 from app.warehouse.base import (
@@ -98,8 +100,9 @@ class DuckDBWarehouse:
             connection.execute("SET TimeZone = 'UTC'")
             if create:
                 with _DDL_LOCK:  # threads of one process share the database: one at a time
-                    for table in TABLES:
-                        connection.execute(duckdb_ddl(table))
+                    for table in TABLES:  # a file from before a column was added gets it
+                        for statement in [duckdb_ddl(table), *duckdb_migrations(table)]:
+                            connection.execute(statement)
                 self._tables_created = True
             yield connection
         except duckdb.TransactionException as err:  # a concurrent write won: try again later
@@ -148,10 +151,10 @@ class DuckDBWarehouse:
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
         self.insert_logs(LogBatch.of(feedback=rows))
 
-    def count_untrained(self, rank_k: int, num_actions: int) -> int:
+    def count_untrained(self, rank_k: int, num_actions: int, policy_kind: str = GLOBAL) -> int:
         with self._connect() as db:
             row = db.execute(
-                ledger.count_untrained(SQL),
+                ledger.count_untrained(SQL, policy_kind),
                 {
                     "rank_k": rank_k,
                     "num_actions": num_actions,
@@ -160,7 +163,9 @@ class DuckDBWarehouse:
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def claim(self, run_id: str, max_rows: int, rank_k: int, num_actions: int) -> int:
+    def claim(
+        self, run_id: str, max_rows: int, rank_k: int, num_actions: int, policy_kind: str = GLOBAL
+    ) -> int:
         shapes = {
             "run_id": run_id,
             "rank_k": rank_k,
@@ -169,8 +174,8 @@ class DuckDBWarehouse:
         }
         with self._connect() as db:
             db.begin()
-            db.execute(ledger.quarantine(SQL), shapes)
-            db.execute(ledger.claim(SQL), {**shapes, "max_rows": max_rows})
+            db.execute(ledger.quarantine(SQL, policy_kind), shapes)
+            db.execute(ledger.claim(SQL, policy_kind), {**shapes, "max_rows": max_rows})
             db.commit()
             row = db.execute(
                 "SELECT count(*) FROM run_examples WHERE run_id = $run_id", {"run_id": run_id}

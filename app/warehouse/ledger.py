@@ -32,7 +32,9 @@ from dataclasses import dataclass
 
 from app.schemas import (
     FEEDBACK,
+    GLOBAL,
     LEDGER_HEAD,
+    POLICY_KINDS,
     PREDICTIONS,
     QUARANTINE,
     RUN_EXAMPLES,
@@ -116,12 +118,27 @@ def _keys(d: Dialect, table: TableSchema, where: str = "TRUE", extra: str = "") 
     return f"SELECT {distinct}{KEY}{extra} FROM {d.table(table)} WHERE {where}"
 
 
-def joined(d: Dialect) -> str:
+def of_kind(policy_kind: str) -> str:
+    """SQL true for the predictions a policy of that kind served. Global and per-arm rows
+    share the table, and a per-arm action (a catalogue index) below a global policy's arm
+    count looks like a global one: each run reads only its own kind. NULL is global: rows
+    logged before the column existed, when only global policies served."""
+    if policy_kind not in POLICY_KINDS:
+        kinds = ", ".join(POLICY_KINDS)
+        raise ValueError(f"policy kind must be one of {kinds}, got {policy_kind!r}")
+    return f"COALESCE(policy_kind, '{GLOBAL}') = '{policy_kind}'"
+
+
+def joined(d: Dialect, policy_kind: str | None = None) -> str:
     """Predictions ⋈ feedback since the `since` parameter (the partitions a query reads: see
-    warehouse.feedback_window_days), each side deduplicated (the first row stored wins)."""
+    warehouse.feedback_window_days), each side deduplicated (the first row stored wins);
+    with `policy_kind`, only predictions a policy of that kind served."""
+    served = _recent(d, PREDICTIONS)
+    if policy_kind is not None:
+        served = f"{served} AND {of_kind(policy_kind)}"
     return f"""SELECT p.request_id, p.instance_index, p.observation, p.action, f.reward,
          p.propensity, GREATEST(p.ingested_at, f.ingested_at) AS ready_at
-  FROM ({_first_by_key(d, PREDICTIONS, "ingested_at, time", _recent(d, PREDICTIONS))}) AS p
+  FROM ({_first_by_key(d, PREDICTIONS, "ingested_at, time", served)}) AS p
   JOIN ({_first_by_key(d, FEEDBACK, "ingested_at, time", _recent(d, FEEDBACK))}) AS f
     USING ({KEY})"""
 
@@ -131,8 +148,9 @@ def run_started(d: Dialect) -> str:
     return f"SELECT MIN(claimed_at) FROM {d.table(RUN_EXAMPLES)} WHERE run_id = {d.param('run_id')}"
 
 
-def untrained(d: Dialect) -> str:
-    """Joined examples in neither the ledger nor the quarantine, each with its fault (or NULL)."""
+def untrained(d: Dialect, policy_kind: str) -> str:
+    """Joined examples of a policy kind in neither the ledger nor the quarantine, each with
+    its fault (or NULL). Rows of another kind are neither claimed nor quarantined."""
     p = d.param
     return f"""SELECT j.*, CASE
     WHEN j.action < 0 OR j.action >= {p("num_actions")} THEN CONCAT('action ',
@@ -146,32 +164,32 @@ def untrained(d: Dialect) -> str:
     WHEN NOT {d.finite("j.reward")} THEN 'reward is not finite'
     WHEN NOT (ABS(j.reward) <= {FLOAT32_MAX!r}) THEN 'reward is too large for float32 training'
   END AS fault
-  FROM ({joined(d)}) AS j
+  FROM ({joined(d, policy_kind)}) AS j
   LEFT JOIN ({_keys(d, TRAINED_EXAMPLES, extra=", TRUE AS trained")}) AS t USING ({KEY})
   LEFT JOIN ({_keys(d, QUARANTINE, extra=", TRUE AS held")}) AS q USING ({KEY})
   WHERE t.trained IS NULL AND q.held IS NULL"""
 
 
-def count_untrained(d: Dialect) -> str:
+def count_untrained(d: Dialect, policy_kind: str) -> str:
     """How many examples the next run could train on (the Trigger's question)."""
-    return f"SELECT count(*) FROM ({untrained(d)}) AS u WHERE u.fault IS NULL"
+    return f"SELECT count(*) FROM ({untrained(d, policy_kind)}) AS u WHERE u.fault IS NULL"
 
 
-def quarantine(d: Dialect) -> str:
+def quarantine(d: Dialect, policy_kind: str) -> str:
     cols = ", ".join(QUARANTINE.column_names)
     return f"""INSERT INTO {d.table(QUARANTINE)} ({cols})
 SELECT u.request_id, u.instance_index, {d.param("run_id")}, u.fault, CURRENT_TIMESTAMP
-FROM ({untrained(d)}) AS u WHERE u.fault IS NOT NULL"""
+FROM ({untrained(d, policy_kind)}) AS u WHERE u.fault IS NOT NULL"""
 
 
-def claim(d: Dialect) -> str:
+def claim(d: Dialect, policy_kind: str) -> str:
     """Stages up to max_rows examples for the run, oldest ingested first; only once per run."""
     p = d.param
     cols = ", ".join(RUN_EXAMPLES.column_names)
     return f"""INSERT INTO {d.table(RUN_EXAMPLES)} ({cols})
 SELECT {p("run_id")}, c.request_id, c.instance_index, CURRENT_TIMESTAMP
 FROM (
-  SELECT u.request_id, u.instance_index FROM ({untrained(d)}) AS u
+  SELECT u.request_id, u.instance_index FROM ({untrained(d, policy_kind)}) AS u
   WHERE u.fault IS NULL
   ORDER BY u.ready_at, u.request_id, u.instance_index
   LIMIT {p("max_rows")}
@@ -179,14 +197,15 @@ FROM (
 WHERE NOT EXISTS (SELECT 1 FROM {d.table(RUN_EXAMPLES)} WHERE run_id = {p("run_id")})"""
 
 
-def claimed_unordered(d: Dialect) -> str:
-    """The run's claimed examples (what an aggregation over them reads: no sort). `since`
-    is one window before the run claimed, so its claims are inside."""
+def claimed_unordered(d: Dialect, policy_kind: str | None = None) -> str:
+    """The run's claimed examples (what an aggregation over them reads: no sort; with
+    `policy_kind`, only those a policy of that kind served). `since` is one window before
+    the run claimed, so its claims are inside."""
     run = f"run_id = {d.param('run_id')} AND {_recent(d, RUN_EXAMPLES)}"
     return f"""SELECT j.request_id, j.instance_index, j.observation, j.action, j.reward,
        j.propensity
 FROM ({_keys(d, RUN_EXAMPLES, run)}) AS c
-JOIN ({joined(d)}) AS j USING ({KEY})"""
+JOIN ({joined(d, policy_kind)}) AS j USING ({KEY})"""
 
 
 def claimed(d: Dialect) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from app.linear import LinearState
+from app.schemas import GLOBAL, PER_ARM
 from app.warehouse import ledger
 
 
@@ -44,7 +45,7 @@ def statistics(
     Warehouse.iter_claimed reads them in), which the Evaluator judges the candidate on
     (app/evaluation/gate.py::held_out); `corrupt_rewards` sums CORRUPTED_REWARD_FROM − r."""
     features = [d.element("e.observation", i) for i in range(rank_k)]
-    return _sums(d, "e.action", features, holdout_every, corrupt_rewards)
+    return _sums(d, GLOBAL, "e.action", features, holdout_every, corrupt_rewards)
 
 
 ARM_FEATURES, ARM_COUNT = "arm_features", "arm_count"  # the query parameters of per-arm sums
@@ -68,7 +69,7 @@ def per_arm_statistics(
     )
     catalogue = f"SELECT m AS movie, {v} FROM {d.numbers(d.param(ARM_COUNT))}"
     join = f"JOIN ({catalogue}) AS c ON c.movie = e.action"
-    return _sums(d, "0", features, holdout_every, corrupt_rewards, join)
+    return _sums(d, PER_ARM, "0", features, holdout_every, corrupt_rewards, join)
 
 
 def arm_parameters(arm_features: np.ndarray) -> dict[str, Any]:
@@ -80,6 +81,7 @@ def arm_parameters(arm_features: np.ndarray) -> dict[str, Any]:
 
 def _sums(
     d: ledger.Dialect,
+    policy_kind: str,
     model: str,
     features: list[str],
     holdout_every: int,
@@ -87,7 +89,8 @@ def _sums(
     join: str = "",
 ) -> str:
     """One GROUP BY `model` over the claimed examples: count, Σ r·x and the upper half of
-    Σ x xᵀ of the `features` (SQL expressions over the example `e` and what `join` adds)."""
+    Σ x xᵀ of the `features` (SQL expressions over the example `e` and what `join` adds),
+    over only the examples a policy of `policy_kind` served (tests/test_policy_kind.py)."""
     values = ", ".join(f"{x} AS x{i}" for i, x in enumerate(features))
     reward = f"({CORRUPTED_REWARD_FROM:g} - e.reward)" if corrupt_rewards else "e.reward"
     sums = [
@@ -95,7 +98,7 @@ def _sums(
         *(f"SUM(s.reward * s.x{i}) AS b_{i}" for i in range(len(features))),
         *(f"SUM(s.x{i} * s.x{j}) AS a_{i}_{j}" for i, j in _pairs(len(features))),
     ]
-    examples, kept = ledger.claimed_unordered(d), "TRUE"
+    examples, kept = ledger.claimed_unordered(d, policy_kind), "TRUE"
     if holdout_every > 0:
         examples = (
             f"SELECT c.*, ROW_NUMBER() OVER (ORDER BY c.request_id, c.instance_index) - 1 "

@@ -18,6 +18,8 @@ class PredictionRecord:
     action: int
     propensity: float | None = None
     candidates: list[int] | None = None
+    policy_kind: str | None = None  # app/schemas.py POLICY_KINDS; None: global
+    slate: list[int] | None = None  # a top-k answer's movie ids, best first
 
 
 @dataclass(frozen=True)
