@@ -362,11 +362,14 @@ def ab_report(
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from google.auth.exceptions import DefaultCredentialsError
+
     from app.predictor.__main__ import PortUnavailable
     from pipelines.progress import PipelineFailed
 
     return (
         ConfigError,
+        DefaultCredentialsError,  # a cloud profile on a machine with no credentials
         PolicyStoreError,
         PortUnavailable,
         PipelineFailed,
@@ -402,7 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _user_errors() as err:
         if debug:
             traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
+        from google.auth.exceptions import DefaultCredentialsError
+
+        about = "Google Cloud credentials: " if isinstance(err, DefaultCredentialsError) else ""
+        print(f"error: {about}{err}", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
 

@@ -143,7 +143,7 @@ class GateConfig:
     canary_look_every: int = 200
     canary_max_looks: int = 5
     # Demo switches (app/demo.py), off in every profile: a candidate that skips the gate,
-    # and a Trainer that learns from shuffled rewards.
+    # and a Trainer that learns from 6 − each reward (app/warehouse/linear_statistics.py).
     skip: bool = False
     corrupt_rewards: bool = False
 

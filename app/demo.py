@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +97,16 @@ def promotion_of(cycle: int, row: PromotionRecord) -> Promotion:
     )
 
 
+@contextlib.contextmanager
+def doing(console: Console, what: str) -> Iterator[None]:
+    """A spinner saying `what` on a terminal; elsewhere (a pipe, CI's log), where rich shows
+    no spinner, the line itself, so that no step is silent (tests/test_demo.py)."""
+    if not console.is_terminal:
+        console.print(what)
+    with console.status(what):
+        yield
+
+
 def main(cycles: int = CYCLES) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning, module="google")
     console = Console()
@@ -132,12 +143,12 @@ def main(cycles: int = CYCLES) -> int:
     )
     random_reward = float(truth.approx_ratings.mean())
     started = time.monotonic()
-    with console.status("starting the Pub/Sub emulator, the functions and the predictor…"):
+    with doing(console, "starting the Pub/Sub emulator, the functions and the predictor…"):
         stack = local_stack(state, settings, config_file=switches)
         running = stack.__enter__()
     console.print(f"stack up: predictor {running.predictor_url}, logs in {state / 'logs'}")
     try:
-        with console.status("start-up pipeline (kfp.local): generate → ingest → train → deploy…"):
+        with doing(console, "start-up pipeline (kfp.local): generate → ingest → train → deploy…"):
             from pipelines.run import STARTUP, run_local
 
             run_local(STARTUP, load_settings(), log_path=state / "logs" / "startup-pipeline.log")
@@ -145,7 +156,7 @@ def main(cycles: int = CYCLES) -> int:
         console.print("start-up pipeline done: the first policy serves")
         rows, promotions = _cycles(console, running, settings, truth, random_reward, cycles)
     finally:
-        with console.status("stopping every process…"):
+        with doing(console, "stopping every process…"):
             stack.__exit__(*sys.exc_info())
     report = _report(state, rows, promotions, random_reward, time.monotonic() - started)
     console.print(f"report: {report} (and {report.with_suffix('.png').name} beside it)")

@@ -1,8 +1,12 @@
-"""`python -m benchmarks.ope`: evaluating a candidate on 1M logged rows (not a timed test).
+"""`python -m benchmarks.ope`: the Evaluator's gate on 1M logged rows (not a timed test).
 
-Times each stage of the Evaluator's work on synthetic logged data of the demo's shape
-(rank 20, 20 arms): the candidate's action distribution (LinUCB scores + ε-greedy), the
-cross-fitted reward model, and IPS + SNIPS + DR with intervals. Results: docs/safe-promotion.md.
+Times each stage of the Evaluator's work (app/loop/evaluator.py) on synthetic logged data
+of the demo's shape (rank 20, 20 arms): the logged rows as arrays (`gate.logged_rows`, from
+the (observation, action, reward, propensity) tuples the warehouse's pages give), the
+candidate's and the serving policy's action distributions (LinUCB scores + ε-greedy), and
+`gate.decide` (cross-fitted reward model, IPS + SNIPS + DR with intervals, the serving
+policy's value and the paired lower bound). Not timed: reading the claimed rows from the
+warehouse. Results: docs/safe-promotion.md.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import time
 import numpy as np
 
 from app.agents import AgentSpec, linear_bandit
-from app.evaluation import ope, reward_model
+from app.config import GateConfig
+from app.evaluation import gate, ope
 from app.exploration import EPSILON_GREEDY, Exploration, probabilities
 
 ROWS, RANK, ARMS = 1_000_000, 20, 20
@@ -24,24 +29,38 @@ def main() -> int:
     x = rng.normal(size=(ROWS, RANK))
     actions = rng.integers(ARMS, size=ROWS)
     rewards = rng.normal(3.5, 1.0, size=ROWS)
-    logged = ope.Logged(x, actions, rewards, np.full(ROWS, 1 / ARMS))
-    model = linear_bandit(AgentSpec("linucb", ARMS, RANK, alpha=1.0, tikhonov_weight=1.0))
-    model.update(x[:10_000], actions[:10_000], rewards[:10_000])
+    pages = [
+        (row, int(a), float(r), 1 / ARMS)
+        for row, a, r in zip(x.tolist(), actions.tolist(), rewards.tolist(), strict=True)
+    ]
+    exploration = Exploration(EPSILON_GREEDY, 0.1)
+    policies = []
+    for seed in (1, 2):
+        model = linear_bandit(AgentSpec("linucb", ARMS, RANK, alpha=1.0, tikhonov_weight=1.0))
+        some = np.random.default_rng(seed).integers(ROWS, size=10_000)
+        model.update(x[some], actions[some], rewards[some])
+        policies.append(model)
     timings = {}
     started = time.perf_counter()
-    exploration = Exploration(EPSILON_GREEDY, 0.1)
-    target = ope.in_chunks(lambda rows: probabilities(model.scores(rows), exploration), x)
-    timings["candidate distribution"] = time.perf_counter() - started
+    logged = gate.logged_rows(iter(pages), holdout_every=0)
+    assert logged is not None
+    timings["logged rows as arrays"] = time.perf_counter() - started
+    distributions = []
+    for name, model in zip(("candidate", "serving"), policies, strict=True):
+        started = time.perf_counter()
+        distributions.append(
+            ope.in_chunks(lambda rows, m=model: probabilities(m.scores(rows), exploration), x)
+        )
+        timings[f"{name} distribution"] = time.perf_counter() - started
     started = time.perf_counter()
-    predicted = reward_model.cross_fitted(x, actions, rewards, ARMS)
-    timings["reward model"] = time.perf_counter() - started
-    started = time.perf_counter()
-    estimates = ope.estimate_all(logged, target, predicted)
-    timings["IPS + SNIPS + DR"] = time.perf_counter() - started
+    decision = gate.decide(
+        "bench", "v-candidate", "v-serving", logged, gate.Candidates(*distributions), GateConfig()
+    )
+    timings["gate.decide"] = time.perf_counter() - started
     for stage, seconds in timings.items():
         print(f"{stage:>24}: {seconds:6.2f} s")
     print(f"{'total':>24}: {sum(timings.values()):6.2f} s for {ROWS:,} rows")
-    print({k: round(v.value, 4) for k, v in estimates.items()})
+    print(decision.decision, {k: round(getattr(decision, k), 4) for k in ("ips", "snips", "dr")})
     return 0
 
 

@@ -485,3 +485,33 @@ def test_the_trigger_starts_no_retraining_while_a_canary_stays_open(tmp_path: Pa
     function.trigger(None)
     assert warehouse.promotions()[-1].decision == ROLLED_BACK
     assert launched.exists()
+
+
+def test_rollback_by_hand_while_a_canary_is_open_ends_the_canary(
+    gcs: str, tmp_path: Path, monkeypatch
+):
+    """v1 serves (it replaced v0), v2 is a 10% canary: `recloop rollback` undeploys the
+    unjudged candidate with {v1: 100} and closes the canary; v1 keeps serving (undeploying v1
+    instead would leave v2 serving all traffic while the pointer names v0)."""
+    from app.deployer import canary as controller
+    from app.deployer import pointer, rollback
+
+    fake = FakeVertex(project="recloop-prod")
+    c = cloud(fake, gcs, tmp_path)
+    objects.write_text(f"{c.policies}/v0/{METADATA_FILE}", "{}")  # v0 is still staged
+    c.warehouse.record_promotion(gate_promoted("v1", "v0"))
+    serving = c.deployed()["recloop-policy-v1"]
+    open_canary(c, 10)
+    candidate = c.deployed()["recloop-policy-v2"]
+    with fake.install():
+        assert rollback.roll_back(c.trigger, c.warehouse) == "v1"
+    (undeploy,) = fake.sent("EndpointService/UndeployModel")
+    assert undeploy.deployed_model_id == candidate
+    assert dict(undeploy.traffic_split) == {serving: 100}
+    assert c.deployed() == {"recloop-policy-v1": serving}
+    assert pointer.current_version(c.policies) == "v1"
+    assert controller.read(c.policies) is None  # the Trigger has no canary left to judge
+    assert c.warehouse.find_run("r2") is None  # nothing committed: its examples stay
+    last = c.warehouse.promotions()[-1]
+    assert (last.stage, last.decision) == ("rollback", ROLLED_BACK)
+    assert (last.candidate_version, last.serving_version) == ("v2", "v1")

@@ -102,6 +102,20 @@ def test_configuration_mistakes_are_one_line(args: list[str], named: str):
         assert "Traceback (most recent call last)" in debug.stderr
 
 
+@pytest.mark.parametrize("args", [["promotions", "--env", "dev"], ["rollback", "--env", "dev"]])
+def test_cloud_commands_without_credentials_are_one_line(args: list[str], tmp_path: Path):
+    """A cloud profile on a machine with no Google Cloud credentials: one line naming them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECLOOP", "GOOGLE_"))}
+    missing = tmp_path / "no-key.json"
+    env |= {
+        "RECLOOP__CLOUD__PROJECT_ID": "recloop-dev",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(missing),
+    }
+    result = subprocess.run([*RECLOOP, *args], capture_output=True, text=True, env=env, timeout=120)
+    line = _one_line_error(result)
+    assert "Google Cloud credentials" in line and str(missing) in line
+
+
 def test_make_synth_mistake_is_one_line():
     infra = Path(__file__).resolve().parents[1] / "infra"
     result = subprocess.run(

@@ -176,3 +176,35 @@ def test_the_cli_shows_every_decision_with_its_numbers(
     stage, rest = result.output.splitlines()[2].split()[2], result.output.splitlines()[2]
     assert stage == gate.SKIPPED and "gate skipped" in rest and "30% canary" in rest
     assert f"{decided.dr:.3f}" not in rest
+
+
+def test_the_promotions_table_keeps_its_columns_with_real_version_names():
+    """Versions are named after runs (v-recloop-retraining-<time>, 46 characters): every
+    column still starts where its header does."""
+    from app.cli_reports import promotions_table
+
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    long = "v-recloop-retraining-2026-11-23-18-53-39-137726"
+    rows = [
+        gate.decide(
+            "r1", "v-recloop-startup-2026-11-23-18-52-57-247816", "", None, None, GateConfig(), now
+        ),
+        gate.decide(
+            "r2",
+            long,
+            "v-recloop-startup-2026-11-23-18-52-57-247816",
+            logged(),
+            gate.Candidates(np.full((400, 4), 0.25), np.full((400, 4), 0.25)),
+            GateConfig(),
+            now,
+        ),
+    ]
+    header, *lines = promotions_table(rows).splitlines()
+    for column in ("serving", "decision", "rows"):
+        at = header.index(column)
+        for line, row in zip(lines, rows, strict=True):
+            value = {"serving": row.serving_version or "(none)", "decision": row.decision}
+            if column == "rows":
+                assert line[: at + 4].endswith(f"{row.rows:>4}"), (column, line)
+            else:
+                assert line[at:].startswith(value[column]), (column, line)

@@ -1,6 +1,7 @@
 """Off-policy estimates: coverage of the truth on the simulator; Open Bandit Pipeline agrees."""
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,20 @@ def trained(env: MovieLensBandit, interactions: int, seed: int):
     return model
 
 
-def logged_run(env, logging_model, target_model, seed):
-    """One logged data set: users, an ε-greedy logging policy, and the truth for the target."""
+@dataclass(frozen=True)
+class Run:
+    """One logged data set and the truth: the target's and the logging policy's expected
+    reward on its contexts (the simulator's rewards are known)."""
+
+    logged: ope.Logged
+    target: np.ndarray  # the target's action distribution on the logged contexts
+    truth: float
+    served: np.ndarray  # the logging policy's action distribution on them
+    served_truth: float
+
+
+def logged_run(env, logging_model, target_model, seed) -> Run:
+    """Users, an ε-greedy logging policy, a softmax target, and the truth for both."""
     rng = np.random.default_rng(seed)
     users = rng.choice(env.num_users, size=ROWS, replace=False)
     x = env.factorization.user_features[users]
@@ -47,27 +60,56 @@ def logged_run(env, logging_model, target_model, seed):
     actions, propensities = sample(served, rng)
     rewards = env.outcome(users, actions).rewards
     target = probabilities(target_model.scores(x), Exploration(SOFTMAX, temperature=0.3))
-    truth = float((target * env.factorization.approx_ratings[users]).sum(axis=1).mean())
-    return ope.Logged(x, actions, rewards, propensities), target, truth
+    expected = env.factorization.approx_ratings[users]
+    truth = float((target * expected).sum(axis=1).mean())
+    served_truth = float((served * expected).sum(axis=1).mean())
+    return Run(ope.Logged(x, actions, rewards, propensities), target, truth, served, served_truth)
+
+
+def at_stated_rate(hits: int, trials: int, confidence: float) -> bool:
+    """Whether `hits` of `trials` is the stated rate, within 3 binomial standard deviations
+    on either side: too rarely is overconfident, too often is an interval wider than stated
+    (an infinite interval "covers" every time)."""
+    return abs(hits / trials - confidence) <= 3 * np.sqrt(confidence * (1 - confidence) / trials)
 
 
 def test_intervals_cover_the_true_value_at_their_stated_rate(env: MovieLensBandit):
     """Over 300 seeds, each 90% interval (IPS, SNIPS, DR) holds the target's true expected
-    reward on the logged contexts at least 90% − 3 binomial standard deviations of the time;
-    the logging and target policies differ (the logged mean is far from the truth)."""
+    reward on the logged contexts 90% ± 3 binomial standard deviations of the time; the
+    logging and target policies differ (the logged mean is far from the truth)."""
     logging_model, target_model = trained(env, 60, seed=1), trained(env, 3000, seed=2)
     covered = {name: 0 for name in ope.ESTIMATORS}
     gaps = []
     for seed in range(SEEDS):
-        logged, target, truth = logged_run(env, logging_model, target_model, seed)
+        run = logged_run(env, logging_model, target_model, seed)
+        logged = run.logged
         predicted = reward_model.cross_fitted(logged.contexts, logged.actions, logged.rewards, ARMS)
-        for name, e in ope.estimate_all(logged, target, predicted, CONFIDENCE).items():
-            covered[name] += e.low <= truth <= e.high
-        gaps.append(truth - logged.rewards.mean())
-    slack = 3 * np.sqrt(CONFIDENCE * (1 - CONFIDENCE) / SEEDS)
+        for name, e in ope.estimate_all(logged, run.target, predicted, CONFIDENCE).items():
+            covered[name] += e.low <= run.truth <= e.high
+        gaps.append(run.truth - logged.rewards.mean())
     rates = {name: count / SEEDS for name, count in covered.items()}
-    assert all(rate >= CONFIDENCE - slack for rate in rates.values()), rates
+    assert all(at_stated_rate(count, SEEDS, CONFIDENCE) for count in covered.values()), rates
     assert np.mean(gaps) > 0.2  # the estimators had to correct for the logging policy
+
+
+def test_the_gate_lower_bound_holds_the_true_difference_at_its_rate(env: MovieLensBandit):
+    """The gate's statistic (app/evaluation/gate.py): the one-sided 90% lower bound of
+    V̂(candidate) − V̂(serving), paired on the same rows, lies below the true difference
+    90% ± 3 binomial standard deviations of 300 seeds, for each estimator; the serving
+    policy is the logging one, as in the re-training loop."""
+    logging_model, target_model = trained(env, 60, seed=1), trained(env, 3000, seed=2)
+    held = {name: 0 for name in ope.ESTIMATORS}
+    for seed in range(SEEDS):
+        run = logged_run(env, logging_model, target_model, seed)
+        logged = run.logged
+        predicted = reward_model.cross_fitted(logged.contexts, logged.actions, logged.rewards, ARMS)
+        for name in ope.ESTIMATORS:
+            _, low = ope.difference_lower_bound(
+                name, logged, run.target, run.served, predicted, CONFIDENCE
+            )
+            held[name] += low <= run.truth - run.served_truth
+    rates = {name: count / SEEDS for name, count in held.items()}
+    assert all(at_stated_rate(count, SEEDS, CONFIDENCE) for count in held.values()), rates
 
 
 def test_the_coverage_check_rejects_an_estimator_that_ignores_propensities(env):
@@ -76,11 +118,26 @@ def test_the_coverage_check_rejects_an_estimator_that_ignores_propensities(env):
     logging_model, target_model = trained(env, 60, seed=1), trained(env, 3000, seed=2)
     covered = 0
     for seed in range(100):
-        logged, _, truth = logged_run(env, logging_model, target_model, seed)
-        r = logged.rewards
+        run = logged_run(env, logging_model, target_model, seed)
+        r = run.logged.rewards
         half = ope.z_value(CONFIDENCE) * r.std(ddof=1) / np.sqrt(len(r))
-        covered += r.mean() - half <= truth <= r.mean() + half
-    assert covered / 100 < CONFIDENCE - 3 * np.sqrt(CONFIDENCE * (1 - CONFIDENCE) / 100)
+        covered += r.mean() - half <= run.truth <= r.mean() + half
+    assert not at_stated_rate(covered, 100, CONFIDENCE)
+
+
+def test_the_coverage_check_rejects_intervals_wider_than_stated(env):
+    """Negative control: DR's estimates with intervals twice as wide as its 90% ones cover
+    nearly always (about 99.9%); that is not 90% coverage, and the same check fails it."""
+    logging_model, target_model = trained(env, 60, seed=1), trained(env, 3000, seed=2)
+    covered = 0
+    for seed in range(SEEDS):
+        run = logged_run(env, logging_model, target_model, seed)
+        logged = run.logged
+        predicted = reward_model.cross_fitted(logged.contexts, logged.actions, logged.rewards, ARMS)
+        e = ope.dr(logged, run.target, predicted, CONFIDENCE)
+        half = e.high - e.value
+        covered += e.value - 2 * half <= run.truth <= e.value + 2 * half
+    assert not at_stated_rate(covered, SEEDS, CONFIDENCE)
 
 
 def test_matches_open_bandit_pipeline():

@@ -52,7 +52,8 @@ def _write(policies: str, state: Canary) -> None:
     objects.write_text(join(policies, FILE), json.dumps(asdict(state)))
 
 
-def _clear(policies: str) -> None:
+def close(policies: str) -> None:
+    """No canary is open any more (the predictor drops the candidate on its next reload)."""
     objects.remove(join(policies, FILE))
 
 
@@ -104,7 +105,7 @@ def step(
     if verdict.decision == PROMOTED:
         warehouse.commit(run)
         pointer.point(policies, state.version)
-    _clear(policies)
+    close(policies)
     skipped = "; the gate was skipped (demo switch gate.skip): only the canary judged it"
     record = PromotionRecord(
         run_id=run.run_id,

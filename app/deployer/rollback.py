@@ -4,7 +4,11 @@ The previous version is the one the current one replaced (the `serving_version` 
 decision that promoted it, from the warehouse's `promotions`). The deployment pointer moves
 back (the local predictor follows it); with a Vertex endpoint configured, the current
 version is undeployed if the previous one is still deployed beside it (a canary), else the
-previous version is deployed again at 100%. The rollback is recorded as a decision.
+previous version is deployed again at 100%. With a canary open beside the current version,
+the rollback ends the canary instead: its candidate loses (undeployed on Vertex, its traffic
+back to the current version; nothing committed) and the current version keeps serving —
+rolling the current version back would leave the unjudged candidate serving everything. The
+rollback is recorded as a decision.
 
 The training ledger is not rewound: the next re-training still warm-starts from the last
 committed run (docs/safe-promotion.md). Proved by tests/test_canary.py.
@@ -15,7 +19,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from app.config import Settings
-from app.deployer import pointer
+from app.deployer import canary, pointer
 from app.evaluation.gate import PROMOTED, ROLLED_BACK
 from app.loop.steps import POLICIES
 from app.paths import join
@@ -39,11 +43,22 @@ def previous_version(warehouse: Warehouse, current: str) -> str:
 
 
 def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = None) -> str:
-    """Rolls back one version; returns the version that serves now."""
+    """Rolls back one version (or an open canary's candidate); returns the version that
+    serves now."""
     policies = join(settings.artifacts_dir, POLICIES)
     current = pointer.current_version(policies)
     if current is None:
         raise RollbackError(f"nothing is deployed under {policies}")
+    opened = canary.read(policies)
+    if opened is not None and opened.version != current:
+        if settings.loop.vertex_endpoint:
+            from app.deployer import vertex
+
+            vertex.roll_back(opened.version, settings)
+        canary.close(policies)
+        ended = f"rolled back by hand: the canary of {opened.version} ends; {current} serves on"
+        _record(warehouse, opened.version, current, ended, now)
+        return current
     previous = previous_version(warehouse, current)
     if settings.loop.vertex_endpoint:
         from app.deployer import vertex
@@ -53,16 +68,25 @@ def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = N
         except vertex.NothingToRollBackTo:
             vertex.deploy(join(policies, previous), previous, settings)
     pointer.point(policies, previous)
+    if opened is not None:  # the current version was the canary's own candidate
+        canary.close(policies)
+    _record(warehouse, current, previous, f"rolled back by hand from {current} to {previous}", now)
+    return previous
+
+
+def _record(
+    warehouse: Warehouse, rolled_back: str, serving: str, reason: str, now: datetime | None
+) -> None:
     now = now or datetime.now(UTC)
     warehouse.record_promotion(
         PromotionRecord(
             run_id=f"rollback-{now:%Y%m%dT%H%M%S%fZ}",
             stage=STAGE,
             time=now,
-            candidate_version=current,
-            serving_version=previous,
+            candidate_version=rolled_back,
+            serving_version=serving,
             decision=ROLLED_BACK,
-            reason=f"rolled back by hand from {current} to {previous}",
+            reason=reason,
             estimator="",
             ips=None,
             snips=None,
@@ -77,4 +101,3 @@ def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = N
             rows=0,
         )
     )
-    return previous

@@ -13,7 +13,8 @@ the same rows, and the decision is taken on the paired difference:
 With nothing serving yet (the start-up run), or logs of greedy serving only (every propensity
 1: nothing but the serving policy is identifiable), the candidate is promoted unevaluated,
 and the decision says so. Proved by
-tests/test_gate.py; the estimators by tests/test_ope.py.
+tests/test_gate.py; the estimators by tests/test_ope.py, the lower bound's rate by
+tests/test_ope.py::test_the_gate_lower_bound_holds_the_true_difference_at_its_rate.
 """
 
 from __future__ import annotations
