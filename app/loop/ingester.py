@@ -4,8 +4,11 @@ The run claims its examples in the warehouse's ledger (app/warehouse/ledger.py) 
 id. For linear agents (`form=STATISTICS`, the re-training pipeline's path) the warehouse then
 sums them into per-arm LinUCB/LinTS statistics with one SQL aggregation
 (app/warehouse/linear_statistics.py) and only those sums are stored; no example leaves the
-warehouse. For agents that need gradient steps (`form=RECORDS`) it reads them page by page
-and writes TFRecord shards (the Vertex sample's format) as pages arrive, so memory stays
+warehouse. A warm start that is a per-arm linear policy (as its metadata says) makes the
+run per-arm: its catalogue fixes the shapes (rank = the features' width, actions = catalogue
+indices) and the sums are its one model's over [u, u ⊙ v] (tests/test_per_arm_offpolicy.py).
+For agents that need gradient steps (`form=RECORDS`) it reads them page by page and writes
+TFRecord shards (the Vertex sample's format) as pages arrive, so memory stays
 bounded whatever the table holds. A restarted run (same run id) reads exactly the examples
 it claimed before; a run that committed already writes no shards and names its published
 version (tests/test_ledger.py::test_publish_fault_then_restart).
@@ -20,9 +23,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from app.agents import LINEAR_AGENTS
 from app.linear import LinearState
 from app.paths import join
+from app.policy_store import (
+    CATALOGUE_FILE,
+    METADATA_FILE,
+    PolicyMetadata,
+    PolicyStoreError,
+    read_catalogue,
+    read_metadata,
+)
 from app.warehouse.base import Warehouse
+from app.warehouse.records import TrainingRunRecord
 
 SHARD_ROWS = 5000
 MANIFEST = "manifest.json"
@@ -72,6 +85,9 @@ def ingest(
         )
         return _write_manifest(output_dir, result)
     parent = warehouse.latest_run()
+    arm_features = _per_arm_features(parent, form)
+    if arm_features is not None:
+        num_actions, rank_k = arm_features.shape
     if parent and (parent.rank_k, parent.num_actions) != (rank_k, num_actions):
         raise IngestError(
             f"run {run_id} has rank {rank_k} and {num_actions} actions, but the policy of run "
@@ -82,8 +98,14 @@ def ingest(
     shards: list[str] = []
     statistics = ""
     if form == STATISTICS:
-        state = warehouse.claimed_statistics(
-            run_id, rank_k, num_actions, holdout_every, corrupt_rewards
+        state = (
+            warehouse.claimed_statistics(
+                run_id, rank_k, num_actions, holdout_every, corrupt_rewards
+            )
+            if arm_features is None
+            else warehouse.claimed_per_arm_statistics(
+                run_id, arm_features, holdout_every, corrupt_rewards
+            )
         )
         examples, statistics = claimed, _write_statistics(output_dir, state)
     else:
@@ -100,6 +122,35 @@ def ingest(
         statistics,
     )
     return _write_manifest(output_dir, result)
+
+
+def continues_per_arm(warm_start: PolicyMetadata) -> bool:
+    """A run continues a per-arm linear policy (the slate actor is per-arm too, but not
+    linear: its runs never learn from the logged sums)."""
+    return warm_start.per_arm and warm_start.agent in LINEAR_AGENTS
+
+
+def _per_arm_features(parent: TrainingRunRecord | None, form: str) -> np.ndarray | None:
+    """The catalogue features (movies × rank) of a per-arm warm-start policy, None for a
+    global one. A parent without recloop metadata is left to the Trainer, which reads it."""
+    import tensorflow as tf
+
+    if parent is None or not tf.io.gfile.exists(join(parent.policy_uri, METADATA_FILE)):
+        return None
+    if not continues_per_arm(read_metadata(parent.policy_uri)):
+        return None
+    if form != STATISTICS:
+        raise IngestError(
+            f"the warm-start policy {parent.policy_uri} is per-arm: only a linear agent "
+            f"(form {STATISTICS}) continues it, not form {form}"
+        )
+    try:
+        return read_catalogue(parent.policy_uri).features
+    except PolicyStoreError:
+        raise IngestError(
+            f"the per-arm warm-start policy {parent.policy_uri} has no {CATALOGUE_FILE}: "
+            "its examples' movies cannot be looked up"
+        ) from None
 
 
 def _write_shards(warehouse: Warehouse, run_id: str, output_dir: str) -> tuple[int, list[str]]:

@@ -6,7 +6,9 @@ the warm-start state in one step) or as TFRecord shards (read batch by batch).
 Linear agents warm-start from the policy being served and add the new examples: LinUCB's
 statistics are sums, so this equals training on all data seen so far. One pass is exact;
 `num_epochs` repeats apply to agents trained by gradient steps, and for linear agents would
-only count each example several times.
+only count each example several times. A per-arm policy (one model over [u, u ⊙ v]) is
+continued only from its per-arm warm start and the warehouse's sums, and keeps that
+policy's catalogue (tests/test_per_arm_offpolicy.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ import numpy as np
 from app import publish
 from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_bandit
 from app.loop.ingester import read_manifest, read_statistics
-from app.policy_store import linear_state_from_variables, read_metadata
+from app.policy_store import (
+    Catalogue,
+    linear_state_from_variables,
+    read_catalogue,
+    read_metadata,
+)
 from app.warehouse import linear_statistics
 
 
@@ -52,27 +59,38 @@ def train_offline(
     (app/warehouse/linear_statistics.py); here corruption only drops the warm start."""
     import tensorflow as tf
 
-    if not spec.is_linear or spec.per_arm:
-        raise OffPolicyError(
-            "off-policy training supports the linear agents (linucb, lints) on global features"
-        )
+    if not spec.is_linear:
+        raise OffPolicyError("off-policy training supports the linear agents (linucb, lints)")
     manifest = read_manifest(examples_dir)
+    catalogue: Catalogue | None = None
+    if spec.per_arm:
+        if not (warm_start and manifest.statistics):
+            raise OffPolicyError(
+                "a per-arm policy is trained off-policy only from the warehouse's sums "
+                "(STATISTICS form) and a per-arm warm-start policy (its catalogue)"
+            )
+        catalogue = read_catalogue(warm_start)  # kept even when corruption drops the state
     model = linear_bandit(spec)
     previous = 0
     if corrupt_rewards:
         warm_start = None
     if warm_start:
         meta = read_metadata(warm_start)
-        if (meta.num_actions, meta.rank_k) != (spec.num_actions, spec.context_dim):
+        if (meta.per_arm, meta.num_actions, meta.rank_k) != (
+            spec.per_arm,
+            spec.num_actions,
+            spec.context_dim,
+        ):
             raise OffPolicyError(
-                f"warm-start policy {warm_start} has {meta.num_actions} actions "
-                f"and rank {meta.rank_k}; "
-                f"this run has {spec.num_actions} and {spec.context_dim}"
+                f"warm-start policy {warm_start} (per_arm={meta.per_arm}) has "
+                f"{meta.num_actions} actions and rank {meta.rank_k}; this run "
+                f"(per_arm={spec.per_arm}) has {spec.num_actions} and {spec.context_dim}"
             )
         import tensorflow_probability  # noqa: F401  (distribution specs of the SavedModel)
 
         saved = tf.saved_model.load(warm_start)
-        model.set_state(linear_state_from_variables(saved.model_variables, spec.num_actions))
+        models = 1 if spec.per_arm else spec.num_actions
+        model.set_state(linear_state_from_variables(saved.model_variables, models))
         previous = meta.trained_interactions
         titles = titles or meta.titles
 
@@ -126,5 +144,6 @@ def train_offline(
             "interactions_per_second": manifest.examples / seconds if seconds > 0 else 0.0,
             "warm_start": warm_start,
         },
+        catalogue=catalogue,
     )
     return OffPolicyResult(policy_dir, version, manifest.examples)

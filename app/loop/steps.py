@@ -18,7 +18,7 @@ from app.evaluation.gate import PROMOTED
 from app.loop import evaluator, generator, ingester, offpolicy
 from app.loop.parameters import PipelineParameters
 from app.paths import join
-from app.policy_store import DEPLOYED_DIR
+from app.policy_store import DEPLOYED_DIR, read_metadata
 from app.warehouse.base import Warehouse
 from app.warehouse.factory import open_warehouse
 from app.warehouse.records import TrainingRunRecord
@@ -84,7 +84,9 @@ def run_ingester(*, output_dir: str, parameters: PipelineParameters, run_id: str
 def run_trainer(*, examples_dir: str, policy_dir: str, parameters: PipelineParameters) -> str:
     """Warm-starts from the policy of the last *committed* run (named in the Ingester's
     manifest), never from the served pointer, so a publish that failed halfway is never
-    counted twice (tests/test_ledger.py::test_publish_fault_then_restart).
+    counted twice (tests/test_ledger.py::test_publish_fault_then_restart). A per-arm warm
+    start (its metadata, the one source of that fact) trains a per-arm policy of its shapes,
+    with its catalogue (tests/test_per_arm_offpolicy.py).
 
     `agent` actor_critic trains from the slate environment built from the MovieLens ratings
     (`raw_data_path`), from scratch each run: recloop logs single-movie bandit interactions,
@@ -112,16 +114,21 @@ def run_trainer(*, examples_dir: str, policy_dir: str, parameters: PipelineParam
             settings,
             tuned,
         )
-    files = _ratings(settings, p.raw_data_path)
     alpha, tikhonov = tuned_values(p, p.agent)
-    spec = AgentSpec(p.agent, p.num_actions, p.rank_k, alpha, tikhonov)
+    warm = read_metadata(manifest.warm_start) if manifest.warm_start else None
+    if warm is not None and ingester.continues_per_arm(warm):  # its catalogue: the titles
+        spec = AgentSpec(p.agent, warm.num_actions, warm.rank_k, alpha, tikhonov, per_arm=True)
+        titles: list[str] = []
+    else:
+        spec = AgentSpec(p.agent, p.num_actions, p.rank_k, alpha, tikhonov)
+        titles = movielens.load_titles(_ratings(settings, p.raw_data_path).items, p.num_actions)
     result = offpolicy.train_offline(
         examples_dir,
         policy_dir,
         spec,
         p.batch_size,
         manifest.warm_start or None,
-        movielens.load_titles(files.items, p.num_actions),
+        titles,
         version,
         holdout_every=settings.gate.holdout_every,
         corrupt_rewards=settings.gate.corrupt_rewards,
