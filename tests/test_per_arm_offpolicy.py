@@ -1,10 +1,12 @@
 """Per-arm off-policy re-training through the pipeline's step functions (DuckDB, local
 folders): a per-arm warm start's served and rewarded interactions, logged as the Logger stores
 them, are summed by the warehouse; the Trainer adds the sums to the warm start's statistics,
-publishes a per-arm policy with its catalogue, and the predictor serves it."""
+publishes a per-arm policy with its catalogue, and the predictor serves it. The gate has no
+per-arm estimate yet: it blocks such a candidate unless skipped."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -16,13 +18,16 @@ import tensorflow as tf
 from app import messages
 from app.agents import LINUCB, AgentSpec, copy_state_to_agent, create_agent, state_from_agent
 from app.config import DataConfig, Settings
+from app.deployer import pointer
 from app.environment import GLOBAL_KEY, PER_ARM_KEY, interaction_features
 from app.evaluation import gate
+from app.evaluation.gate import BLOCKED, PROMOTED
 from app.exploration import EPSILON_GREEDY, Exploration
 from app.functions.logger import handle
 from app.loop import steps
 from app.loop.ingester import IngestError
 from app.loop.parameters import PipelineParameters
+from app.paths import join
 from app.policy_store import (
     CATALOGUE_FILE,
     linear_state_from_variables,
@@ -182,3 +187,50 @@ def test_a_per_arm_warm_start_without_its_catalogue_is_one_clear_ingest_error(
     )
     with pytest.raises(IngestError, match=f"per-arm warm-start policy {broken} has no"):
         steps.run_ingester(output_dir=str(tmp_path / "e"), parameters=p, run_id="r2")
+
+
+def test_the_gate_blocks_a_per_arm_candidate_unless_skipped_then_it_is_deployed_and_served(
+    warm_start: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Ingester → Trainer → Evaluator → Deployer: blocked (the served per-arm policy stays);
+    with gate.skip the per-arm candidate is committed with the warm start's shapes, the
+    pointer serves it, and the next run continues it."""
+    p = pipeline(tmp_path, monkeypatch)
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    policies = join(p.training_artifacts_dir, steps.POLICIES)
+    served = pointer.stage(warm_start, policies)
+    pointer.point(policies, served)
+    movies = len(read_catalogue(warm_start).movie_ids)
+    warehouse.commit(
+        TrainingRunRecord("r0", served, None, None, 0, RANK, movies, join(policies, served))
+    )
+
+    def run(parameters: PipelineParameters, run_id: str) -> tuple[str, str]:
+        examples, policy, evaluation = (str(tmp_path / run_id / n) for n in ("e", "p", "d"))
+        serve_and_log(join(policies, pointer.current_version(policies) or ""), warehouse, 3)
+        steps.run_ingester(output_dir=examples, parameters=parameters, run_id=run_id)
+        steps.run_trainer(examples_dir=examples, policy_dir=policy, parameters=parameters)
+        decision = steps.run_evaluator(
+            policy_dir=policy, examples_dir=examples, output_dir=evaluation, parameters=parameters
+        )
+        version = steps.run_deployer(
+            policy_dir=policy, examples_dir=examples, parameters=parameters, decision=decision
+        )
+        return decision, version
+
+    assert run(p, "r1") == (BLOCKED, served)
+    (blocked,) = [d for d in warehouse.promotions() if d.run_id == "r1"]
+    assert "per-arm policy has no offline gate" in blocked.reason
+    skipped = dataclasses.replace(p, gate_skip=True)
+    decision, version = run(skipped, "r2")
+    assert decision == PROMOTED and version != served
+    assert pointer.current_version(policies) == version
+    latest = warehouse.latest_run()
+    assert latest is not None and (latest.run_id, latest.rank_k, latest.num_actions) == (
+        "r2",
+        RANK,
+        movies,
+    )
+    assert isinstance(load_for_serving(join(policies, version)), PerArmPolicy)
+    assert run(skipped, "r3")[0] == PROMOTED
+    assert read_metadata(join(policies, pointer.current_version(policies) or "")).per_arm

@@ -59,11 +59,13 @@ def decide(
     gate: GateConfig,
     now: datetime | None = None,
     slate: bool = False,
+    per_arm: bool = False,
 ) -> PromotionRecord:
     """The decision and every number it was taken on. `serving_version` "" means nothing
     serves yet; `policies` are needed when there is something to compare. A `slate`
     candidate (the list-wise actor-critic) is always blocked, saying why
-    (tests/test_slate_pipeline.py)."""
+    (tests/test_slate_pipeline.py); a `per_arm` one is blocked unless the gate is skipped
+    (tests/test_per_arm_offpolicy.py)."""
     now = now or datetime.now(UTC)
 
     def record(decision: str, reason: str, **numbers: float | int | None) -> PromotionRecord:
@@ -109,6 +111,12 @@ def decide(
         )
         reason = f"gate skipped (demo switch gate.skip): nothing estimated, no decision; {then}"
         return replace(record(PROMOTED, reason), stage=SKIPPED, estimator="")
+    if per_arm:
+        return record(
+            BLOCKED,
+            "a per-arm policy has no offline gate yet (the held-out rows' candidate sets are "
+            "not estimated over); the serving policy stays; gate.skip serves it unjudged",
+        )
     if logged is None or policies is None:
         return record(BLOCKED, "no logged example with a propensity to evaluate on")
     if np.all(logged.propensities == 1.0):

@@ -51,7 +51,7 @@ def evaluate(
     serving_version = pointer.current_version(policies_dir)
     logged = gate.logged_rows(examples(warehouse, manifest.run_id), settings.gate.holdout_every)
     metadata = read_metadata(candidate_dir)
-    if metadata.agent == ACTOR_CRITIC:
+    if metadata.per_arm:  # the actor-critic's slate policy too (it is served per-arm)
         decision = gate.decide(
             manifest.run_id,
             metadata.policy_version,
@@ -59,7 +59,8 @@ def evaluate(
             logged,
             None,
             settings.gate,
-            slate=True,
+            slate=metadata.agent == ACTOR_CRITIC,
+            per_arm=True,
         )
         return _record(warehouse, decision, output_dir)
     candidate = load_policy(candidate_dir, exploration=exploration)
