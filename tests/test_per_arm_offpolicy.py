@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from app.predictor.policy import LinearArmScorer, PerArmPolicy, load_for_serving
 from app.predictor.sink import PredictionLogSink
 from app.warehouse.duckdb_store import DuckDBWarehouse
 from app.warehouse.records import TrainingRunRecord
+from tests.synthetic import NUM_MOVIES
 from tests.test_linear_parity import experience
 from tests.test_linear_statistics import assert_state_close
 from tests.test_messages_and_logger import event
@@ -114,6 +116,20 @@ def serve_and_log(policy_dir: str, warehouse: DuckDBWarehouse, requests: int) ->
         handle(event(messages.feedback(request_id, rewards, "test")), warehouse)
 
 
+def log_global_rows(warehouse: DuckDBWarehouse, n: int) -> None:
+    """Rows a global policy logged, of the per-arm run's shapes (observation length, actions
+    below the catalogue size): only the kind filter keeps them out of its claim."""
+    rows = [
+        {"instance_index": i, "observation": [0.1] * RANK, "action": i, "propensity": 0.5}
+        for i in range(n)
+    ]
+    now = datetime.now(UTC)
+    handle(event(messages.prediction_log("global-1", now, "v-global", rows)), warehouse)
+    rewards = [(i, 5.0) for i in range(n)]
+    handle(event(messages.feedback("global-1", rewards, "test")), warehouse)
+    assert warehouse.count_untrained(RANK, NUM_MOVIES) == n
+
+
 def state_of(policy_dir: str):
     return linear_state_from_variables(tf.saved_model.load(policy_dir).model_variables, 1)
 
@@ -122,12 +138,14 @@ def test_ingest_and_train_continue_a_per_arm_policy_as_tf_agents_does(
     warm_start: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """The new policy's variables equal the warm start's continued by TF-Agents' per-arm
-    LinUCB agent.train (batch 8) on the run's claimed examples but the held-out ones; it keeps
+    LinUCB agent.train (batch 8) on the run's claimed examples but the held-out ones (its
+    policy's rows only, not the global ones beside them); it keeps
     the warm start's catalogue and the predictor serves it with exactly those statistics."""
     p = pipeline(tmp_path, monkeypatch)
     warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
     commit_as_served(warehouse, warm_start)
     serve_and_log(warm_start, warehouse, requests=10)
+    log_global_rows(warehouse, 5)
     examples, policy_dir = str(tmp_path / "e"), str(tmp_path / "p")
 
     assert steps.run_ingester(output_dir=examples, parameters=p, run_id="r1") == 40
@@ -208,7 +226,7 @@ def test_the_gate_blocks_a_per_arm_candidate_unless_skipped_then_it_is_deployed_
     def run(parameters: PipelineParameters, run_id: str) -> tuple[str, str]:
         examples, policy, evaluation = (str(tmp_path / run_id / n) for n in ("e", "p", "d"))
         serve_and_log(join(policies, pointer.current_version(policies) or ""), warehouse, 3)
-        steps.run_ingester(output_dir=examples, parameters=parameters, run_id=run_id)
+        assert steps.run_ingester(output_dir=examples, parameters=parameters, run_id=run_id)
         steps.run_trainer(examples_dir=examples, policy_dir=policy, parameters=parameters)
         decision = steps.run_evaluator(
             policy_dir=policy, examples_dir=examples, output_dir=evaluation, parameters=parameters

@@ -34,6 +34,7 @@ from app.policy_store import (
     read_catalogue,
     read_metadata,
 )
+from app.schemas import GLOBAL, PER_ARM
 from app.warehouse.base import Warehouse
 from app.warehouse.records import TrainingRunRecord
 
@@ -94,7 +95,8 @@ def ingest(
             f"{parent.run_id} it would continue has rank {parent.rank_k} and "
             f"{parent.num_actions} actions: changing them needs a new start-up run"
         )
-    claimed = warehouse.claim(run_id, max_rows, rank_k, num_actions)
+    kind = GLOBAL if arm_features is None else PER_ARM  # the rows its policy logged
+    claimed = warehouse.claim(run_id, max_rows, rank_k, num_actions, policy_kind=kind)
     shards: list[str] = []
     statistics = ""
     if form == STATISTICS:
