@@ -128,7 +128,11 @@ def serve(
         ),
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Interface to listen on.", show_default="0.0.0.0")
+        str | None,
+        typer.Option(
+            help="Interface to listen on (0.0.0.0: every interface).",
+            show_default="serving.host: 127.0.0.1 locally, 0.0.0.0 in dev and prod",
+        ),
     ] = None,
     reuse_port: Annotated[
         bool,

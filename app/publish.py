@@ -110,8 +110,8 @@ def publish(
     each step."""
     import tensorflow as tf
 
-    reports = {
-        METRICS_FILE: json.dumps(
+    def metrics_json() -> bytes:
+        return json.dumps(
             {
                 **metrics,
                 "agent": metadata.agent,
@@ -120,21 +120,26 @@ def publish(
             },
             indent=2,
         ).encode()
-    }
+
+    # Rendered when their step is announced (a long run's curves take seconds to draw).
+    reports: dict[str, Callable[[], bytes]] = {METRICS_FILE: metrics_json}
     if plot is not None:
-        reports[PLOT_FILE] = plot_png(plot)
+        reports[PLOT_FILE] = lambda: plot_png(plot)
     steps: list[tuple[str, Callable[[], object]]] = []
     if reports_dir is not None:
         tf.io.gfile.makedirs(reports_dir)
-        steps += [(name, _writer(join(reports_dir, name), data)) for name, data in reports.items()]
+        steps += [
+            (name, _writer(join(reports_dir, name), render)) for name, render in reports.items()
+        ]
     steps += list(also)
-    inside = {
-        **(reports if reports_dir is None else {}),
-        **(catalogue_files(catalogue) if catalogue is not None else {}),
-    }
-    steps.append(
-        (f"the policy ({policy_dir})", lambda: save_tf_policy(policy, policy_dir, metadata, inside))
-    )
+
+    def save() -> None:
+        inside = {name: render() for name, render in reports.items()} if reports_dir is None else {}
+        if catalogue is not None:
+            inside.update(catalogue_files(catalogue))
+        save_tf_policy(policy, policy_dir, metadata, inside)
+
+    steps.append((f"the policy ({policy_dir})", save))
     for step, (what, write) in enumerate(steps, 1):
         if say is not None:
             say(f"saving {step}/{len(steps)}: {what}")
@@ -144,10 +149,11 @@ def publish(
     )
 
 
-def _writer(path: str, data: bytes) -> Callable[[], None]:
+def _writer(path: str, render: Callable[[], bytes]) -> Callable[[], None]:
     def write() -> None:
         import tensorflow as tf
 
+        data = render()
         with tf.io.gfile.GFile(path, "wb") as f:
             f.write(data)
 
@@ -193,4 +199,5 @@ def png_bytes(fig: Any) -> bytes:
 
 def save_png(fig: Any, path: str) -> None:
     """Writes a figure as a PNG through tf.io.gfile (so gs:// paths work), then closes it."""
-    _writer(path, png_bytes(fig))()
+    data = png_bytes(fig)
+    _writer(path, lambda: data)()

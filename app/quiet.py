@@ -3,14 +3,22 @@
 Each entry names one message; any other warning still shows. Installed by `app/__init__.py`
 before TensorFlow, TF-Agents or the Google SDKs are imported; the absl filter by
 `app.policy_store.save_tf_policy`, where those messages come from.
-Proved by tests/test_cli.py::test_a_training_run_prints_only_recloops_lines.
+Proved by tests/test_cli.py::test_a_training_run_prints_only_recloops_lines,
+::test_a_neural_agent_prints_no_foreign_warning and
+::test_gym_does_not_turn_on_every_deprecation_warning.
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import logging
+import sys
 import warnings
 from importlib import metadata
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import Any
 
 # (category, message regex): checked against each warning's text from its start.
 KNOWN_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
@@ -19,8 +27,13 @@ KNOWN_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
     # PolicySaver stores TF-Probability specs; loading them needs TFP imported, which we do.
     (UserWarning, r"Encoding a StructuredValue with type tfp\."),
 )
-# absl (TensorFlow's SavedModel tracing) renames TF-Agents' nested spec names; harmless.
-KNOWN_ABSL = ("is not a valid tf.function parameter name. Sanitizing to",)
+KNOWN_ABSL = (
+    # absl (TensorFlow's SavedModel tracing) renames TF-Agents' nested spec names; harmless.
+    "is not a valid tf.function parameter name. Sanitizing to",
+    # PolicySaver of the neural agents (ε-greedy, NeuralLinUCB), which have no distribution;
+    # the predictor scores and explores itself (app/predictor/policy.py), never calling it.
+    "Could not serialize policy.distribution() for policy",
+)
 
 
 class _DropKnown(logging.Filter):
@@ -40,10 +53,39 @@ def _drop_gym_notice() -> None:
         pass
 
 
+# gym.logger turns every DeprecationWarning of every library on ("once", put first) when
+# TF-Agents imports gym: tf_keras's random.randint(1, 1e9) then printed one per actor-critic run.
+_GYM_FILTER = ("once", None, DeprecationWarning, None, 0)
+
+
+class _GymLoggerFinder(importlib.abc.MetaPathFinder):
+    """Takes gym.logger's filter away as soon as gym.logger has run (importing gym here
+    would cost a quarter of a second on every command)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> ModuleSpec | None:
+        if name != "gym.logger":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            if _GYM_FILTER in warnings.filters:
+                warnings.filters.remove(_GYM_FILTER)  # type: ignore[attr-defined]
+                warnings._filters_mutated()  # type: ignore[attr-defined]
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
 def install() -> None:
     for category, message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
     _drop_gym_notice()
+    if not any(isinstance(f, _GymLoggerFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _GymLoggerFinder())
 
 
 def quiet_absl() -> None:

@@ -150,6 +150,38 @@ def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path
     assert "UserWarning: a real one" in shown.stderr
 
 
+def test_a_neural_agent_prints_no_foreign_warning(movielens_dir: Path, tmp_path: Path):
+    """Before: absl's "Could not serialize policy.distribution()" twice per neural agent."""
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir)}
+    args = ["--agent", "neural_epsilon_greedy", "--rank-k", "5", "--num-actions", "8"]
+    args += ["--training-loops", "1", "--no-progress", "--artifacts-dir", str(tmp_path)]
+    result = subprocess.run(
+        [*RECLOOP, "train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[-1].startswith("trained neural_epsilon_greedy")
+
+
+def test_gym_does_not_turn_on_every_deprecation_warning():
+    """TF-Agents imports gym, whose logger put ("once", DeprecationWarning) first: every
+    library's DeprecationWarning then showed (tf_keras's random.randint(1, 1e9), once per
+    `recloop train --agent actor_critic`). A real one in __main__ still shows."""
+    code = (
+        "import app, gym, random, warnings\n"
+        "random.randint(1, 1e9)\n"
+        "warnings.warn('a real one', DeprecationWarning)\n"
+    )
+    result = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "Warning" in line]
+    assert "DeprecationWarning: a real one" in line
+
+
 def test_ctrl_c_stops_training_cleanly(movielens_dir: Path, tmp_path: Path):
     import signal
     import time

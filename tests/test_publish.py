@@ -101,6 +101,38 @@ def test_any_tf_agents_policy_publishes_with_reports_beside_it(tmp_path: Path):
     assert read_metadata(str(tmp_path / "policy")) == metadata
 
 
+@pytest.mark.parametrize("beside", [True, False])
+def test_reports_are_rendered_after_their_step_is_announced(
+    tmp_path: Path, monkeypatch, beside: bool
+):
+    """No silence after the progress bar: the curves (seconds to draw for a long run) are drawn
+    after "saving …" is said, not before the first line (before: all reports rendered first)."""
+    agent = create_agent(SPEC)
+    heard: list[str] = []
+    real_plot_png = publish.plot_png
+
+    def drawing(plot: publish.Plot) -> bytes:
+        heard.append("drawn")
+        return real_plot_png(plot)
+
+    monkeypatch.setattr(publish, "plot_png", drawing)
+    publish.publish(
+        agent.policy,
+        str(tmp_path / "policy"),
+        publish.bandit_metadata(SPEC, "v-any", ["a"] * ACTIONS, 0),
+        {"loss": [1.0]},
+        reports_dir=str(tmp_path / "reports") if beside else None,
+        plot=publish.Plot("t", [publish.Panel("loss", [1.0, 0.5], "step", smooth=False)]),
+        say=heard.append,
+    )
+    drawn_after = heard[heard.index("drawn") - 1]
+    assert heard[0].startswith("saving 1/")
+    assert drawn_after.endswith(publish.PLOT_FILE if beside else f"({tmp_path / 'policy'})")
+    folder = tmp_path / ("reports" if beside else "policy")
+    assert (folder / publish.PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
+    assert _metrics(folder)["policy_version"] == "v-any"
+
+
 def test_versions_made_in_one_second_differ(monkeypatch):
     """The pointer deployer stages a version once: two runs must never share a label."""
     frozen = time.gmtime(0)

@@ -80,6 +80,17 @@ def test_port_zero_reports_the_port_it_got_and_access_log_is_optional(
     assert '"GET /health HTTP/1.1" 200' in log.read_text()
 
 
+def test_serve_help_shows_the_host_each_profile_listens_on():
+    """`recloop serve` listens on the profile's serving.host (before, the help said 0.0.0.0
+    while the local server bound 127.0.0.1)."""
+    from app.config import load_settings
+
+    local, dev, prod = (load_settings(p, environ={}).serving.host for p in ("local", "dev", "prod"))
+    assert dev == prod
+    shown = " ".join(recloop("serve", "--help").stdout.split())
+    assert f"[default: (serving.host: {local} locally, {dev} in dev and prod)]" in shown
+
+
 @pytest.mark.parametrize("port", ["99999", "-1"])
 def test_port_out_of_range_is_one_line(port: str):
     result = recloop("serve", "--port", port)
