@@ -62,10 +62,15 @@ def measure(env: MovieLensBandit, rows: int, epsilon: float) -> dict[str, tuple[
     return {name: (covered[name] / SEEDS, held[name] / SEEDS) for name in ope.ESTIMATORS}
 
 
-def main() -> int:
+def environment() -> MovieLensBandit:
+    """The simulator on synthetic ratings (also tests/test_ope.py's gate-regime case)."""
     rng = np.random.default_rng(5)
     ratings = np.clip(np.round(3 + rng.normal(size=(USERS, 3)) @ rng.normal(size=(3, ARMS))), 1, 5)
-    env = MovieLensBandit(factorize(ratings, RANK, ARMS), batch_size=1, seed=0)
+    return MovieLensBandit(factorize(ratings, RANK, ARMS), batch_size=1, seed=0)
+
+
+def main() -> int:
+    env = environment()
     print(f"{CONFIDENCE:.0%} intervals, {SEEDS} seeds: coverage of V(candidate) | paired bound")
     for rows, epsilon in REGIMES:
         result = measure(env, rows, epsilon)

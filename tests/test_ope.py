@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from app.agents import AgentSpec, linear_bandit
+from app.config import GateConfig
 from app.environment import MovieLensBandit, factorize
 from app.evaluation import ope, reward_model
 from app.exploration import EPSILON_GREEDY, SOFTMAX, Exploration, probabilities, sample
+from benchmarks import ope_coverage
 
 FIXTURE = Path(__file__).parent / "fixtures" / "obp_worked_example.json"
 USERS, ARMS, RANK = 1500, 8, 4
@@ -110,6 +112,37 @@ def test_the_gate_lower_bound_holds_the_true_difference_at_its_rate(env: MovieLe
             held[name] += low <= run.truth - run.served_truth
     rates = {name: count / SEEDS for name, count in held.items()}
     assert all(at_stated_rate(count, SEEDS, CONFIDENCE) for count in held.values()), rates
+
+
+@pytest.fixture(scope="module")
+def gate_regime() -> dict[str, tuple[float, float]]:
+    """benchmarks/ope_coverage.py's measurement in the regime the gate runs in: 20 arms,
+    ε = 0.1 ε-greedy serving and candidate (dev, prod), 512 logged rows, 300 seeds, 90%."""
+    assert (ope_coverage.SEEDS, ope_coverage.CONFIDENCE) == (SEEDS, CONFIDENCE)
+    return ope_coverage.measure(ope_coverage.environment(), rows=512, epsilon=0.1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="known shortfall, docs/safe-promotion.md 'Where that rate is proved': with 20 arms "
+    "and ε = 0.1 a row explored onto the candidate's choice weighs ~181 and is rarely drawn in "
+    "512 rows; the normal intervals then miss the truth from below (IPS ~0.78, SNIPS ~0.60, "
+    "DR ~0.63). Strict: the day they hold, this fails so that the docs are corrected.",
+)
+def test_intervals_cover_the_true_value_at_their_stated_rate_in_the_gate_regime(gate_regime):
+    """The same two-sided check as the friendly regime above, in the gate's regime."""
+    rates = {name: covered for name, (covered, _) in gate_regime.items()}
+    assert all(at_stated_rate(round(r * SEEDS), SEEDS, CONFIDENCE) for r in rates.values()), rates
+
+
+def test_the_gate_lower_bound_holds_at_least_its_rate_in_the_gate_regime(gate_regime):
+    """What the gate decides on (the paired one-sided 90% lower bound with its default
+    estimator, DR) lies below the true difference at least 90% − 3 binomial standard
+    deviations of the time in the gate's regime (it is conservative there, ~0.97)."""
+    _, held = gate_regime[GateConfig().estimator]
+    floor = CONFIDENCE - 3 * np.sqrt(CONFIDENCE * (1 - CONFIDENCE) / SEEDS)
+    assert held >= floor, gate_regime
 
 
 def test_the_coverage_check_rejects_an_estimator_that_ignores_propensities(env):
