@@ -127,7 +127,7 @@ def gate_regime() -> dict[str, tuple[float, float]]:
     raises=AssertionError,
     reason="known shortfall, docs/safe-promotion.md 'Where that rate is proved': with 20 arms "
     "and ε = 0.1 a row explored onto the candidate's choice weighs ~181 and is rarely drawn in "
-    "512 rows; the normal intervals then miss the truth from below (IPS ~0.78, SNIPS ~0.60, "
+    "512 rows; the normal intervals then lie below the truth (IPS ~0.78, SNIPS ~0.60, "
     "DR ~0.63). Strict: the day they hold, this fails so that the docs are corrected.",
 )
 def test_intervals_cover_the_true_value_at_their_stated_rate_in_the_gate_regime(gate_regime):

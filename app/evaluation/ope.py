@@ -15,9 +15,10 @@ Each comes with a two-sided normal confidence interval at `confidence` from the 
 standard deviation of its per-interaction terms (SNIPS: of its linearisation,
 w_i (r_i − V̂) / mean(w)). The estimand is the target's expected reward on the logged
 contexts. Coverage at the stated rate on the simulator, over many seeds:
-tests/test_ope.py::test_intervals_cover_the_true_value_at_their_stated_rate (one regime; with
-20 arms, ε = 0.1 and a few hundred rows DR's and SNIPS's intervals cover less than stated:
-benchmarks/ope_coverage.py, docs/safe-promotion.md); agreement with
+tests/test_ope.py::test_intervals_cover_the_true_value_at_their_stated_rate (one regime). Not
+in the gate's: with 20 arms, ε = 0.1 and 512 rows they cover 0.78 (IPS), 0.60 (SNIPS), 0.63
+(DR) — ..._in_the_gate_regime is a strict xfail; benchmarks/ope_coverage.py and
+docs/safe-promotion.md say why and what was tried. Agreement with
 Open Bandit Pipeline on a worked example: tests/test_ope.py::test_matches_open_bandit_pipeline.
 """
 
