@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -108,6 +109,10 @@ def doing(console: Console, what: str) -> Iterator[None]:
 
 
 def main(cycles: int = CYCLES) -> int:
+    # A TERM (`timeout`, CI cancelling, `kill`) stops every process it started, as Ctrl-C does
+    # (before: the demo died at once and left the emulator and the predictor running;
+    # tests/test_demo.py::test_terminate_stops_the_processes_the_demo_started).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     warnings.filterwarnings("ignore", category=FutureWarning, module="google")
     console = Console()
     console.print(
