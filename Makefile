@@ -68,7 +68,8 @@ tools/node_modules: tools/package.json tools/package-lock.json
 bench: install
 	$(PY) -m benchmarks.run
 
-# Issue 11's scaling figures in a few minutes: writes .recloop/bench/quick.json (docs/scaling.md).
+# Issue 11's scaling figures in a few minutes: writes .recloop/bench/quick.json and docs/scaling.md
+# (make bench writes both pages, docs/benchmarks.md and docs/scaling.md, from one run).
 bench-quick: install
 	$(PY) -m benchmarks.quick
 

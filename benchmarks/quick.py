@@ -391,11 +391,14 @@ def measure() -> dict[str, float]:
     return {k: float(v) for k, v in figures.items()}
 
 
-def main() -> int:
-    figures = measure()
+def save(figures: dict[str, float]) -> None:
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     OUTPUT.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"wrote {OUTPUT}")
+
+
+def main() -> int:
+    save(measure())
     from benchmarks import scaling
 
     return scaling.main()

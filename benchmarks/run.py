@@ -12,6 +12,7 @@ from rich.console import Console
 from app.config import DataConfig, Settings, load_settings
 from app.trainer.run import run
 from benchmarks import quick, report, soak
+from benchmarks import scaling as scaling_page
 from benchmarks.serving import bench_serving_isolated, require_wrk
 from benchmarks.synth import bench_synth
 from benchmarks.training import bench_training, reference_args
@@ -50,7 +51,9 @@ def main() -> int:
     soak.save(logging_soak)
     path = report.write(DOCS, training, serving, synth_seconds, scaling, logging_soak)
     console.print(f"wrote {path} and {path.with_suffix('.png')}")
-    return 0
+    # docs/scaling.md from this same run's figures, not from an earlier bench-quick.
+    quick.save(scaling)
+    return scaling_page.main()
 
 
 if __name__ == "__main__":
