@@ -370,20 +370,32 @@ def test_logged_tables_are_partitioned_by_the_warehouse_clock():
 def test_a_vanished_write_ahead_log_is_waited_out(tmp_path: Path, monkeypatch):
     """A process that closes the file removes its write-ahead log; one opening at that instant
     gets "Cannot open file …wal: No such file or directory" (it ended `make demo` once). That
-    is another process's turn, like its lock: waited out, not an error. Anything else is."""
+    is another process's turn, like its lock: waited out, not an error; so is DuckDB's
+    "already attached" while this process still lets the file go. Anything else is."""
     from app.warehouse import duckdb_store
 
     path = tmp_path / "w.duckdb"
     real = duckdb.connect
-    failures = [f'IO Error: Cannot open file "{path}.wal": No such file or directory']
+    failures: list[str | Exception] = [
+        f'IO Error: Cannot open file "{path}.wal": No such file or directory'
+    ]
 
     def connect(database: str, *args, **kwargs):
         if failures:
-            raise duckdb.IOException(failures.pop())
+            failure = failures.pop()
+            raise failure if isinstance(failure, Exception) else duckdb.IOException(failure)
         return real(database, *args, **kwargs)
 
     monkeypatch.setattr(duckdb_store.duckdb, "connect", connect)
     assert DuckDBWarehouse(path).query("SELECT 1") == [(1,)]
+    failures.append(  # what DuckDB raises while this process still lets the file go
+        duckdb.ResourceInUseException(
+            f'Unique file handle conflict: Cannot attach "w" - the database file "{path}" '
+            'is already attached by database "w"'
+        )
+    )
+    assert DuckDBWarehouse(path).query("SELECT 1") == [(1,)]
+    assert not failures
     failures.append("IO Error: Cannot open file: Permission denied")
     with pytest.raises(duckdb.IOException, match="Permission denied"):
         DuckDBWarehouse(path).query("SELECT 1")

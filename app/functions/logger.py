@@ -79,8 +79,10 @@ def handle_batch(events: Sequence[Any], warehouse: Warehouse, dead_letter=None) 
 
 
 def logger(event: Any) -> None:
-    """A busy warehouse is one log line and a 503 (Pub/Sub delivers the message again), not
-    a traceback per retry (tests/test_function_entry_points.py::test_logger_retry_is_one_line)."""
+    """A busy warehouse is one log line and a 503 (Pub/Sub push redelivers any answer but
+    102/200/201/202/204), not a traceback per retry (tests/test_function_entry_points.py::
+    test_logger_retry_is_one_line; a real Logger process on a file another process keeps
+    opening: tests/test_logger_concurrency.py)."""
     settings, warehouse = _context()
     try:
         outcome = handle(event, warehouse, _dead_letter_publisher(settings))

@@ -1,7 +1,8 @@
 """The local warehouse: one DuckDB file under the state directory.
 
 Several local processes (the functions, the pipeline steps, the demo) share the file, and
-DuckDB lets one process hold it at a time, so every operation opens, works and closes, and
+DuckDB lets one process hold it at a time, so the file is open only while some thread of the
+process works on it (one connection per process, a cursor per thread: `_shared`), and it
 waits its turn when another process holds the lock — or has just removed its write-ahead log
 on closing, which a process opening the file at that instant finds gone (`_transient`; seen in
 `make demo`, tests/test_warehouse.py::test_a_vanished_write_ahead_log_is_waited_out). When the
@@ -60,10 +61,71 @@ _DDL_LOCK = threading.Lock()
 SQL = ledger.DUCKDB
 
 
-def _transient(err: duckdb.IOException) -> bool:
-    """Another process holds the file, or its write-ahead log vanished as that process closed."""
+def _transient(err: duckdb.IOException | duckdb.ResourceInUseException) -> bool:
+    """Another process holds the file, or its write-ahead log vanished as that process closed,
+    or this process's previous connection is still being let go ("already attached": `_shared`
+    opens one at a time, but other code in the process may connect to the file too)."""
     text = str(err)
-    return "lock" in text.lower() or (".wal" in text and "No such file or directory" in text)
+    return (
+        "lock" in text.lower()
+        or (".wal" in text and "No such file or directory" in text)
+        or "already attached" in text
+    )
+
+
+class _Open:
+    """One process's open connection to one file and how many threads are using it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connection: duckdb.DuckDBPyConnection | None = None
+        self.users = 0
+
+
+_OPEN: dict[Path, _Open] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _shared(path: Path, lock_wait_s: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Threads of one process (functions-framework serves requests on several) share one
+    connection to the file, each through its own cursor, and the last one out closes it so
+    that other processes get their turn. Each thread connecting and closing on its own, while
+    another process held the lock now and then, made DuckDB fail with "Unique file handle
+    conflict … already attached" and "python_arrow_scan does not exist"
+    (tests/test_logger_concurrency.py::test_a_busy_logger_process_logs_no_traceback)."""
+    key = path.resolve()
+    with _OPEN_LOCK:
+        shared = _OPEN.setdefault(key, _Open())
+    with shared.lock:
+        if shared.connection is None:
+            shared.connection = _open(path, lock_wait_s)
+        shared.users += 1
+        connection = shared.connection
+    try:
+        yield connection
+    finally:
+        with shared.lock:
+            shared.users -= 1
+            if not shared.users:
+                shared.connection = None
+                connection.close()
+
+
+def _open(path: Path, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
+    """Waits its turn while another process holds the file."""
+    deadline = time.monotonic() + lock_wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except (duckdb.IOException, duckdb.ResourceInUseException) as err:
+            if not _transient(err):
+                raise
+            if time.monotonic() > deadline:
+                raise WarehouseBusy(
+                    f"{path} is locked by another process (waited {lock_wait_s:.0f}s)"
+                ) from None
+            time.sleep(0.05)
 
 
 class DuckDBWarehouse:
@@ -77,38 +139,28 @@ class DuckDBWarehouse:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The tables are created once per object and file, not on every connection: 8
-        `CREATE TABLE IF NOT EXISTS` cost ~25 ms on a busy machine, once per Logger batch
-        (a file removed since is noticed and its tables made again:
+        """A cursor of this process's one open connection to the file (`_shared`). The tables
+        are created once per object and file, not on every connection: 8 `CREATE TABLE IF NOT
+        EXISTS` cost ~25 ms on a busy machine, once per Logger batch (a file removed since is
+        noticed and its tables made again:
         tests/test_warehouse.py::test_a_removed_warehouse_file_gets_its_tables_again)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         create = not (self._tables_created and self.path.exists())
-        deadline = time.monotonic() + self.lock_wait_s
-        while True:
+        with _shared(self.path, self.lock_wait_s) as connection:
+            cursor = connection.cursor()
             try:
-                connection = duckdb.connect(str(self.path))
-                break
-            except duckdb.IOException as err:
-                if not _transient(err):
-                    raise
-                if time.monotonic() > deadline:
-                    raise WarehouseBusy(
-                        f"{self.path} is locked by another process (waited {self.lock_wait_s:.0f}s)"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            connection.execute("SET TimeZone = 'UTC'")
-            if create:
-                with _DDL_LOCK:  # threads of one process share the database: one at a time
-                    for table in TABLES:  # a file from before a column was added gets it
-                        for statement in [duckdb_ddl(table), *duckdb_migrations(table)]:
-                            connection.execute(statement)
-                self._tables_created = True
-            yield connection
-        except duckdb.TransactionException as err:  # a concurrent write won: try again later
-            raise WarehouseBusy(f"{self.path}: conflicting concurrent write ({err})") from None
-        finally:
-            connection.close()
+                cursor.execute("SET TimeZone = 'UTC'")
+                if create:
+                    with _DDL_LOCK:  # threads of one process share the database: one at a time
+                        for table in TABLES:  # a file from before a column was added gets it
+                            for statement in [duckdb_ddl(table), *duckdb_migrations(table)]:
+                                cursor.execute(statement)
+                    self._tables_created = True
+                yield cursor
+            except duckdb.TransactionException as err:  # a concurrent write won: try again later
+                raise WarehouseBusy(f"{self.path}: conflicting concurrent write ({err})") from None
+            finally:
+                cursor.close()
 
     def ensure_tables(self) -> None:
         with self._connect():
