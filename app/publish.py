@@ -134,7 +134,7 @@ def publish(
             inside.update(catalogue_files(catalogue))
         save_tf_policy(policy, policy_dir, metadata, inside)
 
-    steps.append((f"the policy ({policy_dir})", save))
+    steps.append((f"the policy with {' and '.join(reports)} ({policy_dir})", save))
     for step, (what, write) in enumerate(steps, 1):
         if say is not None:
             say(f"saving {step}/{len(steps)}: {what}")

@@ -94,7 +94,10 @@ def test_any_tf_agents_policy_publishes_with_its_reports_inside(tmp_path: Path):
     assert _metrics(policy)["loss"] == [3.0, 2.0, 1.0]
     assert (policy / publish.PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["extra", "policy"]
-    assert heard == ["saving 1/2: extra", f"saving 2/2: the policy ({policy})"]
+    assert heard == [
+        "saving 1/2: extra",
+        f"saving 2/2: the policy with {publish.METRICS_FILE} and {publish.PLOT_FILE} ({policy})",
+    ]
     assert read_metadata(str(tmp_path / "policy")) == metadata
 
 
