@@ -93,22 +93,23 @@ def publish(
     metadata: PolicyMetadata,
     metrics: dict[str, Any],
     *,
-    reports_dir: str | None = None,
     plot: Plot | None = None,
     catalogue: Catalogue | None = None,
     also: Sequence[tuple[str, Callable[[], object]]] = (),
     say: Callable[[str], None] | None = None,
 ) -> Published:
-    """Writes the reports, then the policy last (renamed into place): a run stopped while
-    publishing leaves the previous policy, never a new one without its reports
-    (tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy).
+    """Writes the `also` reports, then the policy last, renamed into place with its
+    metrics.json, curves and (per-arm) `catalogue` inside its folder: they appear together or
+    not at all, so a run stopped while publishing leaves the previous policy with its own
+    reports, never reports of a version that was not saved
+    (tests/test_trainer.py::test_interrupted_training_leaves_the_last_policy,
+    tests/test_cli.py::test_ctrl_c_while_saving_leaves_no_report_of_an_unsaved_policy), and
+    each kind of policy (its own folder) keeps its own reports
+    (tests/test_trainer.py::test_per_arm_run_keeps_the_servable_policy).
 
-    metrics.json always names the agent, the version and the policy folder. With `reports_dir`
-    the reports go there, beside the policy; without, inside the policy folder, written with
-    the policy itself (tests/test_publish.py). A per-arm policy's `catalogue` is saved in its
-    folder. `also` are further reports (name, writer) written before the policy; `say` hears
-    each step."""
-    import tensorflow as tf
+    metrics.json always names the agent, the version and the policy folder
+    (tests/test_publish.py). `also` are further reports (name, writer) written before the
+    policy; `say` hears each step."""
 
     def metrics_json() -> bytes:
         return json.dumps(
@@ -121,32 +122,24 @@ def publish(
             indent=2,
         ).encode()
 
-    # Rendered when their step is announced (a long run's curves take seconds to draw).
+    # Rendered in the policy's step (a long run's curves take seconds to draw).
     reports: dict[str, Callable[[], bytes]] = {METRICS_FILE: metrics_json}
     if plot is not None:
         reports[PLOT_FILE] = lambda: plot_png(plot)
-    steps: list[tuple[str, Callable[[], object]]] = []
-    if reports_dir is not None:
-        tf.io.gfile.makedirs(reports_dir)
-        steps += [
-            (name, _writer(join(reports_dir, name), render)) for name, render in reports.items()
-        ]
-    steps += list(also)
+    steps = list(also)
 
     def save() -> None:
-        inside = {name: render() for name, render in reports.items()} if reports_dir is None else {}
+        inside = {name: render() for name, render in reports.items()}
         if catalogue is not None:
             inside.update(catalogue_files(catalogue))
         save_tf_policy(policy, policy_dir, metadata, inside)
 
-    steps.append((f"the policy ({policy_dir})", save))
+    steps.append((f"the policy with {' and '.join(reports)} ({policy_dir})", save))
     for step, (what, write) in enumerate(steps, 1):
         if say is not None:
             say(f"saving {step}/{len(steps)}: {what}")
         write()
-    return Published(
-        policy_dir, metadata.policy_version, join(reports_dir or policy_dir, METRICS_FILE)
-    )
+    return Published(policy_dir, metadata.policy_version, join(policy_dir, METRICS_FILE))
 
 
 def _writer(path: str, render: Callable[[], bytes]) -> Callable[[], None]:

@@ -139,8 +139,8 @@ def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path
     lines = result.stdout.splitlines()
     assert lines[0].startswith("hyper-parameters of linucb: agent_alpha=1, tikhonov_weight=1")
     assert lines[1].startswith("training linucb")  # the progress bar, then what is saved
-    assert [line.split(":")[0] for line in lines[2:6]] == [f"saving {i}/4" for i in range(1, 5)]
-    assert lines[6].startswith("trained linucb") and len(lines) == 7
+    assert [line.split(":")[0] for line in lines[2:4]] == ["saving 1/2", "saving 2/2"]
+    assert lines[4].startswith("trained linucb") and len(lines) == 5
     shown = subprocess.run(
         [PYTHON, "-c", "import app, warnings; warnings.warn('a real one', UserWarning)"],
         capture_output=True,
@@ -242,6 +242,46 @@ def test_two_ctrl_c_while_saving_end_the_process_without_a_policy(
     assert process.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err
     assert not (tmp_path / "policy" / "recloop_policy.json").exists()
+
+
+def test_ctrl_c_while_saving_leaves_no_report_of_an_unsaved_policy(
+    movielens_dir: Path, tmp_path: Path
+):
+    """Ctrl-C while the policy is being saved: no metrics.json or curves describe the version
+    that was never saved (they were written to <artifacts_dir> before the policy; now they
+    are renamed into place with it, app/publish.py)."""
+    import json
+    import signal
+
+    from app.policy_store import PolicyStoreError, read_metadata
+
+    env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir), "PYTHONUNBUFFERED": "1"}
+    args = ["--training-loops", "50", "--rank-k", "5", "--num-actions", "8"]
+    process = subprocess.Popen(
+        [*RECLOOP, "train", *args, "--artifacts-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if ": the policy" in line:  # its step, the last
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert not list(tmp_path.rglob("training_curves.png"))
+    for path in tmp_path.rglob("metrics.json"):
+        metrics = json.loads(path.read_text())
+        try:
+            saved = read_metadata(metrics["policy_dir"]).policy_version
+        except PolicyStoreError:
+            saved = None
+        assert saved == metrics["policy_version"], f"{path} describes an unsaved policy"
 
 
 def test_a_second_ctrl_c_ends_the_process_even_if_the_first_was_swallowed():

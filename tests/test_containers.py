@@ -82,7 +82,7 @@ def test_trainer_image_trains_as_a_vertex_custom_job(movielens_dir: Path, tmp_pa
     assert (tmp_path / "model" / "saved_model.pb").is_file()
     assert (tmp_path / "checkpoints" / "ckpt-00000005" / "progress.json").is_file()
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
-    assert json.loads((tmp_path / "artifacts" / "metrics.json").read_text())["interactions"] == 80
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["interactions"] == 80
 
 
 def test_predictor_image_serves_as_a_vertex_deployment(trained_policy: Path):

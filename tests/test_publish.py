@@ -35,11 +35,11 @@ def _metrics(folder: Path) -> dict:
 def test_both_trainers_write_metrics_naming_their_policy(
     trained_policy: Path, examples: str, tmp_path: Path
 ):
-    """The on-policy trainer's metrics.json (beside its policy) and the off-policy trainer's
-    (inside its policy folder) name the agent, the version and the folder they describe."""
+    """The on-policy and the off-policy trainer's metrics.json (inside the policy folder)
+    name the agent, the version and the folder they describe."""
     offline = offpolicy.train_offline(examples, str(tmp_path / "policy"), SPEC, 16, None, [], "v-1")
     for policy_dir, metrics in (
-        (trained_policy, _metrics(trained_policy.parent)),
+        (trained_policy, _metrics(trained_policy)),
         (Path(offline.policy_dir), _metrics(Path(offline.policy_dir))),
     ):
         meta = read_metadata(str(policy_dir))
@@ -73,9 +73,9 @@ def test_offpolicy_metrics_are_published_with_their_policy(
     assert _metrics(policy_dir)["policy_version"] == "v-1"
 
 
-def test_any_tf_agents_policy_publishes_with_reports_beside_it(tmp_path: Path):
-    """Agent-agnostic: a policy, its metadata, metrics and curves; the reports are written
-    before the policy, each step heard by `say`."""
+def test_any_tf_agents_policy_publishes_with_its_reports_inside(tmp_path: Path):
+    """Agent-agnostic: a policy, its metadata, metrics and curves, the reports written into
+    the policy's folder with it; `also` before the policy, each step heard by `say`."""
     agent = create_agent(SPEC)
     metadata = publish.bandit_metadata(SPEC, "v-any", ["a"] * ACTIONS, 0)
     heard: list[str] = []
@@ -85,26 +85,23 @@ def test_any_tf_agents_policy_publishes_with_reports_beside_it(tmp_path: Path):
         str(tmp_path / "policy"),
         metadata,
         {"loss": [3.0, 2.0, 1.0]},
-        reports_dir=str(tmp_path / "reports"),
         plot=plot,
+        also=[("extra", lambda: (tmp_path / "extra").write_text("x"))],
         say=heard.append,
     )
-    assert published.metrics_path == str(tmp_path / "reports" / publish.METRICS_FILE)
-    assert _metrics(tmp_path / "reports")["loss"] == [3.0, 2.0, 1.0]
-    assert (tmp_path / "reports" / publish.PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
-    assert not (tmp_path / "policy" / publish.METRICS_FILE).exists()
-    assert [line.split(": ")[1] for line in heard] == [
-        publish.METRICS_FILE,
-        publish.PLOT_FILE,
-        f"the policy ({tmp_path / 'policy'})",
+    policy = tmp_path / "policy"
+    assert published.metrics_path == str(policy / publish.METRICS_FILE)
+    assert _metrics(policy)["loss"] == [3.0, 2.0, 1.0]
+    assert (policy / publish.PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["extra", "policy"]
+    assert heard == [
+        "saving 1/2: extra",
+        f"saving 2/2: the policy with {publish.METRICS_FILE} and {publish.PLOT_FILE} ({policy})",
     ]
     assert read_metadata(str(tmp_path / "policy")) == metadata
 
 
-@pytest.mark.parametrize("beside", [True, False])
-def test_reports_are_rendered_after_their_step_is_announced(
-    tmp_path: Path, monkeypatch, beside: bool
-):
+def test_reports_are_rendered_after_their_step_is_announced(tmp_path: Path, monkeypatch):
     """No silence after the progress bar: the curves (seconds to draw for a long run) are drawn
     after "saving …" is said, not before the first line (before: all reports rendered first)."""
     agent = create_agent(SPEC)
@@ -121,14 +118,13 @@ def test_reports_are_rendered_after_their_step_is_announced(
         str(tmp_path / "policy"),
         publish.bandit_metadata(SPEC, "v-any", ["a"] * ACTIONS, 0),
         {"loss": [1.0]},
-        reports_dir=str(tmp_path / "reports") if beside else None,
         plot=publish.Plot("t", [publish.Panel("loss", [1.0, 0.5], "step", smooth=False)]),
         say=heard.append,
     )
     drawn_after = heard[heard.index("drawn") - 1]
     assert heard[0].startswith("saving 1/")
-    assert drawn_after.endswith(publish.PLOT_FILE if beside else f"({tmp_path / 'policy'})")
-    folder = tmp_path / ("reports" if beside else "policy")
+    assert drawn_after.endswith(f"({tmp_path / 'policy'})")
+    folder = tmp_path / "policy"
     assert (folder / publish.PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
     assert _metrics(folder)["policy_version"] == "v-any"
 

@@ -57,8 +57,8 @@ def test_saved_actor_critic_policy_is_a_recloop_policy_choosing_the_agent_s_slat
     folder = output / "actor_critic"
     metadata = read_metadata(str(folder / "policy"))
     assert (metadata.agent, metadata.num_actions, metadata.per_arm) == ("actor_critic", 30, True)
-    assert json.loads((folder / "metrics.json").read_text())["average_return"]
-    assert (folder / "training_curves.png").is_file()
+    assert json.loads((folder / "policy" / "metrics.json").read_text())["average_return"]
+    assert (folder / "policy" / "training_curves.png").is_file()
 
     agent = result.methods["actor_critic"]
     movies = agent.items.shape[0]

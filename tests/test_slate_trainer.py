@@ -61,7 +61,7 @@ def test_recloop_train_writes_every_artifact_for_the_actor_critic(
     artifacts = Path(settings.artifacts_dir)
     assert main([*TINY, *where(settings), "--gamma=0.5", "--policy-version=v-slate-1"]) == 0
     assert "trained actor_critic" in capsys.readouterr().out
-    metrics = json.loads((artifacts / "metrics.json").read_text())
+    metrics = json.loads((artifacts / "policy-slate" / "metrics.json").read_text())
     for key in ("regret", "suboptimal_arms", "average_return"):
         assert len(metrics[key]) == 3 and np.all(np.isfinite(metrics[key]))
     assert metrics["hyperparameters"] == {
@@ -74,7 +74,7 @@ def test_recloop_train_writes_every_artifact_for_the_actor_critic(
     assert metrics["loss"] and np.all(np.isfinite(metrics["loss"]))
     assert set(metrics["test"]) == {"return", "precision_at_k", "ndcg_at_k"}
     assert metrics["interactions"] == 3 * 4 * 10 * 10  # batches × users × lists × K
-    assert (artifacts / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (artifacts / "policy-slate" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     assert list((artifacts / "tensorboard" / "v-slate-1").glob("events.out.tfevents.*"))
     meta = read_metadata(str(artifacts / "policy-slate"))
     assert (meta.agent, meta.num_actions, meta.policy_version) == ("actor_critic", 300, "v-slate-1")

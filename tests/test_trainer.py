@@ -24,13 +24,13 @@ SMALL = TrainingArgs(
 def test_trainer_writes_policy_metrics_plot_and_summaries(settings: Settings):
     result = run(SMALL, settings)
     artifacts = Path(settings.artifacts_dir)
-    metrics = json.loads((artifacts / "metrics.json").read_text())
+    metrics = json.loads((artifacts / "policy" / "metrics.json").read_text())
     for key in ("regret", "suboptimal_arms", "average_return"):
         assert len(metrics[key]) == 30
     assert metrics["interactions"] == 30 * 8 * 2
     assert metrics["interactions_per_second"] > 0
     assert metrics["hyperparameters"] == {"agent_alpha": 2.0, "tikhonov_weight": 0.5}
-    assert (artifacts / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (artifacts / "policy" / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (run_folder,) = (artifacts / "tensorboard").iterdir()  # one folder per run
     assert run_folder.name == read_metadata(str(artifacts / "policy")).policy_version
     (events,) = run_folder.glob("events.out.tfevents.*")
@@ -48,7 +48,7 @@ def test_trainer_writes_policy_metrics_plot_and_summaries(settings: Settings):
 
 def test_metrics_json_is_summarised_per_window(settings: Settings):
     result = run(dataclasses.replace(SMALL, training_loops=450), settings)
-    metrics = json.loads((Path(settings.artifacts_dir) / "metrics.json").read_text())
+    metrics = json.loads(Path(result.metrics_path).read_text())
     assert (metrics["loops"], metrics["window_loops"], len(metrics["regret"])) == (450, 3, 150)
     regret = [m.regret for m in result.history.loops]
     assert metrics["regret"][-1] == pytest.approx(np.mean(regret[-3:]))
@@ -151,10 +151,21 @@ def test_per_arm_regret_falls_like_the_global_agents(settings: Settings, tmp_pat
 
 
 def test_per_arm_run_keeps_the_servable_policy(settings: Settings):
-    served = run(SMALL, settings).policy_dir
+    """A per-arm run replaces neither the global policy nor its reports (they shared
+    <artifacts_dir>/metrics.json and the curves: a per-arm run overwrote them)."""
+    served = run(SMALL, settings)
+    plot = (Path(served.policy_dir) / "training_curves.png").read_bytes()
     per_arm = run(dataclasses.replace(SMALL, per_arm=True, training_loops=3), settings)
-    assert per_arm.policy_dir != served and read_metadata(per_arm.policy_dir).per_arm
-    assert not read_metadata(served).per_arm
+    assert per_arm.policy_dir != served.policy_dir and read_metadata(per_arm.policy_dir).per_arm
+    assert not read_metadata(served.policy_dir).per_arm
+    for result in (served, per_arm):
+        metrics = json.loads(Path(result.metrics_path).read_text())
+        assert (metrics["policy_dir"], metrics["policy_version"], metrics["loops"]) == (
+            result.policy_dir,
+            read_metadata(result.policy_dir).policy_version,
+            result.args.training_loops,
+        )
+    assert (Path(served.policy_dir) / "training_curves.png").read_bytes() == plot
 
 
 def test_vertex_directories_are_honoured(settings: Settings, tmp_path: Path):
@@ -207,7 +218,7 @@ def test_train_with_best_hyperparameters_uses_the_winner(settings: Settings):
     assert (result.args.agent_alpha, result.args.tikhonov_weight) == (0.37, 2.5)
     meta = read_metadata(result.policy_dir)
     assert (meta.alpha, meta.tikhonov_weight) == (0.37, 2.5)
-    metrics = json.loads((artifacts / "metrics.json").read_text())
+    metrics = json.loads(Path(result.metrics_path).read_text())
     assert metrics["hyperparameters"] == {"agent_alpha": 0.37, "tikhonov_weight": 2.5}
 
 

@@ -213,7 +213,7 @@ def test_a_killed_trainer_resumes_to_the_same_result(
     finally:
         first.wait(30)
     assert first.returncode == -signal.SIGKILL
-    assert not (artifacts / "metrics.json").exists()  # it died mid-training
+    assert not list(artifacts.rglob("metrics.json"))  # it died mid-training
     latest = Checkpoints(str(ckpt), {}).latest()
     assert latest is not None and 20 <= latest[0] < 400
 
@@ -222,7 +222,7 @@ def test_a_killed_trainer_resumes_to_the_same_result(
     assert f"resumed from the checkpoint after loop {latest[0]}" in capsys.readouterr().out
 
     straight, learner = train(args, settings)
-    metrics = json.loads((artifacts / "metrics.json").read_text())
+    metrics = json.loads((artifacts / "policy" / "metrics.json").read_text())
     assert metrics["resumed_from_loop"] == latest[0]
     assert metrics["regret"] == straight.summary()["regret"]  # per-window means
     assert metrics["interactions"] == straight.interactions == 400 * 50 * 20

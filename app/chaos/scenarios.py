@@ -479,10 +479,11 @@ def _trainer_preempted(ctx: Context, loops: int, started: float) -> Result:
     checkpointed = checkpointed and resumed_note in rerun.stdout
     from app.policy_store import read_metadata
     from app.predictor.policy import load_policy
+    from app.publish import METRICS_FILE
 
     def outcome(name: str) -> tuple[np.ndarray, list[float], int]:
         state = load_policy(str(folder / name / "policy")).scorer.model.state  # type: ignore[attr-defined]
-        metrics = json.loads((folder / name / "metrics.json").read_text())
+        metrics = json.loads((folder / name / "policy" / METRICS_FILE).read_text())
         trained = read_metadata(str(folder / name / "policy")).trained_interactions
         return state.cov_matrix, metrics["regret"], trained
 

@@ -4,7 +4,7 @@ Report (`<output>/report.json`): K, test users, training episodes per learning m
 per method the mean test-user return (sum over the horizon of each list's mean item reward),
 precision@K and NDCG@K of the first list against the user's held-out positives (rating ≥ 4),
 ranked over the full catalogue minus the user's train movies. Plus `report.png` (learning
-curves and the comparison) and the actor-critic's saved policy, metrics.json and curves.
+curves and the comparison) and the actor-critic's saved policy, its metrics.json and curves inside.
 Test: tests/test_slate_run.py runs this code path on synthetic ratings.
 """
 

@@ -1,8 +1,8 @@
 """The actor-critic's artifacts, published as every trainer publishes (app/publish.py).
 
 `<output>/actor_critic/policy/` (PolicySaver SavedModel of the slate policy plus
-recloop_policy.json and its catalogue), `metrics.json` (per training batch `average_return`,
-and the critic's `loss`) and `training_curves.png`.
+recloop_policy.json and its catalogue, with `metrics.json` (per training batch
+`average_return`, and the critic's `loss`) and `training_curves.png` inside it).
 """
 
 from __future__ import annotations
@@ -84,7 +84,6 @@ def save_actor_critic(directory, result, data: SlateData, args, titles, version)
             "hyperparameters": {"gamma": agent.config.gamma, **_scalars(agent.config)},
             "test": result.report["methods"][ACTOR_CRITIC],
         },
-        reports_dir=folder,
         plot=publish.Plot(
             "actor-critic (TD3) on the slate environment",
             [

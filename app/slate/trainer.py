@@ -4,11 +4,12 @@ entrypoint): the list-wise actor-critic as an agent of recloop's trainer.
 It trains on the sequential slate environment (app/slate/environment.py) from the train
 users' episodes — the trainer's flags keep their meaning: `--training-loops` batches of
 `--batch-size` users, each user playing one episode of lists — and writes what every agent
-writes: metrics.json (`regret` against the one-step oracle list, `suboptimal_arms`,
-`average_return` = mean episode return, plus the TD3 `loss` and the greedy policy's `test`
-return / P@K / NDCG@K on the held-out test users), training_curves.png, TensorBoard, and the
-PolicySaver slate policy with recloop_policy.json in `<artifacts>/policy-slate/` (or
-AIP_MODEL_DIR). Not resumable from AIP_CHECKPOINT_DIR: a restarted job trains again.
+writes, in its policy folder: metrics.json (`regret` against the one-step oracle list,
+`suboptimal_arms`, `average_return` = mean episode return, plus the TD3 `loss` and the greedy
+policy's `test` return / P@K / NDCG@K on the held-out test users), training_curves.png and the
+PolicySaver slate policy with recloop_policy.json, in `<artifacts>/policy-slate/` (or
+AIP_MODEL_DIR); TensorBoard in `<artifacts>/tensorboard/<version>/`. Not resumable from
+AIP_CHECKPOINT_DIR: a restarted job trains again.
 Proved by tests/test_slate_trainer.py.
 """
 
@@ -185,7 +186,7 @@ def train_and_save(
         titles,
         trained.history.interactions,
     )
-    # Like the off-policy trainer's: metrics.json inside the policy folder (app/publish.py).
+    # As every trainer's: metrics.json inside the policy folder (app/publish.py).
     publish.publish(
         slate.policy,
         policy_dir,

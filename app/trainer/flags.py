@@ -127,7 +127,7 @@ def _command(
     artifacts_dir: Annotated[
         str | None,
         typer.Option(
-            help="Where metrics.json, plots and the policy go: a local path or gs://.",
+            help="Where the policy (with its metrics.json and plots inside) goes: local or gs://.",
             show_default="the profile's artifacts_dir, .recloop/artifacts locally",
         ),
     ] = None,

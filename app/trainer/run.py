@@ -173,9 +173,9 @@ def publish_run(
     say: Callable[[str], None] | None = None,
     **metrics: Any,
 ) -> TrainingResult:
-    """Publishes any agent's training job (app/publish.py): metrics.json (the history's
-    summary plus `metrics`) and the curves in the artifacts folder, TensorBoard, then the
-    policy (with its `catalogue`, if per-arm); and reports the tuning metric when a trial."""
+    """Publishes any agent's training job (app/publish.py): TensorBoard, then the policy with
+    metrics.json (the history's summary plus `metrics`), the curves and its `catalogue` (if
+    per-arm) inside its folder; and reports the tuning metric when a trial."""
     artifacts_dir = str(args.artifacts_dir)
     objective = space.objective(history)
     version = metadata.policy_version
@@ -190,7 +190,6 @@ def publish_run(
             resumed_from_loop=resumed_from_loop,
             **metrics,
         ),
-        reports_dir=artifacts_dir,
         plot=report.curves(history, title),
         also=[
             (
