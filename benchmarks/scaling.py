@@ -84,8 +84,8 @@ def render(figures: dict[str, float], window_days: float) -> str:
         f"{'met' if figures['per_arm_decision_ms'] <= 1 else '**not met**'} |",
         "",
         "The per-arm decision is measured with one BLAS thread (OPENBLAS_NUM_THREADS=1), as a",
-        "serving process deciding one request at a time should run: on this loaded 2-core",
-        "machine the default multi-threaded BLAS made the same decision take ~30 ms.",
+        "serving process deciding one request at a time should run: on a loaded 2-core",
+        "machine the default multi-threaded BLAS made the same decision take ~30 ms (session 2).",
         "",
         *_offpolicy_section(),
         "## Rows and bytes per day",
@@ -196,8 +196,12 @@ def _offpolicy_section() -> list[str]:
     fixed_s = t["variables_and_save_s"]
     lines += [
         f"One run over {rows:,.0f} logged rows (rank {RANK}, {ACTIONS_IN_BENCH} arms), DuckDB, "
-        f"load average {t['load_average_1m']:.1f} on 2 cores when measured (other work shared "
-        "the machine: wall seconds are inflated, CPU seconds much less).",
+        f"load average {t['load_average_1m']:.1f} on 2 cores when measured"
+        + (
+            " (other work shared the machine: wall seconds are inflated, CPU seconds much less)."
+            if t["load_average_1m"] > 2
+            else " (the benchmark's own processes)."
+        ),
         "",
         "| part | wall s | CPU s | rows/s (wall) |",
         "|---|---:|---:|---:|",
@@ -213,7 +217,8 @@ def _offpolicy_section() -> list[str]:
         f"**{rows / t['end_to_end_s']:,.0f}** |",
         f"| after publishing: the ledger's commit (the keys into `trained_examples`) | "
         f"{t['commit_s']:.2f} | {t['commit_cpu_s']:.2f} | {rows / t['commit_s']:,.0f} |",
-        f"| once per process: importing TensorFlow | {t['tensorflow_import_s']:.2f} | | — |",
+        f"| once per process: importing TensorFlow (0 when already imported, as in `make bench`)"
+        f" | {t['tensorflow_import_s']:.2f} | | — |",
         "",
         f"Why 1,000,000 rows/s is not reached here: the per-row work costs {per_row_cpu:.1f}",
         f"CPU seconds per {rows:,.0f} rows, so two idle cores could at best do it in",
