@@ -5,16 +5,19 @@ before TensorFlow, TF-Agents or the Google SDKs are imported; the absl filter by
 `app.policy_store.save_tf_policy`, where those messages come from.
 Proved by tests/test_cli.py::test_a_training_run_prints_only_recloops_lines,
 ::test_a_neural_agent_prints_no_foreign_warning and
-::test_gym_does_not_turn_on_every_deprecation_warning.
+::test_gym_does_not_turn_on_every_deprecation_warning; the TensorBoard retracing line by
+tests/test_trainer.py::test_many_runs_in_one_process_print_no_retracing_warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from importlib import metadata
 from importlib.machinery import ModuleSpec
 from types import ModuleType
@@ -96,3 +99,25 @@ def quiet_absl() -> None:
     logger = absl_logging.get_absl_logger()
     if not any(isinstance(f, _DropKnown) for f in logger.filters):
         logger.addFilter(_DropKnown())
+
+
+class _DropRetracing(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in str(record.msg)
+
+
+@contextlib.contextmanager
+def retracing_by_design() -> Iterator[None]:
+    """Around a tf.function that is traced once per call by design (the TensorBoard writer
+    of a run is captured when traced): several runs in one process (tuning, `make bench`)
+    otherwise made TensorFlow warn about retracing. Other retracing still shows.
+    Proved by tests/test_trainer.py::test_many_runs_in_one_process_print_no_retracing_warning."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    drop = _DropRetracing()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)

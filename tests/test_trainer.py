@@ -322,3 +322,31 @@ def test_cli_reports_bad_data_clearly(tmp_path: Path, capsys: pytest.CaptureFixt
     code = main(["--data-path", str(bad), "--artifacts-dir", str(tmp_path / "a"), "--no-progress"])
     assert code == 2
     assert "line 1: expected 4 tab-separated fields" in capsys.readouterr().err
+
+
+def test_many_runs_in_one_process_print_no_retracing_warning(tmp_path: Path):
+    """Tuning and `make bench` write TensorBoard summaries for many runs in one process; each
+    traces its own tf.function by design, which TensorFlow reported as retracing."""
+    import logging
+
+    import tensorflow as tf
+
+    from app.trainer.metrics import History, LoopMetrics
+    from app.trainer.report import write_tensorboard
+
+    said: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    tf.get_logger().addHandler(handler)
+    try:
+        for run_index in range(7):
+            history = History(loops=[LoopMetrics(i, 0.5, 0.1, 3.0) for i in range(3 + run_index)])
+            write_tensorboard(str(tmp_path / f"run{run_index}"), history)
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert not [line for line in said if "retracing" in line], said
+    assert len(list(tmp_path.glob("run*/events.out.tfevents.*"))) == 7

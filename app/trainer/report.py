@@ -3,6 +3,7 @@ it plots (written by app/publish.py)."""
 
 from __future__ import annotations
 
+from app import quiet
 from app.publish import Panel, Plot
 from app.trainer.metrics import History
 
@@ -41,5 +42,6 @@ def write_tensorboard(log_dir: str, history: History) -> None:
                     for key, values in series.items():
                         tf.summary.scalar(key, values[i], step=steps[i])
 
-    write()
+    with quiet.retracing_by_design():
+        write()
     writer.close()
