@@ -26,7 +26,8 @@ class ParsedRequest:
     layout: list[int] | None  # per instance: SINGLE, or how many rows a batched one holds
 
 
-def parse(body: bytes, rank_k: int) -> ParsedRequest:
+def _instances(body: bytes) -> list[Any]:
+    """The Vertex envelope every request has: a JSON object with a non-empty "instances"."""
     if not body:
         raise BadRequest('request body is empty; expected JSON {"instances": [...]}')
     try:
@@ -38,6 +39,11 @@ def parse(body: bytes, rank_k: int) -> ParsedRequest:
     instances = document["instances"]
     if not isinstance(instances, list) or not instances:
         raise BadRequest('"instances" must be a non-empty list')
+    return instances
+
+
+def parse(body: bytes, rank_k: int) -> ParsedRequest:
+    instances = _instances(body)
 
     fast = _fast_rows(instances, body, rank_k)
     if fast is not None:
@@ -157,17 +163,7 @@ def parse_per_arm(body: bytes, rank_k: int, index_of: np.ndarray) -> PerArmReque
     """`{"instances": [{"observation": [rank_k numbers], "candidates": [movie ids], "k": n}]}`;
     `candidates` (default: the whole catalogue) and `k` (default 1) are optional.
     `index_of` maps a movie id to its catalogue index (−1: not in the catalogue)."""
-    if not body:
-        raise BadRequest('request body is empty; expected JSON {"instances": [...]}')
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise BadRequest(f"request body is not valid JSON: {err}") from None
-    if not isinstance(document, dict) or "instances" not in document:
-        raise BadRequest('expected a JSON object with an "instances" list')
-    instances = document["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise BadRequest('"instances" must be a non-empty list')
+    instances = _instances(body)
     catalogue = int((index_of >= 0).sum())
     candidates: list[np.ndarray | None] = []
     ks: list[int] = []
