@@ -239,7 +239,7 @@ def pipeline_run(
         run_with_progress(
             name,
             settings,
-            lambda log: run_local(NAMES[name], settings, log, agent=agent),
+            lambda log: run_local(NAMES[name], settings, log, **tuned, agent=agent),
             lambda line: print(line, file=terminal, flush=True),
         )
         return
@@ -266,7 +266,9 @@ def _tuned_values(settings: Settings, path: str | None, agent: str) -> dict[str,
     """The pipelines' `best_hyperparameters` parameter (default: where `recloop tune` writes);
     a local file is checked now, so a mismatch is one line here, not a failed Trainer step,
     and the values used are printed. Proved by
-    tests/test_tuning.py::test_pipelines_take_best_hyperparameters."""
+    tests/test_tuning.py::test_pipelines_take_best_hyperparameters; that the Trainer then
+    trains with them (kfp.local) by
+    tests/test_cli.py::test_pipeline_run_startup_succeeds_with_steps_and_a_summary."""
     from app.hyperparameters import best_hyperparameters_path
 
     if path == "":

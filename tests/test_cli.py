@@ -378,18 +378,33 @@ def test_pipeline_run_shows_steps_and_a_summary(tmp_path: Path):
     assert str(log.relative_to(tmp_path)) in error and "Executing task" in log.read_text()
 
 
+@pytest.mark.parametrize("tuned", ["other", "none"])
 def test_pipeline_run_startup_succeeds_with_steps_and_a_summary(
-    movielens_dir: Path, tmp_path: Path
+    movielens_dir: Path, tmp_path: Path, tuned: str
 ):
     """The whole start-up pipeline through `recloop pipeline run startup` (kfp.local, small
-    data; about 30 s): one line per step, then what was deployed, where and how to serve it;
-    kfp.local's executor output only in the log file, nothing on stderr."""
+    data; about 25 s): one line per step, then what was deployed, where and how to serve it;
+    kfp.local's executor output only in the log file, nothing on stderr. The deployed policy
+    was trained with the `--best-hyperparameters` given (a file elsewhere; '' for the
+    configured values), not the LinTS-tuned file at the default path, which LinUCB would
+    refuse: the command checked and printed the values but trained with the default file."""
+    import json
     import re
 
+    from app.tuning import space
+
+    artifacts = tmp_path / ".recloop" / "artifacts"
+    artifacts.mkdir(parents=True)
+    default = artifacts / "best_hyperparameters.json"
+    default.write_text(space.dumps_best("lints", {"agent_alpha": 7.0, "tikhonov_weight": 3.0}, 0))
+    other = tmp_path / "tuned-linucb.json"
+    other.write_text(space.dumps_best("linucb", {"agent_alpha": 0.5, "tikhonov_weight": 2.0}, 0))
+    given = str(other) if tuned == "other" else ""
     env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir), "RECLOOP__DATA__DOWNLOAD": "false"}
     env |= {"RECLOOP__LOOP__RANK_K": "5", "RECLOOP__LOOP__NUM_ACTIONS": "10"}
+    env |= {"RECLOOP__LOOP__AGENT_ALPHA": "1.5", "RECLOOP__LOOP__TIKHONOV_WEIGHT": "0.25"}
     result = subprocess.run(
-        [*RECLOOP, "pipeline", "run", "startup"],
+        [*RECLOOP, "pipeline", "run", "startup", "--best-hyperparameters", given],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -399,6 +414,9 @@ def test_pipeline_run_startup_succeeds_with_steps_and_a_summary(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     lines = result.stdout.strip().splitlines()
+    if tuned == "other":
+        said = lines.pop(0)
+        assert said == f"tuned values from {other}: agent_alpha=0.5, tikhonov_weight=2", said
     assert lines[0].startswith("pipeline startup, here with kfp.local (full log: .recloop/logs/")
     steps = ["generate", "ingest", "train", "evaluate", "deploy"]
     expected = [
@@ -407,12 +425,15 @@ def test_pipeline_run_startup_succeeds_with_steps_and_a_summary(
     assert len(lines) == len(expected) + 2, lines
     for line, pattern in zip(lines[1:-1], expected, strict=True):
         assert re.fullmatch(pattern, line), line
-    version = (tmp_path / ".recloop" / "artifacts" / "policies" / "CURRENT").read_text().strip()
+    version = (artifacts / "policies" / "CURRENT").read_text().strip()
     assert re.fullmatch(
         rf"finished in \d+ s: policy {version} deployed to \.recloop/artifacts/policies/{version} "
         r"\(CURRENT points at it\); serve it with `recloop serve`",
         lines[-1],
     ), lines[-1]
+    deployed = json.loads((artifacts / "policies" / version / "recloop_policy.json").read_text())
+    trained_with = (deployed["agent"], deployed["alpha"], deployed["tikhonov_weight"])
+    assert trained_with == (("linucb", 0.5, 2.0) if tuned == "other" else ("linucb", 1.5, 0.25))
     (log,) = (tmp_path / ".recloop" / "logs").glob("startup-*.log")
     assert "Executing task" in log.read_text()
 
