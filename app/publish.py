@@ -81,6 +81,17 @@ class Plot:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """A policy built as publishing's first step, said like the others: a linear learner's
+    TF-Agents agent (TensorFlow's import included) takes seconds to build, which were silent
+    after the progress bar (tests/test_publish.py::test_a_deferred_policy_is_built_as_a_step,
+    tests/test_cli.py::test_a_training_run_prints_only_recloops_lines)."""
+
+    what: str
+    build: Callable[[], Any]
+
+
+@dataclass(frozen=True)
 class Published:
     policy_dir: str
     policy_version: str
@@ -88,7 +99,7 @@ class Published:
 
 
 def publish(
-    policy: Any,
+    policy: Any | Deferred,
     policy_dir: str,
     metadata: PolicyMetadata,
     metrics: dict[str, Any],
@@ -109,7 +120,7 @@ def publish(
 
     metrics.json always names the agent, the version and the policy folder
     (tests/test_publish.py). `also` are further reports (name, writer) written before the
-    policy; `say` hears each step."""
+    policy; `say` hears each step. A `Deferred` policy is built as the first step."""
 
     def metrics_json() -> bytes:
         return json.dumps(
@@ -127,12 +138,17 @@ def publish(
     if plot is not None:
         reports[PLOT_FILE] = lambda: plot_png(plot)
     steps = list(also)
+    built: list[Any] = []
+    if isinstance(policy, Deferred):
+        steps.insert(0, (policy.what, lambda: built.append(policy.build())))
+    else:
+        built.append(policy)
 
     def save() -> None:
         inside = {name: render() for name, render in reports.items()}
         if catalogue is not None:
             inside.update(catalogue_files(catalogue))
-        save_tf_policy(policy, policy_dir, metadata, inside)
+        save_tf_policy(built[0], policy_dir, metadata, inside)
 
     steps.append((f"the policy with {' and '.join(reports)} ({policy_dir})", save))
     for step, (what, write) in enumerate(steps, 1):

@@ -55,6 +55,9 @@ def test_train_then_serve_answers_a_vertex_request(movielens_dir: Path, tmp_path
     )
     assert trained.returncode == 0, trained.stderr
     assert "trained linucb" in trained.stdout
+    # Without the bar, the saving steps are still said, as plain lines.
+    saving = [line.split(":")[0] for line in trained.stdout.splitlines() if "saving" in line]
+    assert saving == ["saving 1/3", "saving 2/3", "saving 3/3"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with running([*RECLOOP, "serve", "--port", str(port)], env, base + "/health"):
@@ -138,9 +141,11 @@ def test_a_training_run_prints_only_recloops_lines(movielens_dir: Path, tmp_path
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0].startswith("hyper-parameters of linucb: agent_alpha=1, tikhonov_weight=1")
-    assert lines[1].startswith("training linucb")  # the progress bar, then what is saved
-    assert [line.split(":")[0] for line in lines[2:4]] == ["saving 1/2", "saving 2/2"]
-    assert lines[4].startswith("trained linucb") and len(lines) == 5
+    assert lines[1].startswith("training linucb")  # the progress bar, then what is saved:
+    # building the TF-Agents policy first (about 3 s of silence after the bar before).
+    assert lines[2] == "saving 1/3: the TF-Agents linucb policy from the learned parameters"
+    assert [line.split(":")[0] for line in lines[3:5]] == ["saving 2/3", "saving 3/3"]
+    assert lines[5].startswith("trained linucb") and len(lines) == 6
     shown = subprocess.run(
         [PYTHON, "-c", "import app, warnings; warnings.warn('a real one', UserWarning)"],
         capture_output=True,

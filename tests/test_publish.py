@@ -135,3 +135,24 @@ def test_versions_made_in_one_second_differ(monkeypatch):
     monkeypatch.setattr(time, "gmtime", lambda *_: frozen)
     first, second = publish.new_version(), publish.new_version()
     assert first.startswith("v19700101T000000Z-") and first != second
+
+
+def test_a_deferred_policy_is_built_as_a_step(tmp_path: Path):
+    """A linear learner's TF-Agents policy takes seconds to build: it is built after its
+    step is said, first, never silently before "saving 1/…"."""
+    heard: list[str] = []
+
+    def build():
+        heard.append("built")
+        return create_agent(SPEC).policy
+
+    publish.publish(
+        publish.Deferred("the agent", build),
+        str(tmp_path / "policy"),
+        publish.bandit_metadata(SPEC, "v-any", ["a"] * ACTIONS, 0),
+        {"loss": [1.0]},
+        say=heard.append,
+    )
+    assert heard[:2] == ["saving 1/2: the agent", "built"]
+    assert heard[2].startswith("saving 2/2: the policy")
+    assert read_metadata(str(tmp_path / "policy")).policy_version == "v-any"

@@ -144,7 +144,10 @@ def run(
         args,
         settings,
         history,
-        learner.export_agent().policy,
+        publish.Deferred(
+            f"the TF-Agents {args.agent} policy from the learned parameters",
+            lambda: learner.export_agent().policy,
+        ),
         policy_dir,
         publish.bandit_metadata(
             agent_spec(args), policy_version(args), titles, history.interactions
@@ -164,7 +167,7 @@ def publish_run(
     args: TrainingArgs,
     settings: Settings,
     history: History,
-    policy: Any,
+    policy: Any | publish.Deferred,
     policy_dir: str,
     metadata: PolicyMetadata,
     title: str,
@@ -202,7 +205,7 @@ def publish_run(
             )
         ],
         catalogue=catalogue,
-        say=say if args.progress else None,
+        say=say,
     )
     if args.run_hyperparameter_tuning:
         import hypertune
