@@ -102,10 +102,10 @@ def tune(
         return
     from app.tuning.local import tune as tune_locally
 
-    result = tune_locally(args, settings, trials, parallel or None, seed)
+    result = tune_locally(args, settings, trials, parallel or None, seed, args.progress)
     pretty = ", ".join(f"{k}={v:.4g}" for k, v in result.best.items())
     typer.echo(
-        f"best of {len(result.trials)} trials: {pretty} "
+        f"best of {len(result.trials)} {args.agent} trials: {pretty} "
         f"(final regret {result.best_value:.4f}); written to {result.best_path}"
     )
 

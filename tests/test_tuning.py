@@ -140,16 +140,27 @@ def test_vertex_tuning_names_missing_settings(missing: str):
 
 
 def test_best_values_record_the_agent_and_yield_to_flags(movielens_dir: Path, tmp_path: Path):
-    """Through `recloop train`: a LinTS-tuned file is refused for LinUCB in one line; an
-    explicit flag beats the tuned value; the values used are printed."""
+    """Through `recloop tune --agent lints` then `recloop train`: the file records the agent
+    and the values, which tuning prints; they are refused for LinUCB in one line; an explicit
+    flag beats the tuned value; the values used are printed."""
     env = {**os.environ, "MOVIELENS_DIR": str(movielens_dir)}
+    small = ["--artifacts-dir", str(tmp_path), "--no-progress", "--training-loops", "3"]
+    small += ["--rank-k", "5", "--num-actions", "6"]
+    tuned = subprocess.run(
+        [PYTHON, "-m", "app.cli", "tune", "--trials", "2", "--parallel", "1", "--agent", "lints",
+         *small],
+        capture_output=True, text=True, env=env, timeout=180,
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
     best = tmp_path / "best_hyperparameters.json"
-    best.write_text(space.dumps_best("lints", {"agent_alpha": 0.94, "tikhonov_weight": 2.5}, 0.1))
-    train = [
-        PYTHON, "-m", "app.cli", "train", "--artifacts-dir", str(tmp_path), "--no-progress",
-        "--training-loops", "3", "--rank-k", "5", "--num-actions", "6",
-        "--train-with-best-hyperparameters",
-    ]  # fmt: skip
+    written = json.loads(best.read_text())
+    assert written["agent"] == "lints"
+    alpha, tikhonov = (written["hyperparameters"][k] for k in ("agent_alpha", "tikhonov_weight"))
+    assert tuned.stdout.splitlines() == [
+        f"best of 2 lints trials: agent_alpha={alpha:.4g}, tikhonov_weight={tikhonov:.4g} "
+        f"(final regret {written['final_regret']:.4f}); written to {best}"
+    ]
+    train = [PYTHON, "-m", "app.cli", "train", *small, "--train-with-best-hyperparameters"]
     refused = subprocess.run(train, capture_output=True, text=True, env=env, timeout=120)
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
@@ -162,9 +173,12 @@ def test_best_values_record_the_agent_and_yield_to_flags(movielens_dir: Path, tm
         timeout=180,
     )
     assert used.returncode == 0, used.stderr
-    assert "lints: agent_alpha=5, tikhonov_weight=2.5 (tuned: tikhonov_weight from" in used.stdout
+    assert (
+        f"lints: agent_alpha=5, tikhonov_weight={tikhonov:.4g} (tuned: tikhonov_weight from"
+        in used.stdout
+    )
     meta = json.loads((tmp_path / "policy" / "recloop_policy.json").read_text())
-    assert (meta["alpha"], meta["tikhonov_weight"]) == (5.0, 2.5)
+    assert (meta["alpha"], meta["tikhonov_weight"]) == (5.0, tikhonov)
 
 
 def test_pipelines_take_best_hyperparameters(tmp_path: Path):
