@@ -305,17 +305,11 @@ def rollback(
     env: Annotated[str, typer.Option(help="local, dev or prod (its Vertex endpoint).")] = "local",
 ) -> None:
     """Return to the policy that served before the current one (locally and on Vertex)."""
-    from app.config import ConfigError
-    from app.deployer.rollback import RollbackError, roll_back
+    from app.deployer.rollback import roll_back
     from app.warehouse.factory import open_warehouse
 
-    try:
-        settings = load_settings(env)
-        serving = roll_back(settings, open_warehouse(settings))
-    except (RollbackError, ConfigError, ValueError) as err:
-        typer.echo(f"rollback: {err}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"serving {serving}")
+    settings = load_settings(env)
+    typer.echo(f"serving {roll_back(settings, open_warehouse(settings))}")
 
 
 @app.command("retraining-bytes")
@@ -370,11 +364,13 @@ def ab_report(
 def _user_errors() -> tuple[type[BaseException], ...]:
     from google.auth.exceptions import DefaultCredentialsError
 
+    from app.deployer.rollback import RollbackError
     from app.predictor.__main__ import PortUnavailable
     from pipelines.progress import PipelineFailed
 
     return (
         ConfigError,
+        RollbackError,  # nothing deployed, or nothing served before it
         DefaultCredentialsError,  # a cloud profile on a machine with no credentials
         PolicyStoreError,
         PortUnavailable,

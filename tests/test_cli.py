@@ -119,6 +119,24 @@ def test_cloud_commands_without_credentials_are_one_line(args: list[str], tmp_pa
     assert "Google Cloud credentials" in line and str(missing) in line
 
 
+def test_nothing_to_roll_back_to_is_the_common_one_line_error(tmp_path: Path):
+    """`recloop rollback` said "rollback: …" and exited 1; now as every other user error."""
+    from app.deployer import pointer
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP")}
+    env |= {"RECLOOP__ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+    env |= {"RECLOOP__WAREHOUSE__DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+    policies = tmp_path / "artifacts" / "policies"
+    rollback = [*RECLOOP, "rollback"]
+    nothing = subprocess.run(rollback, capture_output=True, text=True, env=env, timeout=120)
+    assert _one_line_error(nothing) == f"error: nothing is deployed under {policies}"
+    (policies / "v2").mkdir(parents=True)
+    pointer.point(str(policies), "v2")
+    alone = subprocess.run(rollback, capture_output=True, text=True, env=env, timeout=120)
+    assert _one_line_error(alone) == "error: no policy served before v2: nothing to roll back to"
+    assert pointer.current_version(str(policies)) == "v2"
+
+
 def test_make_synth_mistake_is_one_line():
     infra = Path(__file__).resolve().parents[1] / "infra"
     result = subprocess.run(
