@@ -19,7 +19,13 @@ from tests.test_predictor_fuzz import FUZZ, bodies, check_answer
 
 
 @pytest.fixture(scope="module")
-def server(trained_policy: Path):
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the module's server printed (stdout and stderr)."""
+    return tmp_path_factory.mktemp("predictor") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(trained_policy: Path, server_log: Path):
     port = free_port()
     env = {
         "AIP_HTTP_PORT": str(port),
@@ -28,7 +34,8 @@ def server(trained_policy: Path):
         "AIP_STORAGE_URI": str(trained_policy),
     }
     base = f"http://127.0.0.1:{port}"
-    with running([PYTHON, "-m", "app.predictor"], env, base + env["AIP_HEALTH_ROUTE"]):
+    ready = base + env["AIP_HEALTH_ROUTE"]
+    with running([PYTHON, "-m", "app.predictor"], env, ready, log_path=server_log):
         yield base + env["AIP_PREDICT_ROUTE"]
 
 
@@ -109,7 +116,9 @@ def test_fuzzed_bodies_through_the_real_server_never_get_a_5xx(server: str, trai
         assert ok.status_code == 200
 
 
-def test_observation_too_large_to_score_is_a_400_naming_the_instance(server: str):
+def test_observation_too_large_to_score_is_a_400_naming_the_instance(server: str, server_log: Path):
+    """…and quietly: the overflow is found, not warned about (RuntimeWarnings in the log
+    with the prediction, before)."""
     fine = [0.1, 0.2, 0.3, 0.4, 0.5]
     huge = [1e308] * 5
     response = httpx.post(
@@ -121,3 +130,5 @@ def test_observation_too_large_to_score_is_a_400_naming_the_instance(server: str
     batched = httpx.post(server, json={"instances": [{"observation": [fine, fine, huge]}]})
     assert batched.status_code == 400
     assert batched.json()["error"].startswith("instances[0].observation[2]:")
+    logged = server_log.read_text()
+    assert "Warning" not in logged and "overflow" not in logged, logged
