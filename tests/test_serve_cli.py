@@ -169,7 +169,9 @@ def test_container_retries_with_backoff_until_a_policy_appears(
     trained_policy: Path, tmp_path: Path
 ):
     """Vertex's container (`python -m app.predictor`): 503 with the reason, a few log lines
-    with growing waits (not one a second), then it serves what appears."""
+    with growing waits (not one a second), then it serves what appears; a pointer moved to
+    nothing afterwards is logged once (it was every second: 58 lines a minute) while the
+    policy it had keeps serving."""
     import time
 
     folder = tmp_path / "policies"
@@ -194,6 +196,10 @@ def test_container_retries_with_backoff_until_a_policy_appears(
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and health(port).get("status") != "ok":
             time.sleep(0.5)
+        assert health(port)["policy_version"] == "v-late"
+        (folder / "CURRENT").write_text("v-gone")
+        time.sleep(4)  # the watcher looks every second
+        assert log.read_text().count("could not load policy v-gone") == 1, log.read_text()
         assert health(port)["policy_version"] == "v-late"
 
 

@@ -152,7 +152,8 @@ class PredictorApp:
 
     async def watch(self) -> None:
         """Follows the deployment pointer; a failed reload keeps the current policy serving.
-        A problem (unreadable pointer, unloadable version) is logged once, not every second.
+        A problem (unreadable pointer, unloadable version) is logged once, not every second
+        (tests/test_serve_cli.py::test_container_retries_with_backoff_until_a_policy_appears).
 
         Starts once the first load has finished: loading the same policy twice at once would
         double start-up time and memory (tests/test_predictor_hot_swap.py)."""
