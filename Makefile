@@ -39,10 +39,12 @@ STACKS_DIR := infra/cdktf.out/stacks
 
 install: $(STAMP)
 
+# pip's own lines (hundreds) are cut to a few that say how far it is: tools/pip_progress.awk.
 $(STAMP): pyproject.toml constraints.txt
+	@echo "recloop: installing the pinned dependencies into $(VENV) (once; about three minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,infra]"
+	set -o pipefail; $(PY) -m pip install --progress-bar off -c constraints.txt -e ".[dev,infra]" | awk -f tools/pip_progress.awk
 	# Stale or over-wide pins: installed without their declared dependencies (see pyproject.toml).
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps tf-keras tf-agents
 	touch $@
