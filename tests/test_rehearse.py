@@ -232,3 +232,37 @@ def test_a_request_the_stack_grants_no_role_for_is_found() -> None:
     assert not resolved.granted(
         "recloop-dev-simulator@recloop-dev.iam.gserviceaccount.com", roles, scope, on
     )
+
+
+def test_logger_rows_without_the_warehouse_clock_are_named(tmp_path: Path) -> None:
+    """An append that leaves ingested_at out without asking for its default stores NULL
+    there, and no ledger query would ever read the row: the Logger's seam is broken."""
+    import pyarrow as pa
+
+    from app.schemas import FEEDBACK, PREDICTIONS
+    from app.warehouse.bigquery_write import writer_schema
+    from app.warehouse.records import FeedbackRecord, LogBatch, PredictionRecord
+
+    documents = {p.stem: json.loads(p.read_text()) for p in GOLDEN.glob("dev-*.json")}
+    variables = stack_view.rehearsal_variables("recloop-dev", "us-central1", "c" * 40)
+    resolved = stack_view.environment(documents, "dev", variables)
+    rehearsal = runner.Rehearsal("dev", tmp_path, None, runner.Progress())
+    for (project, dataset, table), fields in resolved.tables.items():
+        rehearsal.apis.tables.create(project, dataset, table, fields)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    batch = LogBatch.of(
+        [PredictionRecord("r", 0, now, "v", [1.0], 2, 0.5, [], None, [])],
+        [FeedbackRecord("r", 0, now, 4.0, "s")],
+    )
+    for table, columns, defaults in (
+        (PREDICTIONS, batch.predictions, True),
+        (FEEDBACK, batch.feedback, False),
+    ):
+        rows = pa.Table.from_pydict(columns, schema=writer_schema(table))
+        key = ("recloop-dev", "recloop_dev", table.name)
+        assert rehearsal.apis.tables.append(key, rows, defaults) == ("", [])
+    rehearsal.check_logger(resolved, served=1, rewarded=1)
+    assert rehearsal.report.lines["logger"] == (
+        "BROKEN: rows stored without ingested_at (the appends did not ask for the column's "
+        "default): 1 in recloop-dev.recloop_dev.feedback"
+    )

@@ -748,6 +748,20 @@ class Rehearsal:
             for f in resolved.functions.values()
             if f.entry_point == "logger"
         ]
+        # Every ledger query filters on the warehouse's clock: a row without it is never read.
+        unclocked = {
+            n: self.apis.tables.query(
+                f"SELECT count(*) FROM `{where[n]}` WHERE ingested_at IS NULL", []
+            )[1][0][0]
+            for n in where
+        }
+        if any(unclocked.values()):
+            self.report.broken(
+                "logger",
+                "rows stored without ingested_at (the appends did not ask for the column's "
+                f"default): {', '.join(f'{v} in {where[n]}' for n, v in unclocked.items() if v)}",
+            )
+            return
         if counts["predictions"] and counts["feedback"] and counts["predictions"] >= served:
             self.report.ok(
                 "logger",
