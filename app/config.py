@@ -97,6 +97,10 @@ class WarehouseConfig:
     # on, and no ledger query reads the partitions before them (0: unbounded, every query
     # reads the whole history). docs/scaling.md.
     feedback_window_days: float = 0.0
+    # host:port of a stand-in for the BigQuery Storage Write API on this machine (`make
+    # rehearse`'s fake, the tests' server): reached without TLS, the credentials' token still
+    # on every call. Unset: Google's endpoint (app/warehouse/bigquery_write.py).
+    write_api_emulator_host: str | None = None
 
 
 @dataclass(frozen=True)

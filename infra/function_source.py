@@ -16,11 +16,13 @@ REQUIREMENTS = (
     "functions-framework",
     "google-cloud-aiplatform",
     "google-cloud-bigquery",
+    "google-cloud-bigquery-storage",
     "google-cloud-pubsub",
     "google-cloud-storage",
     "httpx",
     "numpy",
     "orjson",
+    "pyarrow",
     "pytz",
     "werkzeug",
 )

@@ -18,7 +18,7 @@ from app.schemas import FEEDBACK, GLOBAL, PER_ARM, PREDICTIONS
 from app.warehouse import factory, ledger, linear_statistics
 from app.warehouse.base import LedgerConflict
 from app.warehouse.bigquery_store import BigQueryWarehouse
-from app.warehouse.records import PredictionRecord, TrainingRunRecord
+from app.warehouse.records import TrainingRunRecord
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -49,8 +49,6 @@ class FakeBigQuery:
         body = json.loads(data) if data else {}
         self.calls.append((method, url.split("?")[0], body))
         path = url.split("/bigquery/v2/")[-1].split("?")[0]
-        if path.endswith("/insertAll"):
-            return Response({})
         if method == "POST" and path.endswith("/jobs") and body["configuration"].get("dryRun"):
             # A dry run: planned, not run; BigQuery answers with the bytes it would process.
             scanned = str(self.dry_run_bytes.pop(0))
@@ -116,19 +114,6 @@ def params(query: dict[str, Any]) -> dict[str, tuple[str, Any]]:
         p["name"]: (p["parameterType"]["type"], p["parameterValue"].get("value"))
         for p in query.get("queryParameters", [])
     }
-
-
-def test_rows_stream_with_their_key_as_insert_id_and_no_ingestion_time(warehouse, fake):
-    warehouse.insert_predictions([PredictionRecord("r1", 0, T0, "v1", [0.5, -1.0], 1, 1.0)])
-    method, url, body = fake.calls[-1]
-    assert (method, url.split("/bigquery/v2/")[-1]) == (
-        "POST",
-        "projects/proj/datasets/ds/tables/predictions/insertAll",
-    )
-    (row,) = body["rows"]
-    assert row["insertId"] == "r1:0"
-    assert row["json"]["time"] == T0.isoformat()
-    assert "ingested_at" not in row["json"]  # the column's default: BigQuery's clock
 
 
 def test_claim_is_two_dml_jobs_with_typed_parameters(warehouse, fake):

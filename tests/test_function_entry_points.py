@@ -61,4 +61,4 @@ def test_logger_retry_is_one_line(monkeypatch, caplog):
     assert response.status_code == 503  # not acknowledged: Pub/Sub delivers it again
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
     (line,) = [r.getMessage() for r in caplog.records if r.name == "recloop.logger"]
-    assert line.startswith("warehouse busy, the message will be delivered again")
+    assert line.startswith("not stored, the message will be delivered again")

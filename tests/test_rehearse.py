@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -47,22 +48,49 @@ def fakes() -> Iterator[apis.GoogleApis]:
         yield fake
 
 
-def test_bigquery_fake_rejects_rows_the_table_does_not_declare(fakes, monkeypatch) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
+def test_the_write_api_fake_refuses_an_append_the_table_cannot_take(fakes, monkeypatch) -> None:
+    """As BigQuery: a writer schema naming a column the table lacks, or leaving out a
+    REQUIRED one, appends nothing; leaving out a defaulted column without DEFAULT_VALUE
+    stores NULL there. Each append is recorded with its caller's identity."""
+    from unittest import mock
 
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", fakes.url)
-    fakes.tables.create(
-        "p", "d", "feedback", [{"name": "request_id", "type": "STRING", "mode": "REQUIRED"}]
+    import google.auth
+    from google.cloud.bigquery_storage_v1 import types
+    from google.oauth2.credentials import Credentials
+
+    from app.schemas import FEEDBACK, PREDICTIONS, TableSchema, bigquery_fields
+    from app.warehouse import bigquery_write
+    from app.warehouse.bigquery_write import RowsRejected
+
+    token = Credentials(token=f"{apis.TOKEN_PREFIX}logger@p.iam")  # what the metadata fake hands
+    monkeypatch.setattr(google.auth, "default", mock.Mock(return_value=(token, "p")))
+    fakes.tables.create("p", "d", "feedback", bigquery_fields(FEEDBACK))
+    client = bigquery_write.client(fakes.write_host)
+    stream = bigquery_write.stream_name("p", "d", FEEDBACK)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    good = {"request_id": ["r"], "instance_index": [0], "time": [now], "reward": [1.0]}
+    extra = TableSchema(FEEDBACK.name, (*FEEDBACK.columns[:4], PREDICTIONS.columns[3]), "")
+    with pytest.raises(RowsRejected, match="no such field: policy_version"):
+        bigquery_write.append(client, stream, extra, {**good, "policy_version": ["v"]})
+    short = TableSchema(FEEDBACK.name, FEEDBACK.columns[:4], "")
+    with pytest.raises(RowsRejected, match="missing required field: source"):
+        bigquery_write.append(client, stream, short, good)
+    with pytest.raises(RowsRejected, match="Not found: write stream"):
+        bigquery_write.append(
+            client, stream.replace("/d/", "/e/"), FEEDBACK, {**good, "source": ["s"]}
+        )
+    assert fakes.tables.count(("p", "d", "feedback")) == 0
+    request = bigquery_write.requests(stream, FEEDBACK, {**good, "source": ["s"]})[0]
+    request.default_missing_value_interpretation = (
+        types.AppendRowsRequest.MissingValueInterpretation.NULL_VALUE
     )
-    client = bigquery.Client(project="p", credentials=AnonymousCredentials())
-    assert client.insert_rows_json("p.d.feedback", [{"request_id": "r"}]) == []
-    errors = client.insert_rows_json("p.d.feedback", [{"request": "r"}])
-    assert "no such field: request" in json.dumps(errors)
-    assert "missing required field: request_id" in json.dumps(errors)
-    assert fakes.tables.count(("p", "d", "feedback")) == 1
-    with pytest.raises(Exception, match=r"Not found: Table p\.d\.predictions"):
-        client.insert_rows_json("p.d.predictions", [{"request_id": "r"}])
+    (response,) = client.append_rows(iter([request]), retry=None, timeout=30)
+    assert not response.row_errors and not response.error.code
+    sql = "SELECT count(*) FROM `p.d.feedback` WHERE ingested_at IS NULL"
+    assert fakes.tables.query(sql, [])[1] == [[1]]
+    appended = fakes.received("bigquery-write", "AppendRows", "/feedback/streams/_default")
+    assert {r.caller for r in appended} == {"logger@p.iam"}
+    assert json.dumps(appended[-1].body)  # requests.jsonl holds it
 
 
 class _Predictor(BaseHTTPRequestHandler):
@@ -194,8 +222,8 @@ def test_a_request_the_stack_grants_no_role_for_is_found() -> None:
     documents = {p.stem: json.loads(p.read_text()) for p in GOLDEN.glob("dev-*.json")}
     variables = stack_view.rehearsal_variables("recloop-dev", "us-central1", "c" * 40)
     resolved = stack_view.environment(documents, "dev", variables)
-    path = "/bigquery/v2/projects/recloop-dev/datasets/recloop_dev/tables/predictions/insertAll"
-    need = runner.required_role(apis.Request("bigquery", "POST", path, {}, {}, None))
+    path = "projects/recloop-dev/datasets/recloop_dev/tables/predictions/streams/_default"
+    need = runner.required_role(apis.Request("bigquery-write", "AppendRows", path, {}, {}, None))
     assert need is not None
     roles, scope, on, _ = need
     assert resolved.granted(
@@ -203,4 +231,38 @@ def test_a_request_the_stack_grants_no_role_for_is_found() -> None:
     )
     assert not resolved.granted(
         "recloop-dev-simulator@recloop-dev.iam.gserviceaccount.com", roles, scope, on
+    )
+
+
+def test_logger_rows_without_the_warehouse_clock_are_named(tmp_path: Path) -> None:
+    """An append that leaves ingested_at out without asking for its default stores NULL
+    there, and no ledger query would ever read the row: the Logger's seam is broken."""
+    import pyarrow as pa
+
+    from app.schemas import FEEDBACK, PREDICTIONS
+    from app.warehouse.bigquery_write import writer_schema
+    from app.warehouse.records import FeedbackRecord, LogBatch, PredictionRecord
+
+    documents = {p.stem: json.loads(p.read_text()) for p in GOLDEN.glob("dev-*.json")}
+    variables = stack_view.rehearsal_variables("recloop-dev", "us-central1", "c" * 40)
+    resolved = stack_view.environment(documents, "dev", variables)
+    rehearsal = runner.Rehearsal("dev", tmp_path, None, runner.Progress())
+    for (project, dataset, table), fields in resolved.tables.items():
+        rehearsal.apis.tables.create(project, dataset, table, fields)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    batch = LogBatch.of(
+        [PredictionRecord("r", 0, now, "v", [1.0], 2, 0.5, [], None, [])],
+        [FeedbackRecord("r", 0, now, 4.0, "s")],
+    )
+    for table, columns, defaults in (
+        (PREDICTIONS, batch.predictions, True),
+        (FEEDBACK, batch.feedback, False),
+    ):
+        rows = pa.Table.from_pydict(columns, schema=writer_schema(table))
+        key = ("recloop-dev", "recloop_dev", table.name)
+        assert rehearsal.apis.tables.append(key, rows, defaults) == ("", [])
+    rehearsal.check_logger(resolved, served=1, rewarded=1)
+    assert rehearsal.report.lines["logger"] == (
+        "BROKEN: rows stored without ingested_at (the appends did not ask for the column's "
+        "default): 1 in recloop-dev.recloop_dev.feedback"
     )

@@ -260,13 +260,6 @@ def test_bad_rows_are_quarantined_with_a_reason_and_block_nothing(warehouse: Duc
     assert warehouse.count_untrained(RANK, ACTIONS) == 0  # nothing left over, nothing stuck
 
 
-def test_bigquery_rejected_rows_raise(mocker):
-    client = mocker.MagicMock()
-    client.insert_rows_json.return_value = [{"index": 0, "errors": ["bad"]}]
-    with pytest.raises(RuntimeError, match="BigQuery rejected rows for feedback"):
-        BigQueryWarehouse("p", "d", "US", client=client).insert_feedback([reward("r", 0, 1.0)])
-
-
 def bigquery_client(http, project="proj", location="EU"):
     """The real BigQuery client, speaking to a fake REST API (app/rehearsal/fakes.py)."""
     from google.auth.credentials import AnonymousCredentials
@@ -300,13 +293,23 @@ def test_a_missing_bigquery_table_is_named_not_created():
 
 def test_cloud_generator_creates_no_dataset_or_table(movielens_dir, monkeypatch):
     """Defect 4: the start-up pipeline's Generator, in a cloud profile, sends BigQuery
-    checks and rows, never a dataset or table creation (its account may not create them)."""
+    checks and rows (Storage Write API appends), never a dataset or table creation (its
+    account may not create them)."""
     import functools
 
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
     from app.loop.parameters import PipelineParameters
     from app.loop.steps import run_generator
+    from app.rehearsal.fakes import FakeBigQueryWrite
+    from app.warehouse import bigquery_write
+
+    write = FakeBigQueryWrite()
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), "proj"))
+    google_client = bigquery_write.client
+    monkeypatch.setattr(bigquery_write, "client", lambda host=None: google_client(write.host))
 
     for name in [n for n in __import__("os").environ if n.startswith("RECLOOP")]:
         monkeypatch.delenv(name)
@@ -328,13 +331,12 @@ def test_cloud_generator_creates_no_dataset_or_table(movielens_dir, monkeypatch)
         pubsub_project_id="proj",
         prediction_logs_topic="recloop-prediction-logs",
     )
-    assert run_generator(parameters=parameters) == 16
-    creations = [(m, p) for m, p, _ in http.requests if m == "POST" and "insertAll" not in p]
-    assert creations == []
-    inserted = [p for m, p, _ in http.requests if p.endswith("/insertAll")]
-    assert inserted == [
-        "/projects/proj/datasets/recloop_dev/tables/predictions/insertAll",
-        "/projects/proj/datasets/recloop_dev/tables/feedback/insertAll",
+    with write.serving():
+        assert run_generator(parameters=parameters) == 16
+    assert [(m, p) for m, p, _ in http.requests if m != "GET"] == []
+    assert [(a.request.write_stream, a.rows().num_rows) for a in write.appends] == [
+        ("projects/proj/datasets/recloop_dev/tables/predictions/streams/_default", 16),
+        ("projects/proj/datasets/recloop_dev/tables/feedback/streams/_default", 16),
     ]
 
 

@@ -5,8 +5,8 @@ dead-letter topic); it never crashes the function, so it is not redelivered fore
 Redelivered and duplicate messages are harmless: rows are keyed by (request_id,
 instance_index) and a stored key is never written twice, so a message is idempotent on its
 key whatever the message id. A write that fails (the local warehouse is busy, BigQuery is
-unavailable) raises, so the function answers with an error and the message is delivered
-again — never acknowledged and dropped (tests/test_ledger.py::
+unavailable or answers an append with row errors) raises, so the function answers with an
+error and the message is delivered again — never acknowledged and dropped (tests/test_ledger.py::
 test_busy_warehouse_raises_and_the_message_is_stored_on_retry; `make chaos`: redelivery,
 duplicate_publish, logger_killed_mid_batch, warehouse_busy).
 """
@@ -25,6 +25,7 @@ from app import messages, wiring
 from app.config import Settings, load_settings
 from app.functions.events import EventError, pubsub_message
 from app.warehouse.base import Warehouse, WarehouseBusy
+from app.warehouse.bigquery_write import RowsRejected
 from app.warehouse.factory import open_warehouse
 from app.warehouse.records import LogBatch
 
@@ -79,15 +80,16 @@ def handle_batch(events: Sequence[Any], warehouse: Warehouse, dead_letter=None) 
 
 
 def logger(event: Any) -> None:
-    """A busy warehouse is one log line and a 503 (Pub/Sub push redelivers any answer but
-    102/200/201/202/204), not a traceback per retry (tests/test_function_entry_points.py::
-    test_logger_retry_is_one_line; a real Logger process on a file another process keeps
-    opening: tests/test_logger_concurrency.py)."""
+    """A busy warehouse, or BigQuery rejecting an append, is one log line and a 503 (Pub/Sub
+    push redelivers any answer but 102/200/201/202/204), not a traceback per retry
+    (tests/test_function_entry_points.py::test_logger_retry_is_one_line; a real Logger
+    process on a file another process keeps opening: tests/test_logger_concurrency.py;
+    row errors: tests/test_bigquery_write.py::test_row_errors_fail_the_function_with_a_503)."""
     settings, warehouse = _context()
     try:
         outcome = handle(event, warehouse, _dead_letter_publisher(settings))
-    except WarehouseBusy as err:
-        log.warning("warehouse busy, the message will be delivered again: %s", err)
+    except (WarehouseBusy, RowsRejected) as err:
+        log.warning("not stored, the message will be delivered again: %s", err)
         raise ServiceUnavailable(str(err)) from None
     log.info(outcome)
 

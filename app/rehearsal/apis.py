@@ -10,8 +10,11 @@ service does and keeps what it received, so the rehearsal asserts what Google wo
   app/rehearsal/host.py): endpoints, models (`models:upload`, `:deployModel`), `:predict`
   forwarded to the deployed predictor process, pipeline jobs;
 - BigQuery REST v2 (`BIGQUERY_EMULATOR_HOST`, honoured by google-cloud-bigquery): tables
-  made from the synthesized stack's table schemas in DuckDB, `insertAll` checked against
-  them, queries run on them;
+  made from the synthesized stack's table schemas in DuckDB, queries run on them;
+- BigQuery Storage Write API (`BigQueryWrite/AppendRows` over gRPC, app/rehearsal/fakes.py;
+  the Logger's `warehouse.write_api_emulator_host`): appends to a table's default stream,
+  their Arrow writer schema and rows checked against the table as BigQuery checks them,
+  stored in the same DuckDB tables;
 - Cloud Storage JSON API (`STORAGE_EMULATOR_HOST`, honoured by google-cloud-storage):
   downloads of the objects the rehearsal put there (the compiled pipeline templates);
 - Resource Manager REST v3 `projects.get` (its client pointed here by host.py), which the
@@ -40,10 +43,12 @@ from typing import Any
 import duckdb
 import httpx
 
+from app.rehearsal import fakes
+
 TOKEN_PREFIX = "rehearsal-token:"
 PROJECT_NUMBER = "123456789"  # every project's number, as Resource Manager and GCS report it
 _VERTEX = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/(.+)$")
-BQ_INSERT = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/insertAll$")
+WRITE_STREAM = re.compile(r"^projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/streams/_default$")
 _BQ_JOBS = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs$")
 _BQ_JOB = re.compile(r"^/bigquery/v2/projects/([^/]+)/(?:jobs|queries)/([^/]+)$")
 GCS_OBJECT = re.compile(r"^(?:/download)?/storage/v1/b/([^/]+)/o/(.+)$")
@@ -118,40 +123,47 @@ class BigQueryTables:
     def _name(project: str, dataset: str, table: str) -> str:
         return f"{project}.{dataset}.{table}"
 
-    def insert(self, key: tuple[str, str, str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """insertAll: rows that do not fit the table's schema are rejected as BigQuery does."""
+    def append(self, key: tuple[str, str, str], rows: Any, defaults: bool) -> tuple[str, list[int]]:
+        """Stores an Arrow table of rows as AppendRows does, all or none: returns what is
+        wrong with the writer schema, or the rows that are, and stores nothing then. Columns
+        the writer leaves out take their default (`defaults`: DEFAULT_VALUE asked) or NULL."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         fields = {f["name"]: f for f in self.schemas[key]}
-        errors: list[dict[str, Any]] = []
-        good: list[dict[str, Any]] = []
-        for index, row in enumerate(rows):
-            values = row.get("json", {})
-            reasons = [f"no such field: {name}" for name in values if name not in fields]
-            reasons += [
-                f"missing required field: {name}"
-                for name, f in fields.items()
-                if f.get("mode", "NULLABLE") == "REQUIRED"
-                and values.get(name) is None
-                and "defaultValueExpression" not in f
-            ]
-            if reasons:
-                errors.append(
-                    {
-                        "index": index,
-                        "errors": [{"reason": "invalid", "message": r} for r in reasons],
-                    }
-                )
-            else:
-                good.append(values)
-        if good and not errors:  # BigQuery inserts all rows of a request or none
-            with self.lock:
-                for values in good:  # columns left out take their default, as in BigQuery
-                    names = ", ".join(f'"{n}"' for n in values)
-                    marks = ", ".join("?" for _ in values)
-                    self.db.execute(
-                        f'INSERT INTO "{self._name(*key)}" ({names}) VALUES ({marks})',
-                        list(values.values()),
-                    )
-        return errors
+        sent = rows.schema
+        problems = [f"no such field: {n}" for n in sent.names if n not in fields]
+        problems += [
+            f"field {n} is Arrow {sent.field(n).type}, the table's is "
+            f"{fields[n].get('mode', 'NULLABLE')} {fields[n]['type']}"
+            for n in sent.names
+            if n in fields and not _arrow_fits(sent.field(n).type, fields[n])
+        ]
+        missing = [n for n in fields if n not in sent.names]
+        problems += [
+            f"missing required field: {n}"
+            for n in missing
+            if fields[n].get("mode") == "REQUIRED"
+            and not (defaults and "defaultValueExpression" in fields[n])
+        ]
+        if problems:
+            return "; ".join(problems), []
+        required = [n for n in sent.names if fields[n].get("mode") == "REQUIRED"]
+        nulls = pa.array([False] * rows.num_rows)
+        for n in required:
+            nulls = pc.or_(nulls, pc.is_null(rows.column(n)))
+        bad = [i for i, null in enumerate(nulls.to_pylist()) if null]
+        if bad:
+            return "", bad
+        nulled = [n for n in missing if not (defaults and "defaultValueExpression" in fields[n])]
+        names = ", ".join(f'"{n}"' for n in [*sent.names, *nulled])
+        values = ", ".join([*(f'"{n}"' for n in sent.names), *("NULL" for _ in nulled)])
+        with self.lock, self.db.cursor() as cursor:  # a cursor of its own to register on
+            cursor.register("_appended", rows)
+            cursor.execute(
+                f'INSERT INTO "{self._name(*key)}" ({names}) SELECT {values} FROM _appended'
+            )
+        return "", []
 
     def count(self, key: tuple[str, str, str]) -> int:
         with self.lock:
@@ -177,6 +189,27 @@ class BigQueryTables:
             description = cursor.description
         schema = [_field(name, str(kind)) for name, kind, *_ in description]
         return schema, [list(r) for r in rows]
+
+
+def _arrow_fits(kind: Any, field: dict[str, Any]) -> bool:
+    """Whether an Arrow column of type `kind` can be written to the BigQuery `field`."""
+    import pyarrow as pa
+
+    if field.get("mode") == "REPEATED":
+        if not pa.types.is_list(kind):
+            return False
+        kind = kind.value_type
+    checks = {
+        "STRING": pa.types.is_string,
+        "INT64": pa.types.is_int64,
+        "INTEGER": pa.types.is_int64,
+        "FLOAT64": pa.types.is_float64,
+        "FLOAT": pa.types.is_float64,
+        "TIMESTAMP": pa.types.is_timestamp,
+        "BOOL": pa.types.is_boolean,
+        "BOOLEAN": pa.types.is_boolean,
+    }
+    return checks[field["type"]](kind)
 
 
 def _column(field: dict[str, Any]) -> str:
@@ -240,6 +273,7 @@ class GoogleApis:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
+        self.write = fakes.FakeBigQueryWrite(answer=self._append)
 
     @property
     def address(self) -> str:
@@ -254,12 +288,18 @@ class GoogleApis:
         """GCE_METADATA_HOST for a process running as `account`."""
         return f"{self.address}/as/{account}"
 
+    @property
+    def write_host(self) -> str:
+        """Where the Storage Write API fake listens (warehouse.write_api_emulator_host)."""
+        return self.write.host
+
     @contextlib.contextmanager
     def serving(self) -> Iterator[GoogleApis]:
         thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         thread.start()
         try:
-            yield self
+            with self.write.serving():
+                yield self
         finally:
             self._server.shutdown()
             self._server.server_close()
@@ -360,14 +400,35 @@ class GoogleApis:
         }
 
     # -- BigQuery -----------------------------------------------------------------------------
+    def _append(self, append: fakes.Append) -> Any:
+        """One AppendRowsRequest to a table's default stream, recorded with its caller."""
+        from google.cloud.bigquery_storage_v1 import types
+
+        request = append.request
+        token = append.token or ""
+        caller = token.split(TOKEN_PREFIX, 1)[1] if TOKEN_PREFIX in token else None
+        wanted = types.AppendRowsRequest.MissingValueInterpretation.DEFAULT_VALUE
+        defaults = request.default_missing_value_interpretation == wanted
+        rows = append.rows()
+        body = {
+            "rows": rows.num_rows,
+            "columns": rows.schema.names,
+            "missing_values": request.default_missing_value_interpretation.name,
+        }
+        self._record(
+            Request("bigquery-write", "AppendRows", request.write_stream, {}, body, caller)
+        )
+        m = WRITE_STREAM.match(request.write_stream)
+        if m is None or (key := (m.group(1), m.group(2), m.group(3))) not in self.tables.schemas:
+            return fakes.refused(5, f"Not found: write stream {request.write_stream}")
+        problem, bad = self.tables.append(key, rows, defaults)
+        if problem:
+            return fakes.refused(3, f"Input schema does not fit {'.'.join(key)}: {problem}")
+        if bad:
+            return fakes.row_errors(*bad, message="a REQUIRED field is NULL")
+        return fakes.accepted()
+
     def bigquery(self, method: str, path: str, query: dict[str, str], body: Any):
-        if method == "POST" and (m := BQ_INSERT.match(path)):
-            key = (m.group(1), m.group(2), m.group(3))
-            if key not in self.tables.schemas:
-                return 404, _error(404, f"Not found: Table {'.'.join(key)}")
-            errors = self.tables.insert(key, body.get("rows", []))
-            response: dict[str, Any] = {"kind": "bigquery#tableDataInsertAllResponse"}
-            return 200, ({**response, "insertErrors": errors} if errors else response)
         if method == "POST" and (m := _BQ_JOBS.match(path)):
             reference = body.get("jobReference") or {}
             job_id = reference.get("jobId") or f"job_{self._next_id()}"

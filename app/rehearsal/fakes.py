@@ -8,8 +8,14 @@ calls our code makes. Credentials are anonymous; nothing leaves the process.
 
 `FakeBigQueryHttp` stands in for BigQuery's REST API as the google-cloud-bigquery client's
 HTTP session (`client._http`): it records method, path and JSON body of every request,
-answers `GET` of datasets and tables it was told exist (404 otherwise), accepts streaming
-inserts, and refuses everything else (501), creation included.
+answers `GET` of datasets and tables it was told exist (404 otherwise), and refuses
+everything else (501), creation included.
+
+`FakeBigQueryWrite` is the Storage Write API's `BigQueryWrite/AppendRows` as a real gRPC
+server on 127.0.0.1 (local-connection credentials: no TLS, the caller's token still sent),
+which the real BigQueryWriteClient reaches through `warehouse.write_api_emulator_host`: it
+decodes every request with the library's own types, records it with the caller's token, and
+answers with `answer` (tests queue row errors; `make rehearse` stores the rows).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 import itertools
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -381,8 +388,6 @@ class FakeBigQueryHttp:
                 kind = "table" if len(parts) == 6 else "dataset"
                 return _Response(200, _resource(kind, parts))
             return _Response(404, {"error": {"code": 404, "message": f"Not found: {path}"}})
-        if method == "POST" and path.endswith("/insertAll"):
-            return _Response(200, {"kind": "bigquery#tableDataInsertAllResponse"})
         return _Response(501, {"error": {"code": 501, "message": f"fake: {method} {path}"}})
 
 
@@ -391,3 +396,108 @@ def _resource(kind: str, parts: list[str]) -> dict[str, Any]:
     if kind == "table":
         return {"tableReference": {**reference, "tableId": parts[5]}, "schema": {"fields": []}}
     return {"datasetReference": reference}
+
+
+@dataclass
+class Append:
+    """One AppendRowsRequest as BigQuery received it."""
+
+    request: Any  # google.cloud.bigquery_storage_v1.types.AppendRowsRequest
+    token: str | None  # the bearer token of the call, if it carried one
+
+    def schema(self) -> Any:
+        """The writer schema, as the Arrow IPC bytes sent decode."""
+        import pyarrow as pa
+
+        return pa.ipc.read_schema(
+            pa.py_buffer(self.request.arrow_rows.writer_schema.serialized_schema)
+        )
+
+    def rows(self) -> Any:
+        """The rows sent, as an Arrow table of the writer schema."""
+        import pyarrow as pa
+
+        batch = pa.ipc.read_record_batch(
+            pa.py_buffer(self.request.arrow_rows.rows.serialized_record_batch), self.schema()
+        )
+        return pa.Table.from_batches([batch])
+
+
+WRITE_SERVICE = "google.cloud.bigquery.storage.v1.BigQueryWrite"
+
+
+class FakeBigQueryWrite:
+    """BigQuery's Storage Write API (AppendRows only) as a gRPC server on 127.0.0.1."""
+
+    def __init__(self, answer: Callable[[Append], Any] | None = None):
+        self.appends: list[Append] = []
+        # Answers to give, in order, before `answer` (default: every append accepted).
+        self.queued: list[Any] = []
+        self.answer = answer or (lambda append: accepted())
+        self.host = ""
+        self._lock = threading.Lock()
+
+    def _append_rows(self, requests: Iterator[Any], context: Any) -> Iterator[Any]:
+        metadata = dict(context.invocation_metadata())
+        auth = metadata.get("authorization", "")
+        token = auth.removeprefix("Bearer ") if auth else None
+        for request in requests:
+            append = Append(request, token)
+            with self._lock:
+                self.appends.append(append)
+                answer = self.queued.pop(0) if self.queued else None
+            yield answer if answer is not None else self.answer(append)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[FakeBigQueryWrite]:
+        from concurrent import futures
+
+        import grpc
+        from google.cloud.bigquery_storage_v1 import types
+
+        handler = grpc.method_handlers_generic_handler(
+            WRITE_SERVICE,
+            {
+                "AppendRows": grpc.stream_stream_rpc_method_handler(
+                    self._append_rows,
+                    request_deserializer=types.AppendRowsRequest.deserialize,
+                    response_serializer=types.AppendRowsResponse.serialize,
+                )
+            },
+        )
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), handlers=[handler])
+        local = grpc.local_server_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        port = server.add_secure_port("127.0.0.1:0", local)
+        server.start()
+        self.host = f"127.0.0.1:{port}"
+        try:
+            yield self
+        finally:
+            server.stop(grace=None)
+
+
+def accepted() -> Any:
+    """An append's success on the default stream (no offset)."""
+    from google.cloud.bigquery_storage_v1 import types
+
+    return types.AppendRowsResponse(append_result=types.AppendRowsResponse.AppendResult())
+
+
+def row_errors(*indexes: int, message: str = "invalid row") -> Any:
+    """BigQuery's answer to an append with corrupt rows: none of the request's rows stored."""
+    from google.cloud.bigquery_storage_v1 import types
+
+    return types.AppendRowsResponse(
+        row_errors=[
+            types.RowError(index=i, code=types.RowError.RowErrorCode.FIELDS_ERROR, message=message)
+            for i in indexes
+        ]
+    )
+
+
+def refused(code: int, message: str) -> Any:
+    """An append answered with an error status (google.rpc.Status; 3: INVALID_ARGUMENT)."""
+    from google.cloud.bigquery_storage_v1 import types
+    from google.rpc import status_pb2
+
+    return types.AppendRowsResponse(error=status_pb2.Status(code=code, message=message))

@@ -18,7 +18,8 @@
 
 Substitutions, each because the cloud service cannot run here: emulator/fake endpoints
 (`PUBSUB_EMULATOR_HOST`, `BIGQUERY_EMULATOR_HOST`, `STORAGE_EMULATOR_HOST`,
-`GCE_METADATA_HOST`/`GCE_METADATA_IP`, the Vertex SDK's endpoint via host.py),
+`GCE_METADATA_HOST`/`GCE_METADATA_IP`, the Storage Write API's
+`RECLOOP__WAREHOUSE__WRITE_API_EMULATOR_HOST`, the Vertex SDK's endpoint via host.py),
 `MOVIELENS_DIR` (the functions download MovieLens in the cloud), a free port for
 `AIP_HTTP_PORT`, and a local copy of the policy for `AIP_STORAGE_URI` (Vertex copies the
 artifact to storage of its own). Nothing else is added to a component's environment.
@@ -213,10 +214,14 @@ class Rehearsal:
     # -- environment of a process -------------------------------------------------------------
     def substitutions(self, account: str) -> dict[str, str]:
         """Endpoint overrides every process gets (module docstring), running as `account`."""
+        from app.config import env_name
+
         metadata = self.apis.metadata_host(account)
         env = {
             "PUBSUB_EMULATOR_HOST": self.pubsub_host,
             "BIGQUERY_EMULATOR_HOST": self.apis.url,
+            # The Storage Write API client has no emulator variable: a typed setting points it.
+            env_name(("warehouse", "write_api_emulator_host")): self.apis.write_host,
             "STORAGE_EMULATOR_HOST": self.apis.url,
             "GCE_METADATA_HOST": metadata,
             "GCE_METADATA_IP": metadata,
@@ -731,22 +736,37 @@ class Rehearsal:
                 f"({counts['feedback']} rows written to {where_of(tables, 'feedback')})",
             )
             return
-        inserts = [
+        appends = [
             r
             for name in ("predictions", "feedback")
-            for r in self.apis.received("bigquery", "POST", f"/tables/{name}/insertAll")
+            for r in self.apis.received("bigquery-write", "AppendRows", f"/{name}/streams/_default")
         ]
-        callers = sorted({r.caller or "anonymous" for r in inserts})
+        callers = sorted({r.caller or "anonymous" for r in appends})
         where = {n: ".".join(tables[n]) for n in ("predictions", "feedback")}
         logger_logs = [
             self.logs / f"{f.name}.log"
             for f in resolved.functions.values()
             if f.entry_point == "logger"
         ]
+        # Every ledger query filters on the warehouse's clock: a row without it is never read.
+        unclocked = {
+            n: self.apis.tables.query(
+                f"SELECT count(*) FROM `{where[n]}` WHERE ingested_at IS NULL", []
+            )[1][0][0]
+            for n in where
+        }
+        if any(unclocked.values()):
+            self.report.broken(
+                "logger",
+                "rows stored without ingested_at (the appends did not ask for the column's "
+                f"default): {', '.join(f'{v} in {where[n]}' for n, v in unclocked.items() if v)}",
+            )
+            return
         if counts["predictions"] and counts["feedback"] and counts["predictions"] >= served:
             self.report.ok(
                 "logger",
-                f"insertAll of {counts['predictions']} rows to {where['predictions']} and "
+                f"{len(appends)} AppendRows (Storage Write API, default streams) of "
+                f"{counts['predictions']} rows to {where['predictions']} and "
                 f"{counts['feedback']} to {where['feedback']} as {', '.join(callers)}",
             )
             return
@@ -842,8 +862,14 @@ def required_role(request: fakes.Request) -> tuple[tuple[str, ...], str, str, st
             "",
             f"Vertex AI {request.path.rsplit('/', 1)[-1]}",
         )
-    if request.api == "bigquery" and (m := fakes.BQ_INSERT.match(request.path)):
-        return ("roles/bigquery.dataEditor",), "dataset", m.group(2), f"insertAll into {m.group(2)}"
+    if request.api == "bigquery-write" and (m := fakes.WRITE_STREAM.match(request.path)):
+        # AppendRows needs bigquery.tables.updateData on the table, which dataEditor holds.
+        return (
+            ("roles/bigquery.dataEditor",),
+            "dataset",
+            m.group(2),
+            f"AppendRows into {m.group(2)}.{m.group(3)}",
+        )
     if request.api == "bigquery" and request.method == "POST":
         return ("roles/bigquery.jobUser",), "project", "", "a BigQuery query job"
     if request.api == "storage" and (m := fakes.GCS_OBJECT.match(request.path)):

@@ -1,9 +1,10 @@
 """The cloud warehouse: the BigQuery tables infra creates from app/schemas.py.
 
-Rows arrive by streaming insert (insertId = the row's key: best-effort dedup only); every
-ledger query deduplicates by key, and the ledger's own writes are DML (claim: one INSERT …
-SELECT; commit: one multi-statement transaction that asserts what DuckDB checks), with the
-same SQL text as DuckDB's (app/warehouse/ledger.py). The requests are asserted on the wire in
+Rows arrive through the Storage Write API's default stream (app/warehouse/bigquery_write.py:
+at-least-once, so a retried append may store a row twice); every ledger query deduplicates
+by key, and the ledger's own writes are DML (claim: one INSERT … SELECT; commit: one
+multi-statement transaction that asserts what DuckDB checks), with the same SQL text as
+DuckDB's (app/warehouse/ledger.py). The requests are asserted on the wire in
 tests/test_bigquery_requests.py.
 """
 
@@ -20,7 +21,7 @@ from app.evaluation import canary
 from app.evaluation.canary import RewardStats
 from app.linear import LinearState
 from app.schemas import FEEDBACK, GLOBAL, PREDICTIONS, PROMOTIONS, TABLES, TableSchema
-from app.warehouse import ledger, linear_statistics
+from app.warehouse import bigquery_write, ledger, linear_statistics
 from app.warehouse.base import (
     EARLIEST,
     LedgerConflict,
@@ -68,12 +69,15 @@ class BigQueryWarehouse:
         location: str,
         client: Any = None,
         feedback_window_days: float = 0,
+        write_api_emulator_host: str | None = None,
     ):
         from google.cloud import bigquery
 
         self.project, self.dataset, self.location = project, dataset, location
         self.feedback_window_days = feedback_window_days
         self.client = client or bigquery.Client(project=project, location=location)
+        self.write_api_emulator_host = write_api_emulator_host
+        self._write_client: Any = None  # made on the first write: readers never need one
         self.sql = ledger.bigquery(project, dataset)
 
     def table_id(self, table: TableSchema) -> str:
@@ -102,25 +106,26 @@ class BigQueryWarehouse:
                 "them: deploy <env>-data first (docs/operations.md)"
             )
 
-    def _insert(self, schema: TableSchema, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        # insertId = the row's key: BigQuery drops redelivered rows (best effort), and every
-        # ledger query deduplicates by key. ingested_at is left to the column's default.
-        row_ids = [":".join(str(r[k]) for k in schema.key) for r in rows]
-        errors = self.client.insert_rows_json(self.table_id(schema), list(rows), row_ids=row_ids)
-        if errors:
-            raise RuntimeError(f"BigQuery rejected rows for {schema.name}: {errors}")
+    def _append(self, schema: TableSchema, columns: dict[str, list[Any]]) -> None:
+        """One AppendRows of the rows (column by column) to the table's default stream."""
+        if self._write_client is None:
+            self._write_client = bigquery_write.client(self.write_api_emulator_host)
+        stream = bigquery_write.stream_name(self.project, self.dataset, schema)
+        bigquery_write.append(self._write_client, stream, schema, columns)
 
     def insert_predictions(self, rows: Sequence[PredictionRecord]) -> None:
-        self._insert(PREDICTIONS, [_json(r) for r in rows])
+        self.insert_logs(LogBatch.of(predictions=rows))
 
     def insert_feedback(self, rows: Sequence[FeedbackRecord]) -> None:
-        self._insert(FEEDBACK, [_json(r) for r in rows])
+        self.insert_logs(LogBatch.of(feedback=rows))
 
     def insert_logs(self, batch: LogBatch) -> None:
-        self.insert_predictions(batch.prediction_records())
-        self.insert_feedback(batch.feedback_records())
+        """Predictions first, then feedback, each one append. If the feedback append fails
+        after the predictions' succeeded, the redelivered batch appends the predictions
+        again: the ledger reads each key once (tests/test_bigquery_write.py::
+        test_a_redelivered_batch_after_a_failed_feedback_append_is_trained_once)."""
+        self._append(PREDICTIONS, batch.predictions)
+        self._append(FEEDBACK, batch.feedback)
 
     def _query(self, sql: str, params: dict[str, Any], dry_run: bool = False) -> Any:
         from google.cloud import bigquery
@@ -282,10 +287,10 @@ class BigQueryWarehouse:
         return True
 
     def record_promotion(self, row: PromotionRecord) -> None:
-        self._insert(PROMOTIONS, [_json(row)])
+        self._append(PROMOTIONS, {name: [value] for name, value in asdict(row).items()})
 
     def promotions(self) -> list[PromotionRecord]:
-        """Deduplicated by key (streaming inserts may repeat), oldest first."""
+        """Deduplicated by key (the default stream may repeat an append), oldest first."""
         cols = ", ".join(PROMOTIONS.column_names)
         sql = (
             f"SELECT {cols} FROM `{self.table_id(PROMOTIONS)}` WHERE TRUE QUALIFY ROW_NUMBER() "
@@ -300,7 +305,3 @@ class BigQueryWarehouse:
             RewardStats(r["policy_version"], int(r["n"]), float(r["mean"]), float(r["variance"]))
             for r in rows
         ]
-
-
-def _json(record: Any) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(record).items()}

@@ -22,5 +22,6 @@ def open_warehouse(settings: Settings) -> Warehouse:
             w.dataset,
             w.location,
             feedback_window_days=w.feedback_window_days,
+            write_api_emulator_host=w.write_api_emulator_host,
         )
     raise ValueError(f"warehouse.backend must be duckdb or bigquery, got {w.backend!r}")

@@ -45,6 +45,12 @@ def test_rehearse_closes_the_loop(stacks_dir: Path, movielens_dir: Path, tmp_pat
     # The Trigger function (from its source archive) looked for an open canary first.
     assert "no canary open (gs://recloop-dev-artifacts/policies/CANARY)" in lines["trigger"]
     requests = [json.loads(r) for r in (tmp_path / "work" / "requests.jsonl").open()]
+    # The Logger's rows went by the Storage Write API, as its own account, defaults asked for.
+    appends = [r for r in requests if r["api"] == "bigquery-write"]
+    assert {r["caller"] for r in appends} == {
+        "recloop-dev-logger@recloop-dev.iam.gserviceaccount.com"
+    }
+    assert {r["body"]["missing_values"] for r in appends} == {"DEFAULT_VALUE"}
     uploads = [r for r in requests if r["path"].endswith("/models:upload")]
     env_names = {e["name"] for e in uploads[0]["body"]["model"]["containerSpec"]["env"]}
     assert "RECLOOP_PROFILE" in env_names
