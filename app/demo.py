@@ -46,7 +46,11 @@ CYCLES = 6
 USERS_PER_TICK = 512  # the gate's data per re-training: fewer rows left good candidates blocked
 WAIT_S = 180
 EPSILON = 0.2  # served exploration: every logged propensity is known (≥ ε / num_actions)
-GATE_MARGIN = 0.1  # stars
+# Stars a candidate may be worse than the serving policy (gate and canary). Sized to the
+# paired DR lower bound's measured spread on good candidates at the demo's 512 to 1,024 rows,
+# ε = 0.2, 20 arms: down to −0.128, against −4.5 and below for the corrupted ones; at 0.1, 4
+# of 5 recorded runs blocked a good candidate (docs/safe-promotion.md §5).
+GATE_MARGIN = 0.25
 # Demo switches by the cycle whose re-training they change (written to the switches file,
 # the RECLOOP_CONFIG of every process): a candidate trained on corrupted rewards that the gate
 # blocks, and one that skips the gate and goes to a canary, which rolls it back.
