@@ -675,3 +675,38 @@ def test_a_canary_undecided_when_its_time_is_up_is_rolled_back(tmp_path: Path, m
     assert controller.read(policies) is None  # the Trigger may re-train again
     assert pointer.current_version(policies) == "v1"
     assert warehouse.find_run("r2") is None  # its examples stay for the next run
+
+
+def test_rollback_by_hand_completes_a_decision_a_cut_tick_left_half_done(
+    gcs: str, tmp_path: Path, monkeypatch
+):
+    """A tick decided to promote v2 and was cut short after undeploying v1: `recloop rollback`
+    first completes that promotion (committed, pointer on v2, recorded), then rolls v2 back
+    to v1 (deployed again). Before, it took the canary as still undecided, asked Vertex to
+    undeploy v2 with nothing else deployed, and failed with NothingToRollBackTo."""
+    from app.deployer import canary as controller
+    from app.deployer import pointer, rollback
+
+    fake = FakeVertex(project="recloop-prod")
+    gate = {"RECLOOP__GATE__CANARY_LOOK_EVERY": "50", "RECLOOP__GATE__MARGIN": "0.2"}
+    c = cloud(fake, gcs, tmp_path, **gate, RECLOOP__GATE__CANARY_MAX_LOOKS="3")
+    open_canary(c, 30)
+    for version, rewards in DECIDING[PROMOTED][0].items():
+        online(c.warehouse, version, rewards)
+    with monkeypatch.context() as m:
+        cut_after(c, "undeploy", m)
+        with pytest.raises(Cut):
+            tick_without_tensorflow(c, monkeypatch)
+    assert list(c.deployed()) == ["recloop-policy-v2"]  # v1 undeployed, nothing else done
+    assert pointer.current_version(c.policies) == "v1"
+
+    with fake.install():
+        assert rollback.roll_back(c.trigger, c.warehouse) == "v1"
+    assert c.warehouse.find_run("r2") is not None  # the promotion was completed first
+    assert [(p.stage, p.decision) for p in c.warehouse.promotions()] == [
+        (CANARY, PROMOTED),
+        ("rollback", ROLLED_BACK),
+    ]
+    assert list(c.deployed()) == ["recloop-policy-v1"]
+    assert pointer.current_version(c.policies) == "v1"
+    assert controller.read(c.policies) is None

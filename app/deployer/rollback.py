@@ -9,8 +9,9 @@ version is deployed again at 100%. With a canary open beside the current version
 rollback ends the canary instead: its candidate loses (undeployed on Vertex, its traffic back
 to the current version; nothing committed) and the current version keeps serving — rolling
 the current version back would leave the unjudged candidate serving everything. A canary
-decision that a cut-short tick left half done is completed first. The rollback is recorded
-as a decision.
+decision that a cut-short tick left half done is completed first
+(tests/test_canary.py::test_rollback_by_hand_completes_a_decision_a_cut_tick_left_half_done).
+The rollback is recorded as a decision.
 
 The training ledger is not rewound: the next re-training still warm-starts from the last
 committed run (docs/safe-promotion.md). Proved by tests/test_canary.py.
