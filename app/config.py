@@ -146,6 +146,9 @@ class GateConfig:
     canary_share: int = 0
     canary_look_every: int = 200
     canary_max_looks: int = 5
+    # A canary still undecided this many hours after it opened is rolled back (a canary that
+    # never gets enough rewards would otherwise hold off every re-training).
+    canary_max_hours: float = 24.0
     # Demo switches (app/demo.py), off in every profile: a candidate that skips the gate,
     # and a Trainer that learns from 6 − each reward (app/warehouse/linear_statistics.py).
     skip: bool = False

@@ -46,7 +46,11 @@ CYCLES = 6
 USERS_PER_TICK = 512  # the gate's data per re-training: fewer rows left good candidates blocked
 WAIT_S = 180
 EPSILON = 0.2  # served exploration: every logged propensity is known (≥ ε / num_actions)
-GATE_MARGIN = 0.1  # stars
+# Stars a candidate may be worse than the serving policy (gate and canary). Sized to the
+# paired DR lower bound's measured spread on good candidates at the demo's 512 to 1,024 rows,
+# ε = 0.2, 20 arms: down to −0.128, against −4.5 and below for the corrupted ones; at 0.1, 4
+# of 5 recorded runs blocked a good candidate (docs/safe-promotion.md §5).
+GATE_MARGIN = 0.25
 # Demo switches by the cycle whose re-training they change (written to the switches file,
 # the RECLOOP_CONFIG of every process): a candidate trained on corrupted rewards that the gate
 # blocks, and one that skips the gate and goes to a canary, which rolls it back.
@@ -81,8 +85,8 @@ class Promotion:
 
 
 def promotion_of(cycle: int, row: PromotionRecord) -> Promotion:
-    """Estimates are null where none was made (gate skipped; a canary decides on online
-    reward: its ci is the candidate's online interval)."""
+    """One decision as the demo shows it (a canary's estimates are null: it decides on online
+    reward, and its ci is the candidate's online interval)."""
 
     def number(value: float | None) -> float | None:
         return None if value is None else float(value)
@@ -96,6 +100,29 @@ def promotion_of(cycle: int, row: PromotionRecord) -> Promotion:
         row.decision,
         row.reason,
     )
+
+
+def report_entries(promotions: list[Promotion]) -> list[dict[str, Any]]:
+    """report.json's "promotions": one entry per candidate, with its final decision (a
+    candidate that went to a canary — the one let through by gate.skip — ends as the canary
+    decided), the estimates and interval of its off-policy evaluation (the gate's, also run
+    when the gate is skipped), and every stage's reason in order
+    (tests/test_demo.py::test_the_report_lists_each_candidate_with_its_numbers_and_final_decision)."""
+    by_candidate: dict[str, list[Promotion]] = {}
+    for p in promotions:
+        by_candidate.setdefault(p.candidate_version, []).append(p)
+    entries = []
+    for taken in by_candidate.values():
+        evaluated = next((p for p in taken if p.estimates["dr"] is not None), taken[0])
+        entry = dataclasses.replace(
+            taken[0],
+            estimates=evaluated.estimates,
+            ci=evaluated.ci,
+            decision=taken[-1].decision,
+            reason=" → ".join(p.reason for p in taken),
+        )
+        entries.append(asdict(entry))
+    return entries
 
 
 @contextlib.contextmanager
@@ -393,7 +420,7 @@ def _report(
                 "random_policy_mean_reward": random_reward,
                 "seconds": seconds,
                 "cycles": [asdict(r) for r in rows],
-                "promotions": [asdict(p) for p in promotions],
+                "promotions": report_entries(promotions),
             },
             indent=2,
         )

@@ -176,6 +176,10 @@ PIPELINE_COMPILATION = Component(
     "pipelines",
     (Need(("cloud", "trainer_image"), IMAGE),),
 )
+# `recloop rollback --env dev|prod` by hand moves Vertex traffic and may deploy the previous
+# version again, so it needs what the Deployer needs (app/deployer/rollback.py); run by an
+# operator, with the Trigger's environment (docs/operations.md, "Roll back").
+ROLLBACK = Component("rollback", "pipelines", PIPELINES.needs)
 TRIGGER = Component(
     "trigger",
     "trigger",

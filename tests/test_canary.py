@@ -245,14 +245,15 @@ def test_the_canary_rolls_back_a_loser_and_promotes_a_winner_by_itself(runs: Run
 
 
 @pytest.fixture
-def gcs(monkeypatch) -> Iterator[str]:
-    """A Cloud Storage emulator (gcp-storage-emulator) holding prod's artifacts bucket; the
-    real google-cloud-storage client talks to it (STORAGE_EMULATOR_HOST)."""
+def gcs(request, monkeypatch) -> Iterator[str]:
+    """A Cloud Storage emulator (gcp-storage-emulator) holding prod's artifacts bucket (or the
+    environment's named by an indirect parameter); the real google-cloud-storage client talks
+    to it (STORAGE_EMULATOR_HOST)."""
     from gcp_storage_emulator.server import create_server
 
     from app import objects
 
-    bucket = infra_config.load("prod").name("artifacts")
+    bucket = infra_config.load(getattr(request, "param", "prod")).name("artifacts")
     server = create_server("localhost", 0, in_memory=True, default_bucket=bucket)
     server.start()
     host, port = server._api._httpd.server_address  # port 0: the one it got
@@ -276,11 +277,11 @@ class Cloud:
         return {d.display_name: d.id for d in endpoint.deployed_models}
 
 
-def cloud(fake: FakeVertex, gcs: str, tmp_path: Path, **environ: str) -> Cloud:
-    """prod: v1 serving alone on the endpoint, its pointer in Cloud Storage."""
+def cloud(fake: FakeVertex, gcs: str, tmp_path: Path, env: str = "prod", **environ: str) -> Cloud:
+    """prod (or `env`): v1 serving alone on the endpoint, its pointer in Cloud Storage."""
     from app.deployer import pointer
 
-    environment = trigger_environment("prod", fake.add_endpoint("77"))
+    environment = trigger_environment(env, fake.add_endpoint("77"))
     assert environment["RECLOOP__ARTIFACTS_DIR"] == gcs
     trigger = wiring.require(load_settings(environ={**environment, **environ}), wiring.TRIGGER)
     policies = f"{gcs}/policies"
@@ -378,10 +379,14 @@ def test_the_trigger_promotes_a_winning_vertex_canary(gcs: str, tmp_path: Path, 
     assert (won.stage, won.decision, won.candidate_version) == (CANARY, PROMOTED, "v2")
 
 
+@pytest.mark.parametrize(("env", "gcs"), [("dev", "dev"), ("prod", "prod")], indirect=["gcs"])
 def test_rollback_by_hand_on_vertex_deploys_the_previous_version_again(
-    gcs: str, tmp_path: Path, monkeypatch
+    env: str, gcs: str, tmp_path: Path, monkeypatch
 ):
-    """`recloop rollback --env prod` after v2 was promoted (v1 no longer deployed)."""
+    """`recloop rollback --env dev|prod` after v2 was promoted (v1 no longer deployed). With
+    only the profile (an operator's credentials, no Trigger environment) it refuses in one
+    line naming the endpoint's setting and moves nothing: before, it moved the pointer and
+    recorded a rollback while v2 went on serving every request on Vertex."""
     from typer.testing import CliRunner
 
     from app.cli import app
@@ -389,19 +394,30 @@ def test_rollback_by_hand_on_vertex_deploys_the_previous_version_again(
     from app.deployer import pointer
     from app.evaluation import gate
 
-    fake = FakeVertex(project="recloop-prod")
-    c = cloud(fake, gcs, tmp_path)
+    fake = FakeVertex(project=f"recloop-{env}")
+    c = cloud(fake, gcs, tmp_path, env)
     with fake.install():
         vertex.deploy(f"{c.policies}/v2", "v2", deployer_settings(c.trigger))
     pointer.point(c.policies, "v2")
     v2 = c.deployed()["recloop-policy-v2"]
     c.warehouse.record_promotion(gate.decide("r2", "v2", "v1", None, None, GateConfig(skip=True)))
-    for name, value in trigger_environment("prod", next(iter(fake.endpoints))).items():
-        monkeypatch.setenv(name, value)
     monkeypatch.setattr("app.warehouse.factory.open_warehouse", lambda settings: c.warehouse)
-    sent = len(fake.requests)
+    decisions, sent = len(c.warehouse.promotions()), len(fake.requests)
+
     with fake.install():
-        result = CliRunner().invoke(app, ["rollback", "--env", "prod"])
+        refused = CliRunner().invoke(app, ["rollback", "--env", env])
+    assert refused.exit_code != 0
+    (line,) = refused.output.strip().splitlines()
+    assert "loop.vertex_endpoint (RECLOOP__LOOP__VERTEX_ENDPOINT)" in line
+    assert "Trigger's environment" in line
+    assert len(fake.requests) == sent  # not a request to Vertex
+    assert pointer.current_version(c.policies) == "v2"
+    assert len(c.warehouse.promotions()) == decisions  # no rollback recorded
+
+    for name, value in trigger_environment(env, next(iter(fake.endpoints))).items():
+        monkeypatch.setenv(name, value)
+    with fake.install():
+        result = CliRunner().invoke(app, ["rollback", "--env", env])
     assert result.exit_code == 0, result.output
     assert "serving v1" in result.output
     methods = [r.method for r in fake.requests[sent:]]
@@ -413,6 +429,7 @@ def test_rollback_by_hand_on_vertex_deploys_the_previous_version_again(
     assert deploy.deployed_model.display_name == "recloop-policy-v1"
     undeploy = fake.sent("EndpointService/UndeployModel")[-1]
     assert undeploy.deployed_model_id == v2
+    assert dict(undeploy.traffic_split) == {c.deployed()["recloop-policy-v1"]: 100}
     assert list(c.deployed()) == ["recloop-policy-v1"]
     assert pointer.current_version(c.policies) == "v1"
     last = c.warehouse.promotions()[-1]
@@ -512,3 +529,181 @@ def test_rollback_by_hand_while_a_canary_is_open_ends_the_canary(
     last = c.warehouse.promotions()[-1]
     assert (last.stage, last.decision) == ("rollback", ROLLED_BACK)
     assert (last.candidate_version, last.serving_version) == ("v2", "v1")
+
+
+class Cut(Exception):
+    """The tick's process ends here (the function's 540 s limit, a crash)."""
+
+
+# (decision, the rewards that decide it, rewards arriving before the next tick that would
+# decide the other way if the canary were judged again)
+DECIDING = {
+    PROMOTED: ({"v1": [3.0, 4.0] * 100, "v2": [3.0, 4.0] * 30}, {"v2": [1.0, 1.5] * 60}),
+    ROLLED_BACK: ({"v1": [4.0, 4.5] * 40, "v2": [2.0, 2.5] * 30}, {"v2": [4.5, 5.0] * 100}),
+}
+EFFECTS = {
+    PROMOTED: ("decision", "undeploy", "commit", "pointer", "record", "close"),
+    ROLLED_BACK: ("decision", "undeploy", "record", "close"),
+}
+
+
+def cut_after(c: Cloud, effect: str, m: pytest.MonkeyPatch) -> None:
+    """The effect happens, then the tick is cut short (for Vertex: the endpoint answered)."""
+    from app.policy_store import POINTER
+
+    def then_cut(original, applies=lambda *a: True):
+        def wrapped(*args, **kwargs):
+            result = original(*args, **kwargs)
+            if applies(*args):
+                raise Cut(effect)
+            return result
+
+        return wrapped
+
+    if effect == "undeploy":
+        m.setattr(c.fake, "answer", then_cut(c.fake.answer, lambda method, _: "Undeploy" in method))
+    elif effect in ("commit", "record"):
+        name = {"commit": "commit", "record": "record_promotion"}[effect]
+        m.setattr(c.warehouse, name, then_cut(getattr(c.warehouse, name)))
+    elif effect == "close":
+        m.setattr(objects, "remove", then_cut(objects.remove))
+    else:  # the decision stored in the state, or the pointer moved
+        written = {"decision": '"decided": {', "pointer": ""}[effect]
+        target = "CANARY" if effect == "decision" else POINTER
+        m.setattr(
+            objects,
+            "write_text",
+            then_cut(objects.write_text, lambda p, t: p.endswith(target) and written in t),
+        )
+
+
+def canary_scenario(
+    fake: FakeVertex, gcs: str, folder: Path, decision: str, effect: str | None, monkeypatch
+) -> dict:
+    """A 30% canary decided by a tick (cut short after `effect`, or not), then rewards that
+    point the other way, then the next tick; the end state."""
+    from app.deployer import canary as controller
+    from app.deployer import pointer
+
+    folder.mkdir()
+    settings = {"RECLOOP__GATE__CANARY_LOOK_EVERY": "50", "RECLOOP__GATE__MARGIN": "0.2"}
+    c = cloud(fake, gcs, folder, **settings, RECLOOP__GATE__CANARY_MAX_LOOKS="3")
+    open_canary(c, 30)
+    deciding, contrary = DECIDING[decision]
+    for version, rewards in deciding.items():
+        online(c.warehouse, version, rewards)
+    with monkeypatch.context() as m:
+        if effect is not None:
+            cut_after(c, effect, m)
+        try:
+            tick_without_tensorflow(c, monkeypatch)
+            assert effect is None, f"the tick was not cut after {effect}"
+        except Cut:
+            pass
+    for version, rewards in contrary.items():
+        online(c.warehouse, version, rewards)
+    assert tick_without_tensorflow(c, monkeypatch) is None  # no canary left to wait for
+    (endpoint,) = fake.endpoints.values()
+    names = {d.id: d.display_name for d in endpoint.deployed_models}
+    return {
+        "traffic": {names[k]: v for k, v in endpoint.traffic_split.items()},
+        "deployed": sorted(names.values()),
+        "pointer": pointer.current_version(c.policies),
+        "canary": controller.read(c.policies),
+        "committed": c.warehouse.find_run("r2") is not None,
+        "decisions": [
+            (p.run_id, p.stage, p.decision, p.candidate_version, p.serving_version, p.reason)
+            for p in c.warehouse.promotions()
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("decision", "effect"), [(d, e) for d, effects in EFFECTS.items() for e in effects]
+)
+def test_a_tick_cut_short_at_any_effect_ends_as_an_uncut_one(
+    decision: str, effect: str, gcs: str, tmp_path: Path, monkeypatch
+):
+    """docs/safe-promotion.md §4: the decision is stored before its first effect, and the next
+    tick completes it instead of judging again. Before, a tick cut after the promote's undeploy
+    was judged again on the next tick, flipped to a rollback with only the candidate deployed,
+    and raised NothingToRollBackTo on every tick after it (no re-training ever started)."""
+    uncut = canary_scenario(
+        FakeVertex(project="recloop-prod"), gcs, tmp_path / "uncut", decision, None, monkeypatch
+    )
+    assert uncut["decisions"][-1][1:3] == (CANARY, decision)
+    assert uncut["canary"] is None
+    cut = canary_scenario(
+        FakeVertex(project="recloop-prod"), gcs, tmp_path / "cut", decision, effect, monkeypatch
+    )
+    assert cut == uncut
+
+
+def test_a_canary_undecided_when_its_time_is_up_is_rolled_back(tmp_path: Path, monkeypatch):
+    """gate.canary_max_hours: a canary whose candidate never collects a look's rewards is
+    rolled back (before, it stayed open and no re-training ever started again). The clock is
+    the tick's `now`."""
+    from app.deployer import canary as controller
+    from app.deployer import pointer
+
+    monkeypatch.setenv("RECLOOP__GATE__CANARY_MAX_HOURS", "6")
+    settings = load_settings()
+    assert settings.gate.canary_max_hours == 6.0
+    assert load_settings(environ={}).gate.canary_max_hours == 24.0  # the default
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    policies = str(tmp_path / "policies")
+    for version in ("v1", "v2"):
+        (tmp_path / "policies" / version).mkdir(parents=True)
+    pointer.point(policies, "v1")
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    run = TrainingRunRecord("r2", "v2", None, None, 40, 4, 20, f"{policies}/v2")
+    controller.start(policies, run, 1, settings, started)
+    online(warehouse, "v1", [4.0, 4.5] * 300)
+    online(warehouse, "v2", [4.0, 4.5] * 20)  # 40 of the 200 rewards its first look needs
+
+    assert controller.step(settings, warehouse, policies, started + timedelta(hours=5.9)) is None
+    assert controller.read(policies) is not None
+    closed = controller.step(settings, warehouse, policies, started + timedelta(hours=6))
+    assert closed is not None
+    assert (closed.stage, closed.decision, closed.candidate_version) == (CANARY, ROLLED_BACK, "v2")
+    assert "undecided after 6 h (gate.canary_max_hours)" in closed.reason
+    assert "40 vs 600 rewards" in closed.reason
+    assert warehouse.promotions()[-1].reason == closed.reason
+    assert controller.read(policies) is None  # the Trigger may re-train again
+    assert pointer.current_version(policies) == "v1"
+    assert warehouse.find_run("r2") is None  # its examples stay for the next run
+
+
+def test_rollback_by_hand_completes_a_decision_a_cut_tick_left_half_done(
+    gcs: str, tmp_path: Path, monkeypatch
+):
+    """A tick decided to promote v2 and was cut short after undeploying v1: `recloop rollback`
+    first completes that promotion (committed, pointer on v2, recorded), then rolls v2 back
+    to v1 (deployed again). Before, it took the canary as still undecided, asked Vertex to
+    undeploy v2 with nothing else deployed, and failed with NothingToRollBackTo."""
+    from app.deployer import canary as controller
+    from app.deployer import pointer, rollback
+
+    fake = FakeVertex(project="recloop-prod")
+    gate = {"RECLOOP__GATE__CANARY_LOOK_EVERY": "50", "RECLOOP__GATE__MARGIN": "0.2"}
+    c = cloud(fake, gcs, tmp_path, **gate, RECLOOP__GATE__CANARY_MAX_LOOKS="3")
+    open_canary(c, 30)
+    for version, rewards in DECIDING[PROMOTED][0].items():
+        online(c.warehouse, version, rewards)
+    with monkeypatch.context() as m:
+        cut_after(c, "undeploy", m)
+        with pytest.raises(Cut):
+            tick_without_tensorflow(c, monkeypatch)
+    assert list(c.deployed()) == ["recloop-policy-v2"]  # v1 undeployed, nothing else done
+    assert pointer.current_version(c.policies) == "v1"
+
+    with fake.install():
+        assert rollback.roll_back(c.trigger, c.warehouse) == "v1"
+    assert c.warehouse.find_run("r2") is not None  # the promotion was completed first
+    assert [(p.stage, p.decision) for p in c.warehouse.promotions()] == [
+        (CANARY, PROMOTED),
+        ("rollback", ROLLED_BACK),
+    ]
+    assert list(c.deployed()) == ["recloop-policy-v1"]
+    assert pointer.current_version(c.policies) == "v1"
+    assert controller.read(c.policies) is None

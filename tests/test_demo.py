@@ -1,16 +1,29 @@
-"""make demo's console: every step is visible from its first second, also without a terminal."""
+"""make demo: every step is visible from its first second, also without a terminal; its
+report has issue 10's keys."""
 
+import dataclasses
 import io
+import json
+import math
 import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
-from app.demo import doing
+from app.config import GateConfig, load_settings
+from app.demo import Cycle, _report, doing, promotion_of
+from app.deployer import canary, pointer
+from app.evaluation import gate
 from app.local.processes import PYTHON
+from app.warehouse.duckdb_store import DuckDBWarehouse
+from app.warehouse.records import TrainingRunRecord
+from tests.test_canary import online
+from tests.test_gate import logged
 
 
 def test_a_step_is_a_line_where_no_spinner_can_show():
@@ -78,3 +91,63 @@ def test_terminate_stops_the_processes_the_demo_started(movielens_dir: Path, tmp
         os.kill(child, signal.SIGKILL)
     assert not alive, "the demo left a process it started running"
     assert demo.returncode == 128 + signal.SIGTERM
+
+
+def test_the_report_lists_each_candidate_with_its_numbers_and_final_decision(tmp_path: Path):
+    """report.json's "promotions" has exactly issue 10's keys and types, numbers included,
+    for the decisions the demo takes — made by the real gate and canary code on a DuckDB
+    warehouse: the start-up policy, a promoted and a blocked candidate, and one that skips the
+    gate, which the canary rolls back. That one's final decision is "rolled_back" (before,
+    it was listed as "promoted" with null estimates, and its canary row apart)."""
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    data = logged()
+    uniform = np.full((400, 4), 0.25)
+    by_arm = [data.rewards[data.actions == a].mean() for a in range(4)]
+    worst = np.zeros((400, 4))
+    worst[:, int(np.argmin(by_arm))] = 1.0
+    config = GateConfig(margin=0.1)
+    skip = GateConfig(margin=0.1, skip=True, canary_share=30)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    decided = [
+        (0, gate.decide("r0", "v0", "", data, gate.Candidates(uniform, None), config, now)),
+        (1, gate.decide("r1", "v1", "v0", data, gate.Candidates(uniform, uniform), config, now)),
+        (2, gate.decide("r2", "v2", "v1", data, gate.Candidates(worst, uniform), config, now)),
+        (4, gate.decide("r4", "v4", "v1", data, gate.Candidates(worst, uniform), skip, now)),
+    ]
+    assert [d.decision for _, d in decided] == ["promoted", "promoted", "blocked", "promoted"]
+    policies = str(tmp_path / "policies")
+    for version in ("v1", "v4"):
+        (tmp_path / "policies" / version).mkdir(parents=True)
+    pointer.point(policies, "v1")
+    settings = load_settings(environ={"RECLOOP__GATE__CANARY_LOOK_EVERY": "50"})
+    run = TrainingRunRecord("r4", "v4", None, None, 40, 4, 20, f"{policies}/v4")
+    deployer = dataclasses.replace(settings, gate=dataclasses.replace(settings.gate, skip=True))
+    canary.start(policies, run, 30, deployer, now)  # what the Deployer does after a skip
+    online(warehouse, "v1", [4.0, 4.5] * 60)
+    online(warehouse, "v4", [1.0, 1.5] * 30)
+    for _, row in decided:
+        warehouse.record_promotion(row)
+    judged = canary.step(settings, warehouse, policies)
+    assert judged is not None and judged.decision == "rolled_back"
+    cycle_of = {d.run_id: cycle for cycle, d in decided}
+    promotions = [promotion_of(cycle_of[r.run_id], r) for r in warehouse.promotions()]
+    cycles = [Cycle(n, "v1", 512 * n, 3.5, 0.5, 512) for n in range(1, 6)]
+
+    report = _report(tmp_path, cycles, promotions, 0.88, 61.0)
+    entries = json.loads(report.read_text())["promotions"]
+    keys = {"cycle", "candidate_version", "serving_version", "estimates", "ci", "decision"}
+    for entry in entries:
+        assert set(entry) == keys | {"reason"}
+        assert type(entry["cycle"]) is int
+        assert all(type(entry[k]) is str for k in ("candidate_version", "serving_version"))
+        assert set(entry["estimates"]) == {"ips", "snips", "dr"}
+        numbers = [*entry["estimates"].values(), *entry["ci"]]
+        assert len(entry["ci"]) == 2 and all(type(x) is float for x in numbers), entry
+        assert all(math.isfinite(x) for x in numbers)
+        assert entry["decision"] in ("promoted", "blocked", "rolled_back")
+        assert type(entry["reason"]) is str and entry["reason"]
+    final = {e["candidate_version"]: e["decision"] for e in entries}
+    assert final == {"v0": "promoted", "v1": "promoted", "v2": "blocked", "v4": "rolled_back"}
+    (skipped,) = [e for e in entries if e["candidate_version"] == "v4"]
+    assert skipped["reason"].startswith("gate skipped") and "online" in skipped["reason"]
+    assert skipped["estimates"]["dr"] == decided[3][1].dr  # the evaluation the gate skipped

@@ -132,13 +132,28 @@ def test_decision_rule_is_the_paired_lower_bound_against_the_margin():
     greedy = ope.Logged(data.contexts, data.actions, data.rewards, np.ones(400))
     unevaluated = gate.decide("r", "c", "s", greedy, gate.Candidates(worst, same), config, now)
     assert unevaluated.decision == gate.PROMOTED and "greedy serving" in unevaluated.reason
-    # The demo switch lets a candidate through unevaluated (the canary's job then): the record
-    # does not say the gate promoted it, and names no estimator it did not use.
+    # The demo switch lets a candidate through undecided (the canary's job then): the record
+    # does not say the gate promoted it. It is still evaluated, for the record (the demo's
+    # report shows the numbers): the same numbers as the gate's, which would have blocked it.
     skip = dataclasses.replace(config, skip=True, canary_share=30)
-    skipped = gate.decide("r", "c", "s", data, None, skip, now)
-    assert (skipped.stage, skipped.decision, skipped.estimator) == (gate.SKIPPED, gate.PROMOTED, "")
+    skipped = gate.decide("r", "c", "s", data, gate.Candidates(worst, same), skip, now)
+    assert (skipped.stage, skipped.decision, skipped.estimator) == (
+        gate.SKIPPED,
+        gate.PROMOTED,
+        "dr",
+    )
     assert skipped.reason.startswith("gate skipped") and "30% canary" in skipped.reason
-    assert (skipped.ips, skipped.dr, skipped.difference_low) == (None, None, None)
+    assert "but not decided on" in skipped.reason
+    assert (skipped.dr, skipped.difference_low) == (worse.dr, worse.difference_low)
+    assert (skipped.ci_low, skipped.ci_high) == (worse.ci_low, worse.ci_high)
+    unevaluated_skip = gate.decide("r", "c", "s", None, None, skip, now)
+    assert "nothing estimated" in unevaluated_skip.reason and unevaluated_skip.estimator == ""
+    assert (unevaluated_skip.ips, unevaluated_skip.dr) == (None, None)
+    # Nothing serves yet: promoted, with the candidate's own estimates when there are logs.
+    first = gate.decide("r", "c", "", data, gate.Candidates(worst, None), config, now)
+    assert first.decision == gate.PROMOTED and first.reason.startswith("nothing serves yet")
+    assert first.dr == worse.dr and first.ci_low < first.dr < first.ci_high
+    assert (first.serving_value, first.difference_low) == (None, None)
     assert gate.decide("r", "c", "", None, None, config, now).decision == gate.PROMOTED
 
 

@@ -1,23 +1,28 @@
 """The canary: a promoted candidate serves a share of traffic beside the serving policy until
 its online reward decides, by itself, to promote it or roll it back.
 
-State: `<policies>/CANARY` (JSON: the candidate's version, share, start time, the run to commit
-on promotion, the last look taken, and whether the gate was skipped). Locally the predictor
-serves both versions, split by request (app/predictor/asgi.py); on Vertex the endpoint's
-traffic split does it (app/deployer/vertex.py). The Trigger's tick calls `step` (locally and in
-Cloud Functions, app/functions/trigger.py; a local `pipelines.run retraining` too), which
-compares the two versions' reward since the start (warehouse, by `policy_version`) with the
-sequential test of app/evaluation/canary.py. Promotion commits the run in the ledger, moves
-the pointer and undeploys the loser; rollback undeploys the candidate and commits nothing (its
-examples stay for the next run). While a canary is open no re-training runs. `step` imports no
-TensorFlow (app/objects.py), so the Trigger function runs it. Proved by tests/test_canary.py.
+State: `<policies>/CANARY` (JSON: the candidate's version, share, start time, the run to
+commit on promotion, the last look taken, whether the gate was skipped, and the decision once
+taken). Locally the predictor serves both versions, split by request (app/predictor/asgi.py);
+on Vertex the endpoint's traffic split does it (app/deployer/vertex.py). The Trigger's tick
+calls `step` (locally and in Cloud Functions, app/functions/trigger.py; a local
+`pipelines.run retraining` too), which compares the two versions' reward since the start
+(warehouse, by `policy_version`) with the sequential test of app/evaluation/canary.py; a
+canary undecided after `gate.canary_max_hours` is rolled back. Promotion commits the run in
+the ledger, moves the pointer and undeploys the loser; rollback undeploys the candidate and
+commits nothing (its examples stay for the next run). The decision is stored in the state
+before its first effect and every effect is idempotent, so a tick cut short anywhere is
+completed by the next one as decided. While a canary is open no re-training runs. `step`
+imports no TensorFlow (app/objects.py), so the Trigger function runs it. Proved by
+tests/test_canary.py.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+import math
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from app import objects
 from app.config import Settings
@@ -41,6 +46,9 @@ class Canary:
     run: dict  # the TrainingRunRecord to commit on promotion
     last_look: int = 0
     gate_skipped: bool = False  # demo switch gate.skip: only the canary judges it
+    # The decision (a PromotionRecord, as JSON), written here before any of its effects: a
+    # tick that finds it completes it instead of judging again.
+    decided: dict | None = None
 
 
 def read(policies: str) -> Canary | None:
@@ -76,41 +84,87 @@ def start(
 def step(
     settings: Settings, warehouse: Warehouse, policies: str, now: datetime | None = None
 ) -> PromotionRecord | None:
-    """Takes the next look if it is due; the decision when one is taken, else None."""
+    """Takes the next look if it is due, or closes the canary when its time is up; the
+    decision when one is taken (or completed), else None. A decision already stored in the
+    state is completed, never judged again: tests/test_canary.py::
+    test_a_tick_cut_short_at_any_effect_ends_as_an_uncut_one."""
     state = read(policies)
     serving = pointer.current_version(policies)
     if state is None or serving is None:
         return None
-    g = settings.gate
-    stats = {
-        s.version: s for s in warehouse.rewards_by_version(datetime.fromisoformat(state.started))
-    }
-    empty = test.RewardStats("", 0, 0.0, 0.0)
-    candidate, current = stats.get(state.version, empty), stats.get(serving, empty)
-    look = min(candidate.n // g.canary_look_every, g.canary_max_looks)
-    if look <= state.last_look:
-        return None
-    verdict = test.judge(candidate, current, g.margin, g.confidence, look, g.canary_max_looks)
-    if verdict.decision == test.CONTINUE:
-        _write(policies, Canary(**{**asdict(state), "last_look": look}))
-        return None
-    run = TrainingRunRecord(**{**state.run, "time": None})
+    if state.decided is None:
+        record = _judge(settings, warehouse, policies, state, serving, now or datetime.now(UTC))
+        if record is None:
+            return None
+        state = replace(state, decided=_as_json(record))
+        _write(policies, state)  # before any effect: a cut tick is completed as decided
+    return complete(settings, warehouse, policies, state)
+
+
+def complete(
+    settings: Settings, warehouse: Warehouse, policies: str, state: Canary
+) -> PromotionRecord:
+    """The stored decision's effects, each a no-op when already done: the Vertex traffic
+    move (app/deployer/vertex.py), the ledger commit (idempotent by run), the pointer (a
+    whole-object replace), the record (kept once per run and stage), then the state closes."""
+    assert state.decided is not None
+    record = PromotionRecord(
+        **{**state.decided, "time": datetime.fromisoformat(state.decided["time"])}
+    )
     if settings.loop.vertex_endpoint:
         from app.deployer import vertex
 
-        if verdict.decision == PROMOTED:
+        if record.decision == PROMOTED:
             vertex.promote(state.version, settings)
         else:
             vertex.roll_back(state.version, settings)
-    if verdict.decision == PROMOTED:
-        warehouse.commit(run)
+    if record.decision == PROMOTED:
+        warehouse.commit(TrainingRunRecord(**{**state.run, "time": None}))
         pointer.point(policies, state.version)
+    warehouse.record_promotion(record)
     close(policies)
+    return record
+
+
+def _judge(
+    settings: Settings,
+    warehouse: Warehouse,
+    policies: str,
+    state: Canary,
+    serving: str,
+    now: datetime,
+) -> PromotionRecord | None:
+    """The decision if the look now due (or the time limit) takes one, else None (the look
+    taken is remembered)."""
+    g = settings.gate
+    if not g.canary_max_hours > 0:
+        raise ValueError(
+            f"gate.canary_max_hours must be more than 0 hours, got {g.canary_max_hours}"
+        )
+    started = datetime.fromisoformat(state.started)
+    stats = {s.version: s for s in warehouse.rewards_by_version(started)}
+    empty = test.RewardStats("", 0, 0.0, 0.0)
+    candidate, current = stats.get(state.version, empty), stats.get(serving, empty)
+    look = min(candidate.n // g.canary_look_every, g.canary_max_looks)
+    verdict = None
+    if look > state.last_look:
+        verdict = test.judge(candidate, current, g.margin, g.confidence, look, g.canary_max_looks)
+    if verdict is None or verdict.decision == test.CONTINUE:
+        if now - started >= timedelta(hours=g.canary_max_hours):
+            verdict = test.out_of_time(
+                candidate, current, g.confidence, g.canary_max_looks, g.canary_max_hours
+            )
+        elif verdict is not None:
+            _write(policies, replace(state, last_look=look))
+            return None
+        else:
+            return None
     skipped = "; the gate was skipped (demo switch gate.skip): only the canary judged it"
-    record = PromotionRecord(
-        run_id=run.run_id,
+    low, high = candidate.interval(g.confidence)
+    return PromotionRecord(
+        run_id=state.run["run_id"],
         stage=STAGE,
-        time=now or datetime.now(UTC),
+        time=now,
         candidate_version=state.version,
         serving_version=serving,
         decision=verdict.decision,
@@ -119,14 +173,20 @@ def step(
         ips=None,
         snips=None,
         dr=None,
-        ci_low=candidate.interval(g.confidence)[0],
-        ci_high=candidate.interval(g.confidence)[1],
-        serving_value=current.mean,
-        difference=verdict.difference,
-        difference_low=verdict.low,
+        ci_low=_finite(low),
+        ci_high=_finite(high),
+        serving_value=current.mean if current.n else None,
+        difference=_finite(verdict.difference),
+        difference_low=_finite(verdict.low),
         margin=g.margin,
         confidence=g.confidence,
         rows=candidate.n + current.n,
     )
-    warehouse.record_promotion(record)
-    return record
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _as_json(record: PromotionRecord) -> dict:
+    return {**asdict(record), "time": record.time.isoformat()}

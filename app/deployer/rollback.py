@@ -2,13 +2,16 @@
 
 The previous version is the one the current one replaced (the `serving_version` of the
 decision that promoted it, from the warehouse's `promotions`). The deployment pointer moves
-back (the local predictor follows it); with a Vertex endpoint configured, the current
-version is undeployed if the previous one is still deployed beside it (a canary), else the
-previous version is deployed again at 100%. With a canary open beside the current version,
-the rollback ends the canary instead: its candidate loses (undeployed on Vertex, its traffic
-back to the current version; nothing committed) and the current version keeps serving —
-rolling the current version back would leave the unjudged candidate serving everything. The
-rollback is recorded as a decision.
+back (the local predictor follows it); on Vertex (always under a cloud profile, which is
+refused, before anything moves, without the Deployer's settings), the current version is
+undeployed if the previous one is still deployed beside it (a canary), else the previous
+version is deployed again at 100%. With a canary open beside the current version, the
+rollback ends the canary instead: its candidate loses (undeployed on Vertex, its traffic back
+to the current version; nothing committed) and the current version keeps serving — rolling
+the current version back would leave the unjudged candidate serving everything. A canary
+decision that a cut-short tick left half done is completed first
+(tests/test_canary.py::test_rollback_by_hand_completes_a_decision_a_cut_tick_left_half_done).
+The rollback is recorded as a decision.
 
 The training ledger is not rewound: the next re-training still warm-starts from the last
 committed run (docs/safe-promotion.md). Proved by tests/test_canary.py.
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.config import Settings
+from app import wiring
+from app.config import CLOUD_PROFILES, Settings
 from app.deployer import canary, pointer
 from app.evaluation.gate import PROMOTED, ROLLED_BACK
 from app.loop.steps import POLICIES
@@ -45,13 +49,17 @@ def previous_version(warehouse: Warehouse, current: str) -> str:
 def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = None) -> str:
     """Rolls back one version (or an open canary's candidate); returns the version that
     serves now."""
+    on_vertex = _on_vertex(settings)
     policies = join(settings.artifacts_dir, POLICIES)
+    opened = canary.read(policies)
+    if opened is not None and opened.decided is not None:
+        canary.complete(settings, warehouse, policies, opened)  # a tick cut short decided it
+        opened = None
     current = pointer.current_version(policies)
     if current is None:
         raise RollbackError(f"nothing is deployed under {policies}")
-    opened = canary.read(policies)
     if opened is not None and opened.version != current:
-        if settings.loop.vertex_endpoint:
+        if on_vertex:
             from app.deployer import vertex
 
             vertex.roll_back(opened.version, settings)
@@ -60,7 +68,7 @@ def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = N
         _record(warehouse, opened.version, current, ended, now)
         return current
     previous = previous_version(warehouse, current)
-    if settings.loop.vertex_endpoint:
+    if on_vertex:
         from app.deployer import vertex
 
         try:
@@ -72,6 +80,24 @@ def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = N
         canary.close(policies)
     _record(warehouse, current, previous, f"rolled back by hand from {current} to {previous}", now)
     return previous
+
+
+def _on_vertex(settings: Settings) -> bool:
+    """Whether the rollback moves Vertex traffic: always under a cloud profile, which then
+    needs the Deployer's settings (the endpoint above all), else it would move the pointer
+    while the endpoint goes on serving the current version
+    (tests/test_canary.py::test_rollback_by_hand_on_vertex_deploys_the_previous_version_again)."""
+    if settings.profile not in CLOUD_PROFILES:
+        return bool(settings.loop.vertex_endpoint)
+    try:
+        wiring.require(settings, wiring.ROLLBACK)
+    except wiring.WiringError as err:
+        raise wiring.WiringError(
+            f"{err}. A rollback on {settings.profile} moves the Vertex endpoint's traffic, so it "
+            "runs with the Trigger's environment: export its RECLOOP__* variables first "
+            "(docs/operations.md, Roll back); nothing was changed"
+        ) from None
+    return True
 
 
 def _record(

@@ -8,7 +8,8 @@ since the canary started and se = √(s²_c/n_c + s²_s/n_s), at z for (1 − co
 1 − confidence):
 
     promote      ⇔ D̂ − z·se ≥ −margin       (not worse by more than the margin)
-    roll back    ⇔ D̂ + z·se < −margin, or the last look is reached undecided
+    roll back    ⇔ D̂ + z·se < −margin, or the last look is reached undecided, or
+                   `gate.canary_max_hours` pass without a decision (`out_of_time`)
 
 Proved by tests/test_canary.py.
 """
@@ -76,14 +77,8 @@ def judge(
     """The decision at `look` (1-based) of at most `max_looks`."""
     if candidate.n < 2 or serving.n < 2:
         return Verdict(CONTINUE, 0.0, float("-inf"), float("inf"), "too few rewards yet")
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / max_looks)
-    d = candidate.mean - serving.mean
-    se = (candidate.variance / candidate.n + serving.variance / serving.n) ** 0.5
-    low, high = d - z * se, d + z * se
-    numbers = (
-        f"online candidate − serving = {d:+.3f} ({candidate.n} vs {serving.n} rewards), "
-        f"interval [{low:+.3f}, {high:+.3f}] at look {look}/{max_looks}"
-    )
+    d, low, high = _difference(candidate, serving, confidence, max_looks)
+    numbers = f"{_numbers(candidate, serving, d, low, high)} at look {look}/{max_looks}"
     if low >= -margin:
         return Verdict(PROMOTED, d, low, high, f"{numbers}: not worse than −{margin:g}")
     if high < -margin:
@@ -91,3 +86,38 @@ def judge(
     if look >= max_looks:
         return Verdict(ROLLED_BACK, d, low, high, f"{numbers}: undecided at the last look")
     return Verdict(CONTINUE, d, low, high, numbers)
+
+
+def out_of_time(
+    candidate: RewardStats, serving: RewardStats, confidence: float, max_looks: int, hours: float
+) -> Verdict:
+    """No decision `hours` after the canary opened: rolled back (undecided), with the numbers
+    it has. A canary too small to collect its looks' rewards would otherwise stay open, and
+    hold off every re-training, for ever."""
+    why = f"undecided after {hours:g} h (gate.canary_max_hours): rolled back"
+    if candidate.n < 2 or serving.n < 2:
+        counts = f"online: {candidate.n} vs {serving.n} rewards"
+        return Verdict(ROLLED_BACK, float("nan"), float("-inf"), float("inf"), f"{counts}; {why}")
+    d, low, high = _difference(candidate, serving, confidence, max_looks)
+    return Verdict(
+        ROLLED_BACK, d, low, high, f"{_numbers(candidate, serving, d, low, high)}; {why}"
+    )
+
+
+def _difference(
+    candidate: RewardStats, serving: RewardStats, confidence: float, max_looks: int
+) -> tuple[float, float, float]:
+    """D̂ and its interval at z for (1 − confidence)/max_looks."""
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / max_looks)
+    d = candidate.mean - serving.mean
+    se = (candidate.variance / candidate.n + serving.variance / serving.n) ** 0.5
+    return d, d - z * se, d + z * se
+
+
+def _numbers(
+    candidate: RewardStats, serving: RewardStats, d: float, low: float, high: float
+) -> str:
+    return (
+        f"online candidate − serving = {d:+.3f} ({candidate.n} vs {serving.n} rewards), "
+        f"interval [{low:+.3f}, {high:+.3f}]"
+    )

@@ -10,9 +10,11 @@ the same rows, and the decision is taken on the paired difference:
 
     promote  ⇔  lower one-sided bound of V̂(candidate) − V̂(serving) ≥ −margin
 
-With nothing serving yet (the start-up run), or logs of greedy serving only (every propensity
-1: nothing but the serving policy is identifiable), the candidate is promoted unevaluated,
-and the decision says so. Proved by
+With nothing serving yet (the start-up run) the candidate is promoted, with its own estimates
+recorded when the logs have propensities; with logs of greedy serving only (every propensity
+1: nothing but the serving policy is identifiable) it is promoted unevaluated, and the
+decision says so. The demo switch gate.skip records the full evaluation but decides nothing
+on it (stage `skipped`). Proved by
 tests/test_gate.py; the estimators by tests/test_ope.py, the lower bound's rate by
 tests/test_ope.py::test_the_gate_lower_bound_holds_the_true_difference_at_its_rate.
 """
@@ -40,7 +42,7 @@ class Candidates:
     """The two policies' action distributions on the logged contexts (rows × arms)."""
 
     candidate: np.ndarray
-    serving: np.ndarray
+    serving: np.ndarray | None  # None: nothing serves yet (only the candidate is estimated)
 
 
 def held_out(index: int, holdout_every: int) -> bool:
@@ -101,16 +103,23 @@ def decide(
             "a slate policy has no offline gate: the logs hold single-movie bandit "
             "interactions, which cannot score a list; the serving policy stays",
         )
+    evaluable = logged is not None and not np.all(logged.propensities == 1.0)
+    numbers, summary = _estimates(logged, policies, gate) if evaluable else ({}, "")
     if not serving_version:
-        return record(PROMOTED, "nothing serves yet: the first policy is promoted")
+        estimated = f" (estimated: {summary})" if summary else ""
+        return record(
+            PROMOTED, f"nothing serves yet: the first policy is promoted{estimated}", **numbers
+        )
     if gate.skip:
         then = (
             f"it goes to a {gate.canary_share}% canary, whose online decision is recorded next"
             if gate.canary_share
             else "it serves all traffic unjudged"
         )
-        reason = f"gate skipped (demo switch gate.skip): nothing estimated, no decision; {then}"
-        return replace(record(PROMOTED, reason), stage=SKIPPED, estimator="")
+        estimated = f"evaluated ({summary}) but not decided on" if summary else "nothing estimated"
+        reason = f"gate skipped (demo switch gate.skip): {estimated}, no decision; {then}"
+        skipped = record(PROMOTED, reason, **numbers)
+        return replace(skipped, stage=SKIPPED, estimator=gate.estimator if numbers else "")
     if per_arm:
         return record(
             BLOCKED,
@@ -119,7 +128,7 @@ def decide(
         )
     if logged is None or policies is None:
         return record(BLOCKED, "no logged example with a propensity to evaluate on")
-    if np.all(logged.propensities == 1.0):
+    if not evaluable:
         # Greedy serving (the local default): no other policy is identifiable from its logs.
         return record(
             PROMOTED,
@@ -127,35 +136,47 @@ def decide(
             "exploration (serving.exploration)",
             rows=len(logged.actions),
         )
+    low = numbers["difference_low"]
+    if isinstance(low, float) and low >= -gate.margin:
+        return record(PROMOTED, f"{summary} ≥ −{gate.margin:g} (margin)", **numbers)
+    return record(BLOCKED, f"{summary} < −{gate.margin:g} (margin)", **numbers)
+
+
+def _estimates(
+    logged: ope.Logged | None, policies: Candidates | None, gate: GateConfig
+) -> tuple[dict[str, float | int | None], str]:
+    """The candidate's IPS, SNIPS and DR with the chosen estimator's interval and, with a
+    serving policy, its value and the paired difference's lower bound; and their summary."""
+    if logged is None or policies is None:
+        return {}, ""
     arms = policies.candidate.shape[1]
     predicted = reward_model.cross_fitted(logged.contexts, logged.actions, logged.rewards, arms)
     estimates = ope.estimate_all(logged, policies.candidate, predicted, gate.confidence)
-    serving_value = ope.estimate(
-        gate.estimator, logged, policies.serving, predicted, gate.confidence
-    ).value
-    difference, low = ope.difference_lower_bound(
-        gate.estimator, logged, policies.candidate, policies.serving, predicted, gate.confidence
-    )
     chosen = estimates[gate.estimator]
-    numbers = {
+    rows = len(logged.actions)
+    numbers: dict[str, float | int | None] = {
         "ips": estimates[ope.IPS].value,
         "snips": estimates[ope.SNIPS].value,
         "dr": estimates[ope.DR].value,
         "ci_low": chosen.low,
         "ci_high": chosen.high,
-        "serving_value": serving_value,
-        "difference": difference,
-        "difference_low": low,
-        "rows": len(logged.actions),
+        "rows": rows,
     }
+    if policies.serving is None:
+        summary = f"{gate.estimator.upper()} {chosen.value:.3f} on {rows} logged interactions"
+        return numbers, summary
+    numbers["serving_value"] = ope.estimate(
+        gate.estimator, logged, policies.serving, predicted, gate.confidence
+    ).value
+    difference, low = ope.difference_lower_bound(
+        gate.estimator, logged, policies.candidate, policies.serving, predicted, gate.confidence
+    )
+    numbers["difference"], numbers["difference_low"] = difference, low
     summary = (
         f"{gate.estimator.upper()} candidate − serving = {difference:+.3f} on "
-        f"{len(logged.actions)} logged interactions; {gate.confidence:.0%} lower bound "
-        f"{low:+.3f}"
+        f"{rows} logged interactions; {gate.confidence:.0%} lower bound {low:+.3f}"
     )
-    if low >= -gate.margin:
-        return record(PROMOTED, f"{summary} ≥ −{gate.margin:g} (margin)", **numbers)
-    return record(BLOCKED, f"{summary} < −{gate.margin:g} (margin)", **numbers)
+    return numbers, summary
 
 
 def logged_rows(

@@ -65,11 +65,15 @@ def evaluate(
         return _record(warehouse, decision, output_dir)
     candidate = load_policy(candidate_dir, exploration=exploration)
     policies = None
-    if serving_version and logged is not None and not settings.gate.skip:
-        serving = load_policy(join(policies_dir, serving_version), exploration=exploration)
+    if logged is not None:  # estimated even when nothing serves yet or the gate is skipped
+        serving = (
+            load_policy(join(policies_dir, serving_version), exploration=exploration)
+            if serving_version
+            else None
+        )
         policies = gate.Candidates(
             ope.in_chunks(candidate.distribution, logged.contexts),
-            ope.in_chunks(serving.distribution, logged.contexts),
+            None if serving is None else ope.in_chunks(serving.distribution, logged.contexts),
         )
     decision = gate.decide(
         manifest.run_id,
