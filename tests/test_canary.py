@@ -381,7 +381,7 @@ def test_the_trigger_promotes_a_winning_vertex_canary(gcs: str, tmp_path: Path, 
 
 @pytest.mark.parametrize(("env", "gcs"), [("dev", "dev"), ("prod", "prod")], indirect=["gcs"])
 def test_rollback_by_hand_on_vertex_deploys_the_previous_version_again(
-    env: str, gcs: str, tmp_path: Path, monkeypatch
+    env: str, gcs: str, tmp_path: Path, monkeypatch, capsys
 ):
     """`recloop rollback --env dev|prod` after v2 was promoted (v1 no longer deployed). With
     only the profile (an operator's credentials, no Trigger environment) it refuses in one
@@ -389,7 +389,7 @@ def test_rollback_by_hand_on_vertex_deploys_the_previous_version_again(
     recorded a rollback while v2 went on serving every request on Vertex."""
     from typer.testing import CliRunner
 
-    from app.cli import app
+    from app.cli import app, main
     from app.config import GateConfig
     from app.deployer import pointer
     from app.evaluation import gate
@@ -405,9 +405,9 @@ def test_rollback_by_hand_on_vertex_deploys_the_previous_version_again(
     decisions, sent = len(c.warehouse.promotions()), len(fake.requests)
 
     with fake.install():
-        refused = CliRunner().invoke(app, ["rollback", "--env", env])
-    assert refused.exit_code != 0
-    (line,) = refused.output.strip().splitlines()
+        code = main(["rollback", "--env", env])  # the entry point prints the one line
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
     assert "loop.vertex_endpoint (RECLOOP__LOOP__VERTEX_ENDPOINT)" in line
     assert "Trigger's environment" in line
     assert len(fake.requests) == sent  # not a request to Vertex
