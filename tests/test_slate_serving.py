@@ -59,6 +59,23 @@ def test_served_scores_rank_as_the_saved_policy_chooses(slate_policy: Path):
     np.testing.assert_array_equal(served, chosen.numpy())
 
 
+def test_a_policy_saved_with_the_tanh_actor_is_refused():
+    import tensorflow as tf
+    from tf_agents.agents.ddpg import actor_network
+    from tf_agents.specs import tensor_spec
+
+    from app.slate.serving import actor_layers
+
+    old = actor_network.ActorNetwork(
+        tf.TensorSpec([10], tf.float32),
+        tensor_spec.BoundedTensorSpec([2], tf.float32, -1.0, 1.0),
+        fc_layer_params=(4,),
+    )
+    old.create_variables()
+    with pytest.raises(ValueError, match="tanh ActorNetwork"):
+        actor_layers(old.variables)
+
+
 def call(app: PredictorApp, body: object, path: str = "/predict") -> httpx.Response:
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)

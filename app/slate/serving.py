@@ -62,8 +62,16 @@ class ActorArmScorer:
 
 
 def actor_layers(model_variables) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(kernel, bias) per dense layer of the saved actor, input to output."""
+    """(kernel, bias) per dense layer of the saved actor, input to output. A policy saved with
+    TF-Agents' tanh ActorNetwork (before the direction actor) is refused: the direction formula
+    would serve it other lists than its SavedModel chooses
+    (tests/test_slate_serving.py::test_a_policy_saved_with_the_tanh_actor_is_refused)."""
     actor = [v for v in model_variables if v.name.startswith(ACTOR_SCOPE + "/")]
+    if any(v.name.startswith(ACTOR_SCOPE + "/action/") for v in actor):
+        raise ValueError(
+            "the saved policy's actor is TF-Agents' tanh ActorNetwork, which this recloop no "
+            "longer serves (docs/slate.md, The agent); train it again"
+        )
     kernels = [v.numpy() for v in actor if "/kernel" in v.name]
     biases = [v.numpy() for v in actor if "/bias" in v.name]
     if not kernels or len(kernels) != len(biases):
