@@ -62,7 +62,29 @@ def test_the_same_seed_builds_the_same_actor_and_critics(data):
 
     tiny = ActorCriticConfig(actor_layers=(4,), critic_layers=(4,))
     first, second = (
-        ActorCritic(name, 85, data.item_embeddings, tiny, seed=5) for name in ("a", "b")
+        ActorCritic(name, 5 * data.embedding_dim, data.item_embeddings, tiny, seed=5)
+        for name in ("a", "b")
     )
     for a, b in zip(first.agent.variables, second.agent.variables, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+
+
+def test_the_trained_actor_points_are_unsaturated_directions_that_differ_between_users(data):
+    """Ranking by v·a ignores ‖a‖: TF-Agents' tanh ActorNetwork pushed its point outward to a
+    corner of [−1, 1]^d (on MovieLens every test user got the same sign vector, one list);
+    the direction actor's points stay unit vectors that follow each user's history."""
+    from app.slate.actor_critic import ActorCritic
+    from app.slate.run import SlateArgs, train
+
+    config = ActorCriticConfig(batch_size=16, actor_layers=(16,), critic_layers=(16,))
+    args = SlateArgs(
+        slate_size=2, horizon=3, episodes=320, parallel_episodes=16, seed=0, actor_critic=config
+    )
+    env = SlateEnvironment(data, data.train_users, slate_size=2, horizon=3, seed=0)
+    agent = ActorCritic("a", env.state_dim, data.item_embeddings, config, seed=0)
+    train(agent, env, args)
+    test_env = SlateEnvironment(data, data.test_users, slate_size=2, horizon=3, seed=0)
+    points = agent.points(test_env.reset(users=data.test_users))
+    np.testing.assert_allclose(np.linalg.norm(points, axis=1), 1.0, rtol=1e-5)
+    assert np.mean(np.abs(points) > 0.99) < 0.05
+    assert len(np.unique(np.sign(points), axis=0)) > len(points) // 2

@@ -59,6 +59,23 @@ def test_served_scores_rank_as_the_saved_policy_chooses(slate_policy: Path):
     np.testing.assert_array_equal(served, chosen.numpy())
 
 
+def test_a_policy_saved_with_the_tanh_actor_is_refused():
+    import tensorflow as tf
+    from tf_agents.agents.ddpg import actor_network
+    from tf_agents.specs import tensor_spec
+
+    from app.slate.serving import actor_layers
+
+    old = actor_network.ActorNetwork(
+        tf.TensorSpec([10], tf.float32),
+        tensor_spec.BoundedTensorSpec([2], tf.float32, -1.0, 1.0),
+        fc_layer_params=(4,),
+    )
+    old.create_variables()
+    with pytest.raises(ValueError, match="tanh ActorNetwork"):
+        actor_layers(old.variables)
+
+
 def call(app: PredictorApp, body: object, path: str = "/predict") -> httpx.Response:
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
@@ -84,7 +101,9 @@ def test_the_predictor_serves_the_saved_policy_s_slates(slate_policy: Path):
     from tf_agents.trajectories import time_step as ts
 
     policy = load_for_serving(str(slate_policy))
-    assert isinstance(policy, PerArmPolicy) and policy.rank_k == 5 * 17
+    assert (
+        isinstance(policy, PerArmPolicy) and policy.rank_k == 5 * policy.catalogue.features.shape[1]
+    )
     sink = RecordingSink()
     app = PredictorApp(lambda: policy, sink=sink)
     asyncio.run(app.load())
@@ -113,7 +132,7 @@ def test_the_predictor_serves_the_saved_policy_s_slates(slate_policy: Path):
 
     wrong = call(app, {"instances": [{"observation": [0.1] * 17, "k": K}]})
     assert wrong.status_code == 400
-    assert "has 17 values; this policy expects 85" in wrong.json()["error"]
+    assert f"has 17 values; this policy expects {items.size // MOVIES * 5}" in wrong.json()["error"]
 
 
 def test_a_new_slate_version_is_hot_swapped(slate_policy: Path):

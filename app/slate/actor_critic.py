@@ -1,18 +1,25 @@
 """The list-wise actor-critic agent: TF-Agents' TD3 over an item-embedding action space.
 
-The actor maps the state (the last N liked movies' embeddings) to a point a ∈ [−1, 1]^d in
+The actor maps the state (the last N liked movies' embeddings) to a unit direction a in
 item-embedding space; the list is the K allowed movies with the highest score v·a, so the
-cost of a decision grows with one dot product per movie, not with a Q-value per movie. Two
+cost of a decision grows with one dot product per movie, not with a Q-value per movie. The
+ranking ignores ‖a‖, so the actor outputs only a direction: TF-Agents' tanh ActorNetwork
+was free to push a outward, saturated at one corner of [−1, 1]^d and served every user the
+same list. The direction is a bounded learned residual added to a fixed similarity prior,
+the normalised sum of the state's movies (the actor starts as "movies like the ones you
+liked" and learns how far to turn from it). Two
 critics (TD3) learn the long-term value Q(s, a) of a list, whose reward is the mean item
 reward; training is off-policy from a replay buffer. TF-Agents' defaults that do not fit
 (gamma 1, target tau 1, noise) are overridden below. With gamma = 0 the same agent is the
 myopic "actor without the critic's long-term value" baseline. Tests: tests/test_slate_run.py
-(it trains, finite losses, saved policy = agent), tests/test_slate_agent.py (seeding).
+(it trains, finite losses, saved policy = agent), tests/test_slate_agent.py (seeding;
+`test_the_trained_actor_points_are_unsaturated_directions_that_differ_between_users`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -22,6 +29,14 @@ from app.slate.environment import top_k
 
 __all__ = ["ACTOR_CRITIC", "ACTOR_NO_CRITIC", "ActorCritic", "ActorCriticConfig"]
 ACTOR_NO_CRITIC = "actor_no_critic"
+ACTOR_SCOPE = "ActorNetwork"
+# The direction is l2norm(PRIOR_WEIGHT·l2norm(Σ state rows) + RESIDUAL·tanh(MLP(state))): each
+# learned coordinate turns it by at most RESIDUAL, so it never loses the user's history. The
+# serving scorer (app/slate/serving.py) applies the same formula to the saved weights.
+PRIOR_WEIGHT = 1.0
+RESIDUAL = 0.15
+# The output layer starts near zero (as TF-Agents' ActorNetwork's), so training starts at the prior.
+OUTPUT_INIT = 0.003
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,8 @@ class ActorCriticConfig:
 
 
 class ActorCritic:
-    """Collects with Gaussian exploration around the actor; `learn` must follow its `act`."""
+    """Collects with Gaussian exploration around the actor's direction (re-normalised);
+    `learn` must follow its `act`."""
 
     def __init__(
         self,
@@ -56,7 +72,7 @@ class ActorCritic:
         seed: int = 0,
     ):
         import tensorflow as tf
-        from tf_agents.agents.ddpg import actor_network, critic_network
+        from tf_agents.agents.ddpg import critic_network
         from tf_agents.agents.td3 import td3_agent
         from tf_agents.specs import tensor_spec
         from tf_agents.trajectories import time_step as ts
@@ -68,6 +84,8 @@ class ActorCritic:
         self.config = config
         self.items = item_embeddings.astype(np.float32)
         dim = self.items.shape[1]
+        if state_dim % dim:
+            raise ValueError(f"state_dim={state_dim} is not a whole number of {dim}-dim movie rows")
         self.rng = np.random.default_rng(seed)
         self.exploring = True
         observation_spec = tf.TensorSpec([state_dim], tf.float32, name="state")
@@ -75,8 +93,8 @@ class ActorCritic:
             [dim], tf.float32, minimum=-1.0, maximum=1.0, name="point"
         )
         time_step_spec = ts.time_step_spec(observation_spec)
-        self.actor_network = actor_network.ActorNetwork(
-            observation_spec, self.action_spec, fc_layer_params=config.actor_layers
+        self.actor_network = direction_actor_class()(
+            observation_spec, dim, layers=tuple(config.actor_layers)
         )
 
         def critic():
@@ -101,7 +119,7 @@ class ActorCritic:
             target_policy_noise_clip=0.5,
         )
         self.agent.initialize()
-        # The agent's greedy policy is the actor network's output (already within the spec).
+        # The agent's greedy policy is the actor network's output (a unit vector, within the spec).
         self._point = tf.function(
             lambda s: self.actor_network(s, training=False)[0], autograph=False
         )
@@ -125,7 +143,7 @@ class ActorCritic:
         points = self.points(observations)
         if self.exploring:
             noise = self.rng.normal(scale=self.config.exploration_std, size=points.shape)
-            points = np.clip(points + noise, -1.0, 1.0).astype(np.float32)
+            points = unit_rows(points + noise).astype(np.float32)
         self._last_points = points
         return top_k(points @ self.items.T, excluded, k)
 
@@ -168,3 +186,37 @@ class ActorCritic:
             reward=np.stack([self._rewards[index], np.zeros(batch, np.float32)], axis=1),
             discount=np.stack([self._discounts[index], np.ones(batch, np.float32)], axis=1),
         )
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as tf.math.l2_normalize does."""
+    return x / np.sqrt(np.maximum(np.sum(x * x, axis=-1, keepdims=True), 1e-12))
+
+
+@cache
+def direction_actor_class():
+    """The actor network class (built on first use: TensorFlow is imported lazily)."""
+    import tensorflow as tf
+    from tf_agents.networks import network
+
+    class DirectionActor(network.Network):
+        """state → l2norm(PRIOR_WEIGHT·l2norm(Σ rows) + RESIDUAL·tanh(MLP(state)))."""
+
+        def __init__(self, input_tensor_spec, dim, layers, name=ACTOR_SCOPE):
+            super().__init__(input_tensor_spec=input_tensor_spec, state_spec=(), name=name)
+            self._dim = dim
+            self._hidden = [tf.keras.layers.Dense(n, activation="relu") for n in layers]
+            init = tf.keras.initializers.RandomUniform(-OUTPUT_INIT, OUTPUT_INIT)
+            self._output = tf.keras.layers.Dense(dim, kernel_initializer=init)
+
+        def call(self, observations, step_type=(), network_state=(), training=False):
+            state = tf.cast(observations, tf.float32)
+            hidden = state
+            for layer in self._hidden:
+                hidden = layer(hidden, training=training)
+            turn = RESIDUAL * tf.tanh(self._output(hidden, training=training))
+            rows = tf.reshape(state, [tf.shape(state)[0], -1, self._dim])
+            prior = tf.math.l2_normalize(tf.reduce_sum(rows, axis=1), axis=-1)
+            return tf.math.l2_normalize(PRIOR_WEIGHT * prior + turn, axis=-1), network_state
+
+    return DirectionActor

@@ -2,8 +2,8 @@
 
 Each user's ratings are sorted by time: the first 80% are what is known (train), the last 20%
 are held out and answer for the items they cover. Everything learned from data uses train
-ratings only: the agents' item embeddings (a rank-k SVD plus a popularity feature) and the
-simulator that answers for items a user never rated, a biased matrix factorisation fitted by
+ratings only: the agents' item embeddings (a rank-k SVD plus popularity and quality features)
+and the simulator that answers for items a user never rated, a biased matrix factorisation fitted by
 alternating least squares — a different model from the agents' embeddings, so that no agent
 is graded by its own representation. Tests: tests/test_slate_environment.py
 (`test_embeddings_and_simulator_never_see_held_out_ratings`, `test_each_users_earliest_…`).
@@ -21,6 +21,8 @@ EMBEDDING_RANK = 16
 SIMULATOR_RANK = 16
 SIMULATOR_REGULARISATION = 15.0
 SIMULATOR_SWEEPS = 6
+# Pseudo-ratings at the global mean added to every movie's mean train rating (its quality).
+QUALITY_SHRINKAGE = 10.0
 TEST_USER_SHARE = 0.2
 
 
@@ -76,10 +78,13 @@ def time_split(events: np.ndarray, train_share: float = TRAIN_SHARE):
 
 
 def item_embeddings(train: np.ndarray, rank: int = EMBEDDING_RANK) -> np.ndarray:
-    """Rank-k SVD item factors of the train ratings plus standardised log-popularity.
+    """Rank-k SVD item factors of the train ratings, log-popularity and quality, centred.
 
+    Quality is the movie's mean train rating shrunk towards the global mean by
+    QUALITY_SHRINKAGE pseudo-ratings: the simulator that answers for most listed movies pays
+    mostly for it (its item bias), and SVD factors of a zero-filled matrix do not carry it.
     Every method sees the same vectors. Each column is scaled to unit RMS so that an actor
-    with actions in [−1, 1] can weigh every direction, popularity included.
+    pointing in any unit direction can weigh every feature, popularity and quality included.
     """
     rank = min(rank, min(train.shape) - 1)
     if rank < 1:
@@ -87,8 +92,13 @@ def item_embeddings(train: np.ndarray, rank: int = EMBEDDING_RANK) -> np.ndarray
     _, s, vh = np.linalg.svd(train, full_matrices=False)
     factors = vh[:rank].T * np.sqrt(s[:rank])
     popularity = np.log1p((train >= POSITIVE_RATING).sum(axis=0))[:, None]
-    popularity = popularity - popularity.mean()
-    features = np.concatenate([factors, popularity], axis=1)
+    rated = (train > 0).sum(axis=0)
+    mean = train.sum() / max(int(rated.sum()), 1)
+    quality = ((train.sum(axis=0) + QUALITY_SHRINKAGE * mean) / (rated + QUALITY_SHRINKAGE))[
+        :, None
+    ]
+    features = np.concatenate([factors, popularity, quality], axis=1)
+    features[:, rank:] -= features[:, rank:].mean(axis=0)
     scale = np.sqrt(np.mean(features**2, axis=0))
     return (features / np.where(scale > 0, scale, 1.0)).astype(np.float32)
 

@@ -5,8 +5,9 @@ liked movies, oldest first, zero rows padding a shorter history (N × d numbers;
 `state_of` builds it from movie indices). The actor maps it to a point a in item-embedding
 space and every candidate movie scores v·a, so the served top-k over the candidates is the
 actor-critic's slate. The actor's weights are read once from the saved policy's variables
-and applied with numpy (two ReLU layers and a tanh output, TF-Agents' ActorNetwork), as the
-linear agents are served. Parity with the PolicySaver policy's own slates:
+and applied with numpy (ReLU layers, then the direction formula of
+app/slate/actor_critic.py's DirectionActor), as the linear agents are served. Parity with
+the PolicySaver policy's own slates:
 tests/test_slate_serving.py::test_served_scores_rank_as_the_saved_policy_chooses.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTOR_SCOPE = "ActorNetwork/"
+from app.slate.actor_critic import ACTOR_SCOPE, PRIOR_WEIGHT, RESIDUAL, unit_rows
 
 
 class ActorArmScorer:
@@ -33,11 +34,14 @@ class ActorArmScorer:
         self.context_dim = int(layers[0][0].shape[0])
 
     def points(self, states: np.ndarray) -> np.ndarray:
-        x = np.asarray(states, dtype=np.float32)
+        states = np.asarray(states, dtype=np.float32)
+        x = states
         for w, b in self.layers[:-1]:
             x = np.maximum(x @ w + b, 0.0)
         w, b = self.layers[-1]
-        return np.tanh(x @ w + b)  # the action spec is [-1, 1]: scale_to_spec is identity
+        turn = RESIDUAL * np.tanh(x @ w + b)
+        prior = unit_rows(states.reshape(len(states), -1, self.items.shape[1]).sum(axis=1))
+        return unit_rows(PRIOR_WEIGHT * prior + turn)
 
     def scores(self, contexts: np.ndarray, candidates: np.ndarray | None) -> np.ndarray:
         """contexts × candidates; rows whose scores are not finite are refused by name."""
@@ -58,8 +62,16 @@ class ActorArmScorer:
 
 
 def actor_layers(model_variables) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(kernel, bias) per dense layer of the saved actor, input to output."""
-    actor = [v for v in model_variables if v.name.startswith(ACTOR_SCOPE)]
+    """(kernel, bias) per dense layer of the saved actor, input to output. A policy saved with
+    TF-Agents' tanh ActorNetwork (before the direction actor) is refused: the direction formula
+    would serve it other lists than its SavedModel chooses
+    (tests/test_slate_serving.py::test_a_policy_saved_with_the_tanh_actor_is_refused)."""
+    actor = [v for v in model_variables if v.name.startswith(ACTOR_SCOPE + "/")]
+    if any(v.name.startswith(ACTOR_SCOPE + "/action/") for v in actor):
+        raise ValueError(
+            "the saved policy's actor is TF-Agents' tanh ActorNetwork, which this recloop no "
+            "longer serves (docs/slate.md, The agent); train it again"
+        )
     kernels = [v.numpy() for v in actor if "/kernel" in v.name]
     biases = [v.numpy() for v in actor if "/bias" in v.name]
     if not kernels or len(kernels) != len(biases):
