@@ -67,7 +67,9 @@ def _scaling_section(figures: dict[str, float]) -> list[str]:
         f"PerArmPolicy.choose, one BLAS thread): {figures['per_arm_decision_ms']:.2f} ms, "
         f"≤ {TARGET_PER_ARM_DECISION_MS:g} ms: "
         f"{mark(figures['per_arm_decision_ms'] <= TARGET_PER_ARM_DECISION_MS)}. "
-        "Over HTTP: the Targets table. Costs and replicas: docs/scaling.md.",
+        "Over HTTP: the Targets table. The off-policy figure times a warm-started re-training "
+        "as the pipeline runs it, claim + statistics, publish and the ledger's commit; where "
+        "its seconds go, costs and replicas: docs/scaling.md.",
         "",
     ]
 
