@@ -20,7 +20,6 @@ from typer._click import exceptions as click_errors  # noqa: E402  (typer 0.29 v
 
 from app.agents import LINUCB, PIPELINE_AGENTS  # noqa: E402
 from app.config import ConfigError, Settings, load_settings  # noqa: E402
-from app.loop.parameters import PipelineParameters  # noqa: E402
 from app.policy_store import PolicyStoreError  # noqa: E402
 from app.predictor.location import DEFAULT_DESCRIPTION  # noqa: E402
 
@@ -315,9 +314,6 @@ def rollback(
 @app.command("retraining-bytes")
 def retraining_bytes(
     env: Annotated[str, typer.Option(help="dev or prod (their BigQuery warehouse).")] = "dev",
-    max_rows: Annotated[
-        int, typer.Option(min=1, help="The most examples one run claims (bigquery_max_rows).")
-    ] = PipelineParameters.bigquery_max_rows,
 ) -> None:
     """Bytes BigQuery would scan for the next re-training, per query (dry runs: free)."""
     from app.warehouse.bigquery_store import BigQueryWarehouse
@@ -328,7 +324,7 @@ def retraining_bytes(
     if not isinstance(warehouse, BigQueryWarehouse):
         raise ValueError(f"the {env} warehouse is {settings.warehouse.backend}: BigQuery only")
     loop = settings.loop
-    scanned = warehouse.retraining_bytes(loop.rank_k, loop.num_actions, max_rows)
+    scanned = warehouse.retraining_bytes(loop.rank_k, loop.num_actions)
     for name, size in [*scanned.items(), ("total", sum(scanned.values()))]:
         typer.echo(f"{name:<10} {size / 1e9:>12,.3f} GB")
 

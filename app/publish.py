@@ -108,6 +108,7 @@ def publish(
     catalogue: Catalogue | None = None,
     also: Sequence[tuple[str, Callable[[], object]]] = (),
     say: Callable[[str], None] | None = None,
+    like: str | None = None,
 ) -> Published:
     """Writes the `also` reports, then the policy last, renamed into place with its
     metrics.json, curves and (per-arm) `catalogue` inside its folder: they appear together or
@@ -120,7 +121,9 @@ def publish(
 
     metrics.json always names the agent, the version and the policy folder
     (tests/test_publish.py). `also` are further reports (name, writer) written before the
-    policy; `say` hears each step. A `Deferred` policy is built as the first step."""
+    policy; `say` hears each step. A `Deferred` policy is built as the first step. `like`: a
+    published policy of the same agent and shapes (an off-policy run's warm start) whose saved
+    graph the policy reuses, only its variables written (policy_store.save_tf_policy)."""
 
     def metrics_json() -> bytes:
         return json.dumps(
@@ -148,7 +151,7 @@ def publish(
         inside = {name: render() for name, render in reports.items()}
         if catalogue is not None:
             inside.update(catalogue_files(catalogue))
-        save_tf_policy(built[0], policy_dir, metadata, inside)
+        save_tf_policy(built[0], policy_dir, metadata, inside, like)
 
     steps.append((f"the policy with {' and '.join(reports)} ({policy_dir})", save))
     for step, (what, write) in enumerate(steps, 1):

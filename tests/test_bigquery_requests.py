@@ -116,26 +116,58 @@ def params(query: dict[str, Any]) -> dict[str, tuple[str, Any]]:
     }
 
 
-def test_claim_is_two_dml_jobs_with_typed_parameters(warehouse, fake):
-    fake.results = [([], []), ([], []), (["n:INT64"], [["3"]])]
-    assert warehouse.claim("run-7", 500, 20, 20) == 3
-    quarantine, claim, count = fake.queries()
+def test_a_first_claim_is_one_script_whose_result_is_the_statistics(warehouse, fake):
+    """A run that has not claimed sends one multi-statement query: the claim's transaction
+    (guard, the untrained rows into a temporary table read once, quarantine, the cut inside
+    IF, the claim) and after its COMMIT the sums over that table, the script's result; then
+    the count of its claims. A restarted run sends no claim, and sums its claims."""
+    sums = (["action:INT64", "n:INT64", *(f"v{i}:FLOAT64" for i in range(2 + 3))], [])
+    sums[1].append(["1", "3", "1.0", "2.0", "1.0", "0.0", "4.0"])
+    fake.results = [(["claimed:BOOL"], [["false"]]), sums, (["n:INT64"], [["3"]])]
+    claimed, state = warehouse.claim_statistics("run-7", 500, 2, 3)
+    assert claimed == 3 and state.num_samples.tolist() == [0, 3, 0]
+    assert state.data_vector[1].tolist() == [1.0, 2.0]
+    assert state.cov_matrix[1].tolist() == [[1.0, 0.0], [0.0, 4.0]]
+    before, script, count = fake.queries()
     sql = ledger.bigquery("proj", "ds")
-    assert quarantine["query"] == ledger.quarantine(sql, GLOBAL)
-    assert claim["query"] == ledger.claim(sql, GLOBAL)
-    assert "`proj.ds.run_examples`" in claim["query"] and "IS_NAN(" in claim["query"]
-    assert claim["useLegacySql"] is False
+    claim = ledger.claim(sql, GLOBAL, 2)
+    assert before["query"] == ledger.claimed_before(sql)
+    text = script["query"]
+    assert text.startswith(f"BEGIN TRANSACTION;\n{claim.guard};\n{claim.materialise};\n")
+    assert "INSERT INTO `proj.ds.run_claims` (run_id, claimed_at)" in claim.guard
+    assert f"IF {claim.over_limit} THEN\n{claim.cut};\nEND IF;\n{claim.claim};" in text
+    statistics = linear_statistics.statistics(sql, 2, claiming=True)
+    assert text.endswith(f"COMMIT TRANSACTION;\n{statistics};")
+    # after the commit only the temporary table is read; the logged tables once, before it
+    committed = text.split("COMMIT TRANSACTION")[1]
+    assert "`proj." not in committed and "FROM claimable WHERE fault IS NULL" in committed
+    for table in ("predictions", "feedback"):
+        assert text.count(f"`proj.ds.{table}`") == 1
+        assert claim.materialise.count(f"`proj.ds.{table}`") == 1
+    assert "SAFE_OFFSET(1)] AS x1" in claim.materialise  # a short observation: NULL, quarantined
+    assert script["useLegacySql"] is False
     since = ("TIMESTAMP", "1970-01-01 00:00:00+00:00")  # no feedback window: every partition
-    assert params(claim) == {
+    assert params(script) == {
         "run_id": ("STRING", "run-7"),
-        "rank_k": ("INT64", "20"),
-        "num_actions": ("INT64", "20"),
+        "rank_k": ("INT64", "2"),
+        "num_actions": ("INT64", "3"),
         "max_rows": ("INT64", "500"),
         "since": since,
     }
+    assert count["query"] == ledger.claimed_count(sql)
     assert params(count) == {"run_id": ("STRING", "run-7"), "since": since}
     jobs = [b for m, u, b in fake.calls if m == "POST" and u.endswith("/jobs")]
     assert {j["jobReference"]["location"] for j in jobs} == {"EU"}
+
+    fake.calls.clear()
+    fake.results = [(["claimed:BOOL"], [["true"]]), (["n:INT64"], [["3"]]), sums]
+    assert warehouse.claim_statistics("run-7", 500, 2, 3)[0] == 3
+    restart = [q["query"] for q in fake.queries()]
+    assert restart == [
+        ledger.claimed_before(sql),
+        ledger.claimed_count(sql),
+        linear_statistics.statistics(sql, 2),
+    ]
 
 
 def test_commit_is_one_transaction_that_asserts_the_checks(warehouse, fake):
@@ -233,14 +265,19 @@ def test_every_read_of_the_logged_tables_filters_their_partition_column():
     d = ledger.bigquery("proj", "ds")
     queries = {
         "count": ledger.count_untrained(d, GLOBAL),
-        "quarantine": ledger.quarantine(d, GLOBAL),
-        "claim": ledger.claim(d, GLOBAL),
+        "claim": ledger.claim(d, GLOBAL, 20).script(
+            linear_statistics.statistics(d, 20, holdout_every=5, claiming=True)
+        ),
+        "claimed before": ledger.claimed_before(d),
+        "claimed count": ledger.claimed_count(d),
         "claimed": ledger.claimed(d),
         "statistics": linear_statistics.statistics(d, 20, holdout_every=5),
         "per-arm statistics": linear_statistics.per_arm_statistics(d, 20),
         "canary rewards": canary.rewards_by_version_sql(d),
     }
     for name, query in queries.items():
+        if name.startswith("claimed "):
+            continue  # they read the ledger only
         for table in (PREDICTIONS, FEEDBACK):
             assert table.partition_by == "ingested_at"
             scans = query.split(f"`proj.ds.{table.name}`")[1:]
@@ -248,7 +285,7 @@ def test_every_read_of_the_logged_tables_filters_their_partition_column():
             for scan in scans:
                 assert _filtered_before_the_window(scan), (name, scan[:80])
     # A run's claims, all made when it claimed, one window after `since`.
-    for name in ("claimed", "statistics", "per-arm statistics"):
+    for name in ("claimed", "claimed before", "claimed count", "statistics", "per-arm statistics"):
         reads = queries[name].split("FROM `proj.ds.run_examples`")[1:]
         assert reads and all(
             r.startswith(" WHERE run_id = @run_id AND claimed_at >= @since") for r in reads
@@ -261,18 +298,17 @@ def test_retraining_bytes_are_dry_runs_of_the_runs_queries(fake):
     come back per query."""
     client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=fake)
     warehouse = BigQueryWarehouse("proj", "ds", "EU", client=client, feedback_window_days=14)
-    fake.dry_run_bytes = [1_000, 2_000, 3_000, 4_000]
+    fake.dry_run_bytes = [1_000, 2_000]
     before = datetime.now(UTC)
-    scanned = warehouse.retraining_bytes(20, 20, 50_000)
-    assert scanned == {"count": 1_000, "quarantine": 2_000, "claim": 3_000, "statistics": 4_000}
+    scanned = warehouse.retraining_bytes(20, 20)
+    assert scanned == {"count": 1_000, "claim": 2_000}
     jobs = [body for method, url, body in fake.calls if method == "POST" and url.endswith("/jobs")]
     d = ledger.bigquery("proj", "ds")
     assert [j["configuration"]["query"]["query"] for j in jobs] == [
         ledger.count_untrained(d, GLOBAL),
-        ledger.quarantine(d, GLOBAL),
-        ledger.claim(d, GLOBAL),
-        linear_statistics.statistics(d, 20),
+        ledger.claimable(d, GLOBAL, 20),  # what the claim's temporary table is made of
     ]
+    assert ledger.claim(d, GLOBAL, 20).materialise.endswith(ledger.claimable(d, GLOBAL, 20))
     for job in jobs:
         assert job["configuration"]["dryRun"] is True
         assert job["configuration"]["query"]["useQueryCache"] is False  # a hit reports 0
@@ -287,18 +323,10 @@ def test_recloop_retraining_bytes_prints_the_dry_runs(fake, monkeypatch, capsys)
     client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=fake)
     warehouse = BigQueryWarehouse("proj", "ds", "EU", client=client, feedback_window_days=14)
     monkeypatch.setattr(factory, "open_warehouse", lambda settings: warehouse)
-    fake.dry_run_bytes = [10**9, 2 * 10**9, 3 * 10**9, 4 * 10**9]
-    assert main(["retraining-bytes", "--env", "dev", "--max-rows", "500"]) == 0
+    fake.dry_run_bytes = [10**9, 2 * 10**9]
+    assert main(["retraining-bytes", "--env", "dev"]) == 0
     lines = [line.split() for line in capsys.readouterr().out.splitlines()]
-    assert lines == [
-        ["count", "1.000", "GB"],
-        ["quarantine", "2.000", "GB"],
-        ["claim", "3.000", "GB"],
-        ["statistics", "4.000", "GB"],
-        ["total", "10.000", "GB"],
-    ]
-    claim = fake.queries()[2]
-    assert params(claim)["max_rows"] == ("INT64", "500")
+    assert lines == [["count", "1.000", "GB"], ["claim", "2.000", "GB"], ["total", "3.000", "GB"]]
 
 
 def test_recloop_retraining_bytes_of_a_duckdb_warehouse_is_one_line(tmp_path, capsys, monkeypatch):
@@ -310,12 +338,12 @@ def test_recloop_retraining_bytes_of_a_duckdb_warehouse_is_one_line(tmp_path, ca
 def test_a_per_arm_claim_and_the_statistics_read_only_their_own_kind_of_rows(warehouse, fake):
     """Per-arm and global rows share `predictions`; the SQL BigQuery receives names the kind
     (NULL = global). Their behaviour on rows: tests/test_policy_kind.py."""
-    fake.results = [([], []), ([], []), (["n:INT64"], [["3"]])]
+    fake.results = [(["claimed:BOOL"], [["false"]]), ([], []), (["n:INT64"], [["3"]])]
     assert warehouse.claim("run-7", 500, 20, 1682, policy_kind=PER_ARM) == 3
-    quarantine, claim, _ = fake.queries()
+    _, script, _ = fake.queries()
     per_arm = "COALESCE(policy_kind, 'global') = 'per_arm'"
-    for job in (quarantine, claim):
-        assert per_arm in job["query"] and "= 'global'" not in job["query"]
+    assert per_arm in script["query"] and "= 'global'" not in script["query"]
+    assert script["query"].endswith("COMMIT TRANSACTION;")  # a claim alone: no sums
     d = ledger.bigquery("proj", "ds")
     assert per_arm in linear_statistics.per_arm_statistics(d, 20)
     assert "COALESCE(policy_kind, 'global') = 'global'" in linear_statistics.statistics(d, 20)

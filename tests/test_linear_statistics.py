@@ -3,6 +3,7 @@ TF-Agents' `agent.train` on those examples, and ends up in the saved policy's va
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from app.evaluation import gate
 from app.loop import ingester, offpolicy
 from app.policy_store import linear_state_from_variables
 from app.rehearsal.fakes import FakeBigQueryHttp
-from app.schemas import PER_ARM
+from app.schemas import GLOBAL, PER_ARM
 from app.warehouse import ledger, linear_statistics
 from app.warehouse.bigquery_store import BigQueryWarehouse
 from app.warehouse.duckdb_store import DuckDBWarehouse
@@ -140,6 +141,81 @@ def test_pipeline_path_continues_the_served_policy_into_tf_agents_variables(tmp_
     assert_state_close(published, state_from_agent(agent))
 
 
+@pytest.mark.parametrize(("holdout_every", "corrupt_rewards"), [(0, False), (3, True)])
+def test_a_first_claim_sums_what_a_restart_sums(tmp_path: Path, holdout_every, corrupt_rewards):
+    """claim_statistics on a run's first claim sums the claim's own temporary table (the
+    claim cut to max_rows inside it, the bad row quarantined): equal to TF-Agents'
+    `agent.train` on the examples the run claimed, and to the sums a restart of the run
+    reads from its claims; the restart claims nothing more."""
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    rng = np.random.default_rng(4)
+    log(warehouse, rng, "a", 70)
+    claimed, first = warehouse.claim_statistics(
+        "run-1", 50, RANK, ARMS, holdout_every, corrupt_rewards
+    )
+    assert claimed == 50 and warehouse.query("SELECT count(*) FROM quarantine") == [(1,)]
+    examples = [e for page in warehouse.iter_claimed("run-1") for e in page]
+    # the 50 oldest by ingestion (all stored at once here: then by key)
+    assert [e.request_id for e in examples] == sorted(f"a{i}" for i in range(70))[:50]
+    kept = [not holdout_every or not gate.held_out(i, holdout_every) for i in range(50)]
+    trained = [e for e, keep in zip(examples, kept, strict=True) if keep]
+    agent = create_agent(SPEC)
+    for start in range(0, len(trained), BATCH):
+        rows = trained[start : start + BATCH]
+        rewards = [6.0 - e.reward if corrupt_rewards else e.reward for e in rows]
+        agent.train(
+            experience(
+                agent,
+                np.array([e.observation for e in rows]),
+                np.array([e.action for e in rows]),
+                np.array(rewards, dtype=np.float32),
+            )
+        )
+    assert first.num_samples.sum() == len(trained)
+    assert_state_close(first, state_from_agent(agent))
+    log(warehouse, rng, "b", 5)  # new rows: a restarted run does not take them
+    again, restarted = warehouse.claim_statistics(
+        "run-1", 50, RANK, ARMS, holdout_every, corrupt_rewards
+    )
+    assert again == 50
+    for name in ("cov_matrix", "data_vector", "num_samples"):
+        np.testing.assert_allclose(getattr(restarted, name), getattr(first, name), atol=1e-9)
+    assert warehouse.query("SELECT count(*), count(DISTINCT request_id) FROM run_examples") == [
+        (50, 50)
+    ]
+
+
+def test_a_first_per_arm_claim_sums_what_a_restart_sums(tmp_path: Path):
+    """The per-arm sums of a first claim ([u, u ⊙ v] over the claim's temporary table, the
+    catalogue joined by the logged movie) equal those a restart reads from the claims."""
+    rng = np.random.default_rng(5)
+    movies = rng.normal(size=(CATALOGUE, RANK))
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    predictions = [
+        PredictionRecord(
+            f"q{i:02d}",
+            0,
+            T0,
+            "v0",
+            rng.normal(size=RANK).tolist(),
+            int(rng.integers(CATALOGUE)),
+            policy_kind=PER_ARM,
+        )
+        for i in range(40)
+    ]
+    warehouse.insert_predictions(predictions)
+    warehouse.insert_feedback(
+        [FeedbackRecord(p.request_id, 0, T0, float(rng.normal()), "t") for p in predictions]
+    )
+    claimed, first = warehouse.claim_statistics("run-1", 30, RANK, 0, 4, arm_features=movies)
+    assert claimed == 30 and first.num_samples.tolist() == [30 - 30 // 4]
+    again, restarted = warehouse.claim_statistics("run-1", 30, RANK, 0, 4, arm_features=movies)
+    assert again == 30
+    np.testing.assert_allclose(restarted.cov_matrix, first.cov_matrix, atol=1e-9)
+    np.testing.assert_allclose(restarted.data_vector, first.data_vector, atol=1e-9)
+    np.testing.assert_array_equal(restarted.num_samples, first.num_samples)
+
+
 CATALOGUE = 12  # movies; a per-arm row chooses among ARMS of them
 
 
@@ -222,20 +298,47 @@ def test_bigquery_receives_the_per_arm_aggregation_with_the_catalogue_as_an_arra
     assert query["query"].count("SUM(") == 4 + 4 * 5 // 2  # joint features: 2 × rank 2
 
 
-def test_statistics_query_is_generated_once_for_both_warehouses():
-    duck = linear_statistics.statistics(ledger.DUCKDB, 3)
-    big = linear_statistics.statistics(ledger.bigquery("proj", "ds"), 3)
-    assert "e.observation[3] AS x2" in duck and "e.observation[OFFSET(2)] AS x2" in big
+def _as_duckdb(big: str) -> str:
+    """BigQuery's text with DuckDB's table names and parameter marks, without the dedup by
+    key that DuckDB's keys make a no-op
+    (tests/test_warehouse.py::test_examples_are_the_deduplicated_join)."""
+    big = re.sub(r" QUALIFY ROW_NUMBER\(\) OVER \(PARTITION BY [^)]*\) = 1", "", big)
+    big = big.replace("SELECT DISTINCT ", "SELECT ")
+    return big.replace("`proj.ds.", "").replace("`", "").replace("@", "$")
+
+
+@pytest.mark.parametrize("claiming", [False, True])
+def test_statistics_query_is_generated_once_for_both_warehouses(claiming: bool):
+    """The restart's sums (over the run's claims, joined again) and the first claim's (over the
+    claim's temporary table): one text for both warehouses but for the dialect."""
+    duck = linear_statistics.statistics(ledger.DUCKDB, 3, claiming=claiming)
+    big = linear_statistics.statistics(ledger.bigquery("proj", "ds"), 3, claiming=claiming)
+    if claiming:
+        assert "e.x2 AS x2" in duck and "e.x2 AS x2" in big and "claimable" in big
+    else:
+        assert "e.observation[3] AS x2" in duck and "e.observation[OFFSET(2)] AS x2" in big
     # Identical but for the dialect: table names, parameter marks, 0- vs 1-based indexing,
-    # and BigQuery's dedup by key, which DuckDB's keys make a no-op
-    # (tests/test_warehouse.py::test_examples_are_the_deduplicated_join).
+    # and BigQuery's dedup by key.
     for i in range(3):
         big = big.replace(f"observation[OFFSET({i})]", f"observation[{i + 1}]")
     assert "QUALIFY" not in duck and "DISTINCT" not in duck
-    big = re.sub(r" QUALIFY ROW_NUMBER\(\) OVER \(PARTITION BY [^)]*\) = 1", "", big)
-    big = big.replace("SELECT DISTINCT ", "SELECT ")
-    assert big.replace("`proj.ds.", "").replace("`", "").replace("@", "$") == duck
+    assert _as_duckdb(big) == duck
     assert duck.count("SUM(") == 3 + 6 and "GROUP BY s.action" in duck
+
+
+def test_the_claim_is_generated_once_for_both_warehouses():
+    """Every statement of a first claim, as DuckDB runs it and as BigQuery's script holds it,
+    differs only by the dialect: with DuckDB's array and finiteness functions, BigQuery's text
+    is DuckDB's but for table names, parameter marks and the dedup by key."""
+    big = ledger.bigquery("proj", "ds")
+    mixed = dataclasses.replace(
+        ledger.DUCKDB, table=big.table, param=big.param, keys_enforced=False
+    )
+    duck_claim, big_claim = ledger.claim(ledger.DUCKDB, GLOBAL, 3), ledger.claim(mixed, GLOBAL, 3)
+    for field in dataclasses.fields(ledger.Claim):
+        assert _as_duckdb(getattr(big_claim, field.name)) == getattr(duck_claim, field.name)
+    script = ledger.claim(big, GLOBAL, 3).script()
+    assert script.count("`proj.ds.predictions`") == 1 and "SAFE_OFFSET(2)" in script
 
 
 def test_bigquery_receives_one_aggregation_job_for_the_run():

@@ -4,6 +4,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -156,3 +157,92 @@ def test_a_deferred_policy_is_built_as_a_step(tmp_path: Path):
     assert heard[:2] == ["saving 1/2: the agent", "built"]
     assert heard[2].startswith("saving 2/2: the policy")
     assert read_metadata(str(tmp_path / "policy")).policy_version == "v-any"
+
+
+def _trained(spec: AgentSpec, seed: int):
+    """A TF-Agents LinUCB agent whose variables hold the statistics of random examples."""
+    from app.agents import copy_state_to_agent
+    from app.linear import LinearState
+
+    rng = np.random.default_rng(seed)
+    state = LinearState.zeros(spec.num_actions, spec.context_dim)
+    for k in range(spec.num_actions):
+        x = rng.normal(size=(40, spec.context_dim))
+        state.cov_matrix[k], state.data_vector[k] = x.T @ x, rng.normal(size=40) @ x
+        state.num_samples[k] = 40
+    agent = create_agent(spec)
+    copy_state_to_agent(state, agent)
+    return agent
+
+
+def test_a_policy_saved_like_its_warm_start_is_the_policy_saver_policy(tmp_path: Path):
+    """Published `like` a policy of the same spec (its saved graph reused, only a checkpoint
+    of the variables written, as PolicySaver.save_checkpoint writes one), the folder is the
+    SavedModel a fresh PolicySaver.save writes: it loads with tf.saved_model.load and with
+    the predictor's loader, holds the same variables, and both choose the same actions on
+    many contexts; a warm start of another spec is not reused (PolicySaver.save instead)."""
+    from tf_agents.policies import policy_saver
+    from tf_agents.trajectories import time_step as ts
+
+    from app.predictor.policy import load_policy
+
+    meta = publish.bandit_metadata(SPEC, "v0", [], 0)
+    publish.publish(create_agent(SPEC).policy, str(tmp_path / "warm"), meta, {})
+    agent = _trained(SPEC, 0)
+    new = publish.bandit_metadata(SPEC, "v1", [], 400)
+    publish.publish(agent.policy, str(tmp_path / "fast"), new, {}, like=str(tmp_path / "warm"))
+    publish.publish(agent.policy, str(tmp_path / "full"), new, {})
+    fast, full = tmp_path / "fast", tmp_path / "full"
+    assert (fast / "saved_model.pb").read_bytes() == (tmp_path / "warm/saved_model.pb").read_bytes()
+    assert (fast / "saved_model.pb").read_bytes() != (full / "saved_model.pb").read_bytes()
+    saver = policy_saver.PolicySaver(agent.policy, batch_size=None)
+    saver.save_checkpoint(str(tmp_path / "checkpoint"))
+    prefixes = [str(p / "variables" / "variables") for p in (fast, tmp_path / "checkpoint")]
+    readers = [tf.train.load_checkpoint(p) for p in prefixes]
+    keys = [{k for k in r.get_variable_to_shape_map() if "OBJECT_GRAPH" not in k} for r in readers]
+    assert keys[0] == keys[1] and len(keys[0]) == 3 * ACTIONS + 2  # a, b, n per arm; θ; step
+    for key in keys[0]:
+        np.testing.assert_array_equal(readers[0].get_tensor(key), readers[1].get_tensor(key))
+
+    loaded = {name: tf.saved_model.load(str(tmp_path / name)) for name in ("fast", "full")}
+    variables = {n: {v.name: v.numpy() for v in m.model_variables} for n, m in loaded.items()}
+    assert variables["fast"].keys() == variables["full"].keys()
+    for name, value in variables["full"].items():
+        np.testing.assert_array_equal(variables["fast"][name], value)
+    assert float(variables["fast"]["num_samples_0:0"]) == 40
+    contexts = np.random.default_rng(1).normal(size=(500, RANK))
+    step = ts.restart(tf.constant(contexts), batch_size=len(contexts))
+    chosen = {n: m.action(step).action.numpy() for n, m in loaded.items()}
+    np.testing.assert_array_equal(chosen["fast"], chosen["full"])
+    assert len(set(chosen["fast"].tolist())) > 1  # the contexts tell the arms apart
+    served = load_policy(str(fast), fast_path=False)  # the predictor, through the SavedModel
+    np.testing.assert_array_equal(served.actions(contexts), chosen["full"])
+    np.testing.assert_array_equal(load_policy(str(fast)).actions(contexts), chosen["full"])
+    assert read_metadata(str(fast)).policy_version == "v1"
+
+    other = AgentSpec(
+        LINUCB, ACTIONS, RANK, alpha=2.0, tikhonov_weight=0.5
+    )  # alpha is in the graph
+    moved = publish.bandit_metadata(other, "v2", [], 400)
+    publish.publish(_trained(other, 2).policy, str(tmp_path / "other"), moved, {}, like=str(fast))
+    assert (tmp_path / "other/saved_model.pb").read_bytes() != (
+        fast / "saved_model.pb"
+    ).read_bytes()
+    assert tf.saved_model.load(str(tmp_path / "other")).action(step).action.shape == (500,)
+
+
+def test_a_warm_start_is_read_from_its_checkpoint_as_the_saved_model_holds_it(tmp_path: Path):
+    """The off-policy trainer reads the warm start's statistics from its checkpoint (no
+    tf.saved_model.load): the same values as the loaded SavedModel's variables."""
+    from app.policy_store import linear_state_from_variables, read_linear_state
+
+    agent = _trained(SPEC, 3)
+    publish.publish(
+        agent.policy, str(tmp_path / "p"), publish.bandit_metadata(SPEC, "v", [], 1), {}
+    )
+    read = read_linear_state(str(tmp_path / "p"), ACTIONS)
+    loaded = tf.saved_model.load(str(tmp_path / "p")).model_variables
+    expected = linear_state_from_variables(loaded, ACTIONS)
+    for name in ("cov_matrix", "data_vector", "num_samples"):
+        np.testing.assert_array_equal(getattr(read, name), getattr(expected, name))
+    assert read.num_samples.tolist() == [40.0] * ACTIONS

@@ -8,8 +8,18 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from app import schemas
 from app.rehearsal.fakes import FakeBigQueryHttp
-from app.schemas import FEEDBACK, GLOBAL, PREDICTIONS, TABLES, bigquery_fields, duckdb_ddl
+from app.schemas import (
+    FEEDBACK,
+    GLOBAL,
+    PREDICTIONS,
+    RUN_CLAIMS,
+    RUN_EXAMPLES,
+    TABLES,
+    bigquery_fields,
+    duckdb_ddl,
+)
 from app.warehouse import ledger
 from app.warehouse.base import LedgerConflict
 from app.warehouse.bigquery_store import BigQueryWarehouse, MissingTables
@@ -56,6 +66,8 @@ def test_schemas_generate_both_dialects():
     assert "observation DOUBLE[]" in duckdb_ddl(PREDICTIONS)
     assert "ingested_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP" in duckdb_ddl(FEEDBACK)
     assert "PRIMARY KEY (request_id, instance_index)" in duckdb_ddl(FEEDBACK)
+    assert "PRIMARY KEY" not in duckdb_ddl(RUN_EXAMPLES)  # unique by construction
+    assert "PRIMARY KEY (run_id)" in duckdb_ddl(RUN_CLAIMS)  # one claim per run
     fields = {f["name"]: f for f in bigquery_fields(PREDICTIONS)}
     assert (fields["observation"]["type"], fields["observation"]["mode"]) == ("FLOAT64", "REPEATED")
     assert fields["ingested_at"]["defaultValueExpression"] == "CURRENT_TIMESTAMP()"
@@ -63,6 +75,7 @@ def test_schemas_generate_both_dialects():
         "predictions",
         "feedback",
         "training_runs",
+        "run_claims",
         "run_examples",
         "trained_examples",
         "quarantine",
@@ -142,6 +155,86 @@ def test_a_claim_is_made_once_per_run_and_the_ledger_anti_joins(warehouse: DuckD
     assert warehouse.claim("b", 100, RANK, ACTIONS) == 3
     assert {k for k, *_ in claimed(warehouse, "b")} == {"r3", "r4", "late"}
     assert warehouse.latest_run().run_id == "a"  # type: ignore[union-attr]
+
+
+def test_a_run_claims_once_even_when_it_claimed_nothing(warehouse: DuckDBWarehouse):
+    """run_claims holds the run from its first claim on: a restart reads what the run read,
+    nothing, though rows arrived since (before the guard, a run that claimed nothing claimed
+    again); those rows go to the next run."""
+    assert warehouse.claim("a", 10, RANK, ACTIONS) == 0
+    warehouse.insert_predictions([prediction("r0", 0)])
+    warehouse.insert_feedback([reward("r0", 0, 1.0)])
+    assert warehouse.claim("a", 10, RANK, ACTIONS) == 0
+    assert warehouse.query("SELECT run_id FROM run_claims") == [("a",)]
+    assert warehouse.claim("b", 10, RANK, ACTIONS) == 1
+
+
+def test_two_first_claims_of_one_run_at_once_claim_once(warehouse, monkeypatch):
+    """Both claims find the run unclaimed before either writes (a barrier after the check):
+    run_claims' key lets one through; the other fails with WarehouseBusy and writes nothing,
+    and run again it is a restart that reads the winner's claims (run_examples has no index:
+    without the guard both would stage every key)."""
+    import threading
+
+    from app.warehouse import duckdb_store
+    from app.warehouse.base import WarehouseBusy
+
+    warehouse.insert_predictions([prediction(f"r{i}", 0) for i in range(4)])
+    warehouse.insert_feedback([reward(f"r{i}", 0, 1.0) for i in range(4)])
+    both_checked = threading.Barrier(2, timeout=10)
+    one = duckdb_store._one
+
+    def check_then_wait(db, sql, params):
+        value = one(db, sql, params)
+        if sql == ledger.claimed_before(duckdb_store.SQL):
+            both_checked.wait()
+        return value
+
+    monkeypatch.setattr(duckdb_store, "_one", check_then_wait)
+    outcomes: list[object] = []
+
+    def claim() -> None:
+        try:
+            outcomes.append(DuckDBWarehouse(warehouse.path).claim("a", 3, RANK, ACTIONS))
+        except WarehouseBusy as err:
+            outcomes.append(err)
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 3 in outcomes and any(isinstance(o, WarehouseBusy) for o in outcomes), outcomes
+    monkeypatch.setattr(duckdb_store, "_one", one)
+    assert warehouse.claim("a", 3, RANK, ACTIONS) == 3
+    assert warehouse.query("SELECT count(*), count(DISTINCT request_id) FROM run_examples") == [
+        (3, 3)
+    ]
+    assert warehouse.query("SELECT count(*) FROM run_claims") == [(1,)]
+
+
+def test_an_old_run_examples_loses_its_index_and_keeps_its_claims(tmp_path: Path):
+    """A warehouse file from when run_examples had a PRIMARY KEY: opening it rebuilds the
+    table without the index (DuckDB cannot drop a constraint), every claim kept; a run that
+    claimed then, before run_claims existed, restarts as a restart (its claims found in
+    run_examples), claiming nothing new."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as db:
+        indexed = dataclasses.replace(RUN_EXAMPLES, primary_key=True)
+        for table in TABLES:
+            if table is not RUN_CLAIMS:
+                db.execute(duckdb_ddl(indexed if table is RUN_EXAMPLES else table))
+        db.execute("INSERT INTO run_examples VALUES ('a', 'r0', 0, ?), ('a', 'r1', 0, ?)", [T0, T0])
+    old = DuckDBWarehouse(path)
+    old.insert_predictions([prediction(f"r{i}", 0) for i in range(3)])
+    old.insert_feedback([reward(f"r{i}", 0, 1.0) for i in range(3)])
+    with duckdb.connect(str(path)) as db:
+        assert db.execute(schemas.duckdb_has_primary_key(RUN_EXAMPLES)).fetchone() == (0,)
+        columns = [r[0] for r in db.execute("DESCRIBE run_examples").fetchall()]
+        assert columns == RUN_EXAMPLES.column_names
+    assert old.claim("a", 10, RANK, ACTIONS) == 2
+    assert old.query("SELECT request_id FROM run_examples ORDER BY 1") == [("r0",), ("r1",)]
+    assert old.claim("b", 10, RANK, ACTIONS) == 3  # nothing is trained yet: all three
 
 
 def test_commit_refuses_a_stale_parent_and_taken_examples(warehouse: DuckDBWarehouse):

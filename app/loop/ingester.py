@@ -1,10 +1,10 @@
 """Ingester: the run's claimed training examples → what the Trainer learns from.
 
 The run claims its examples in the warehouse's ledger (app/warehouse/ledger.py) under its run
-id. For linear agents (`form=STATISTICS`, the re-training pipeline's path) the warehouse then
-sums them into per-arm LinUCB/LinTS statistics with one SQL aggregation
-(app/warehouse/linear_statistics.py) and only those sums are stored; no example leaves the
-warehouse. A warm start that is a per-arm linear policy (as its metadata says) makes the
+id. For linear agents (`form=STATISTICS`, the re-training pipeline's path) the warehouse sums
+them into per-arm LinUCB/LinTS statistics with one SQL aggregation over the rows the claim
+read (app/warehouse/linear_statistics.py) and only those sums are stored; no example leaves
+the warehouse. A warm start that is a per-arm linear policy (as its metadata says) makes the
 run per-arm: its catalogue fixes the shapes (rank = the features' width, actions = catalogue
 indices) and the sums are its one model's over [u, u ⊙ v] (tests/test_per_arm_offpolicy.py).
 For agents that need gradient steps (`form=RECORDS`) it reads them page by page and writes
@@ -34,7 +34,7 @@ from app.policy_store import (
     read_catalogue,
     read_metadata,
 )
-from app.schemas import GLOBAL, PER_ARM
+from app.schemas import GLOBAL
 from app.warehouse.base import Warehouse
 from app.warehouse.records import TrainingRunRecord
 
@@ -95,22 +95,15 @@ def ingest(
             f"{parent.run_id} it would continue has rank {parent.rank_k} and "
             f"{parent.num_actions} actions: changing them needs a new start-up run"
         )
-    kind = GLOBAL if arm_features is None else PER_ARM  # the rows its policy logged
-    claimed = warehouse.claim(run_id, max_rows, rank_k, num_actions, policy_kind=kind)
     shards: list[str] = []
     statistics = ""
-    if form == STATISTICS:
-        state = (
-            warehouse.claimed_statistics(
-                run_id, rank_k, num_actions, holdout_every, corrupt_rewards
-            )
-            if arm_features is None
-            else warehouse.claimed_per_arm_statistics(
-                run_id, arm_features, holdout_every, corrupt_rewards
-            )
+    if form == STATISTICS:  # claimed and summed in one pass over the new rows
+        examples, state = warehouse.claim_statistics(
+            run_id, max_rows, rank_k, num_actions, holdout_every, corrupt_rewards, arm_features
         )
-        examples, statistics = claimed, _write_statistics(output_dir, state)
-    else:
+        statistics = _write_statistics(output_dir, state)
+    else:  # a per-arm run is STATISTICS (_per_arm_features): these rows are global
+        warehouse.claim(run_id, max_rows, rank_k, num_actions, policy_kind=GLOBAL)
         examples, shards = _write_shards(warehouse, run_id, output_dir)
     result = IngestResult(
         run_id,

@@ -4,7 +4,9 @@
 The examples come as the warehouse's per-arm sums (the Ingester's STATISTICS form: added to
 the warm-start state in one step) or as TFRecord shards (read batch by batch).
 Linear agents warm-start from the policy being served and add the new examples: LinUCB's
-statistics are sums, so this equals training on all data seen so far. One pass is exact;
+statistics are sums, so this equals training on all data seen so far. The warm start's
+statistics are read from its checkpoint, and the new policy is published like it (its saved
+graph reused, only the variables written: app/policy_store.py::save_tf_policy). One pass is exact;
 `num_epochs` repeats apply to agents trained by gradient steps, and for linear agents would
 only count each example several times. A per-arm policy (one model over [u, u ⊙ v]) is
 continued only from its per-arm warm start and the warehouse's sums, and keeps that
@@ -23,8 +25,8 @@ from app.agents import AgentSpec, copy_state_to_agent, create_agent, linear_band
 from app.loop.ingester import read_manifest, read_statistics
 from app.policy_store import (
     Catalogue,
-    linear_state_from_variables,
     read_catalogue,
+    read_linear_state,
     read_metadata,
 )
 from app.warehouse import linear_statistics
@@ -86,11 +88,8 @@ def train_offline(
                 f"{meta.num_actions} actions and rank {meta.rank_k}; this run "
                 f"(per_arm={spec.per_arm}) has {spec.num_actions} and {spec.context_dim}"
             )
-        import tensorflow_probability  # noqa: F401  (distribution specs of the SavedModel)
-
-        saved = tf.saved_model.load(warm_start)
         models = 1 if spec.per_arm else spec.num_actions
-        model.set_state(linear_state_from_variables(saved.model_variables, models))
+        model.set_state(read_linear_state(warm_start, models))
         previous = meta.trained_interactions
         titles = titles or meta.titles
 
@@ -145,5 +144,6 @@ def train_offline(
             "warm_start": warm_start,
         },
         catalogue=catalogue,
+        like=warm_start,  # its saved graph: only the variables change
     )
     return OffPolicyResult(policy_dir, version, manifest.examples)

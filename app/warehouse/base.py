@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from app.evaluation.canary import RewardStats
 from app.linear import LinearState
-from app.schemas import GLOBAL
+from app.schemas import GLOBAL, PER_ARM
+from app.warehouse import linear_statistics
+from app.warehouse.ledger import Dialect
 from app.warehouse.records import (
     FeedbackRecord,
     LogBatch,
@@ -67,6 +69,21 @@ class Warehouse(Protocol):
         first call) and returns how many the run holds; both see only rows a policy of
         `policy_kind` served (tests/test_policy_kind.py)."""
 
+    def claim_statistics(
+        self,
+        run_id: str,
+        max_rows: int,
+        rank_k: int,
+        num_actions: int,
+        holdout_every: int = 0,
+        corrupt_rewards: bool = False,
+        arm_features: np.ndarray | None = None,
+    ) -> tuple[int, LinearState]:
+        """`claim`, then `claimed_statistics` (with `arm_features`: a per-arm run,
+        `claimed_per_arm_statistics`; the catalogue's shape is the run's); on a run's first
+        claim the sums read the rows the claim read, not the join again
+        (tests/test_linear_statistics.py::test_a_first_claim_sums_what_a_restart_sums)."""
+
     def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
         """The run's claimed examples, in key order, one page at a time."""
 
@@ -109,6 +126,64 @@ class Warehouse(Protocol):
 
     def rewards_by_version(self, since: datetime) -> list[RewardStats]:
         """Online reward per policy version over the interactions served since `since`."""
+
+
+class ClaimsWithStatistics:
+    """`Warehouse.claim_statistics`, written once for both warehouses over their `_claim`:
+    (examples the run holds, the rows of a `sums` query run right after a first claim over
+    the claim's temporary table, or None when the run had claimed already: a restart)."""
+
+    sql: Dialect
+
+    def _claim(
+        self,
+        run_id: str,
+        max_rows: int,
+        rank_k: int,
+        num_actions: int,
+        policy_kind: str,
+        sums: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[int, list[tuple] | None]:
+        raise NotImplementedError
+
+    def claim(
+        self, run_id: str, max_rows: int, rank_k: int, num_actions: int, policy_kind: str = GLOBAL
+    ) -> int:
+        return self._claim(run_id, max_rows, rank_k, num_actions, policy_kind)[0]
+
+    def claim_statistics(
+        self,
+        run_id: str,
+        max_rows: int,
+        rank_k: int,
+        num_actions: int,
+        holdout_every: int = 0,
+        corrupt_rewards: bool = False,
+        arm_features: np.ndarray | None = None,
+    ) -> tuple[int, LinearState]:
+        restarted: Warehouse = self  # type: ignore[assignment]
+        if arm_features is None:
+            sums = linear_statistics.statistics(
+                self.sql, rank_k, holdout_every, corrupt_rewards, claiming=True
+            )
+            claimed, rows = self._claim(run_id, max_rows, rank_k, num_actions, GLOBAL, sums)
+            if rows is None:
+                return claimed, restarted.claimed_statistics(
+                    run_id, rank_k, num_actions, holdout_every, corrupt_rewards
+                )
+            return claimed, linear_statistics.to_state(rows, rank_k, num_actions)
+        movies, rank_k = arm_features.shape
+        sums = linear_statistics.per_arm_statistics(
+            self.sql, rank_k, holdout_every, corrupt_rewards, claiming=True
+        )
+        catalogue = linear_statistics.arm_parameters(arm_features)
+        claimed, rows = self._claim(run_id, max_rows, rank_k, movies, PER_ARM, sums, catalogue)
+        if rows is None:
+            return claimed, restarted.claimed_per_arm_statistics(
+                run_id, arm_features, holdout_every, corrupt_rewards
+            )
+        return claimed, linear_statistics.to_state(rows, 2 * rank_k, 1)
 
 
 def conflict_message(run: TrainingRunRecord, latest: str | None, overlap: int) -> str | None:

@@ -24,6 +24,7 @@ from app.schemas import FEEDBACK, GLOBAL, PREDICTIONS, PROMOTIONS, TABLES, Table
 from app.warehouse import bigquery_write, ledger, linear_statistics
 from app.warehouse.base import (
     EARLIEST,
+    ClaimsWithStatistics,
     LedgerConflict,
     concurrent_commit_message,
     conflict_message,
@@ -61,7 +62,7 @@ class MissingTables(RuntimeError):
     """The dataset or a table infra should have created does not exist."""
 
 
-class BigQueryWarehouse:
+class BigQueryWarehouse(ClaimsWithStatistics):
     def __init__(
         self,
         project: str,
@@ -123,7 +124,7 @@ class BigQueryWarehouse:
         """Predictions first, then feedback, each one append. If the feedback append fails
         after the predictions' succeeded, the redelivered batch appends the predictions
         again: the ledger reads each key once (tests/test_bigquery_write.py::
-        test_a_redelivered_batch_after_a_failed_feedback_append_is_trained_once)."""
+        test_a_redelivered_batch_after_a_failed_feedback_append_counts_each_example_once)."""
         self._append(PREDICTIONS, batch.predictions)
         self._append(FEEDBACK, batch.feedback)
 
@@ -140,24 +141,21 @@ class BigQueryWarehouse:
         )
         return self.client.query(sql, job_config=config, location=self.location)
 
-    def retraining_bytes(self, rank_k: int, num_actions: int, max_rows: int) -> dict[str, int]:
+    def retraining_bytes(self, rank_k: int, num_actions: int) -> dict[str, int]:
         """Bytes BigQuery would process for each scan of the logged tables by the next
-        re-training (dry runs: free, nothing runs): the Trigger's count, the claim's
-        quarantine and claim, and the statistics aggregation, over the feedback window of
-        partitions. docs/scaling.md models the same from row sizes; this asks BigQuery.
+        re-training (dry runs: free, nothing runs): the Trigger's count and the claim's one
+        read of the untrained rows (the quarantine, the claim and the statistics then read
+        the claim's temporary table), over the feedback window of partitions.
+        docs/scaling.md models the same from row sizes; this asks BigQuery.
         tests/test_bigquery_requests.py::test_retraining_bytes_are_dry_runs_of_the_runs_queries"""
         params = {
             "rank_k": rank_k,
             "num_actions": num_actions,
             "since": since(self.feedback_window_days),
-            "run_id": "dry-run",
-            "max_rows": max_rows,
         }
         queries = {
             "count": ledger.count_untrained(self.sql, GLOBAL),
-            "quarantine": ledger.quarantine(self.sql, GLOBAL),
-            "claim": ledger.claim(self.sql, GLOBAL),
-            "statistics": linear_statistics.statistics(self.sql, rank_k),
+            "claim": ledger.claimable(self.sql, GLOBAL, rank_k),
         }
         return {
             name: int(self._query(sql, params, dry_run=True).total_bytes_processed or 0)
@@ -173,15 +171,32 @@ class BigQueryWarehouse:
         rows = self._rows(sql, {"rank_k": rank_k, "num_actions": num_actions, "since": window})
         return int(rows[0][0])
 
-    def claim(
-        self, run_id: str, max_rows: int, rank_k: int, num_actions: int, policy_kind: str = GLOBAL
-    ) -> int:
-        window = since(self.feedback_window_days)
-        params = {"run_id": run_id, "rank_k": rank_k, "num_actions": num_actions, "since": window}
-        self._query(ledger.quarantine(self.sql, policy_kind), params).result()
-        self._query(ledger.claim(self.sql, policy_kind), {**params, "max_rows": max_rows}).result()
-        count = f"SELECT count(*) FROM ({ledger.claimed(self.sql)})"
-        return int(self._rows(count, {"run_id": run_id, "since": window})[0][0])
+    def _claim(
+        self,
+        run_id: str,
+        max_rows: int,
+        rank_k: int,
+        num_actions: int,
+        policy_kind: str,
+        sums: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[int, list[tuple] | None]:
+        """A first claim is one script: its transaction, then the `sums` over the claim's
+        temporary table (the script's result: its last statement's rows)."""
+        claim = ledger.claim(self.sql, policy_kind, rank_k)
+        params = {
+            "run_id": run_id,
+            "rank_k": rank_k,
+            "num_actions": num_actions,
+            "max_rows": max_rows,
+            "since": since(self.feedback_window_days),
+            **(extra or {}),
+        }
+        rows: list[tuple] | None = None
+        if not self._rows(ledger.claimed_before(self.sql), params)[0][0]:
+            rows = [tuple(r.values()) for r in self._rows(claim.script(sums), params)]
+        counted = {"run_id": run_id, "since": self._since_run(run_id)}
+        return int(self._rows(ledger.claimed_count(self.sql), counted)[0][0]), rows
 
     def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
         params = {"run_id": run_id, "since": self._since_run(run_id)}

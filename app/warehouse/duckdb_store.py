@@ -36,11 +36,14 @@ from app.schemas import (
     TableSchema,
     arrow_schema,
     duckdb_ddl,
+    duckdb_drop_primary_key,
+    duckdb_has_primary_key,
     duckdb_migrations,
 )
 from app.warehouse import ledger, linear_statistics
 from app.warehouse.base import (
     EARLIEST,
+    ClaimsWithStatistics,
     LedgerConflict,
     WarehouseBusy,
     concurrent_commit_message,
@@ -128,7 +131,9 @@ def _open(path: Path, lock_wait_s: float) -> duckdb.DuckDBPyConnection:
             time.sleep(0.05)
 
 
-class DuckDBWarehouse:
+class DuckDBWarehouse(ClaimsWithStatistics):
+    sql = SQL
+
     def __init__(
         self, path: str | Path, lock_wait_s: float = LOCK_WAIT_S, feedback_window_days: float = 0
     ):
@@ -155,6 +160,8 @@ class DuckDBWarehouse:
                         for table in TABLES:  # a file from before a column was added gets it
                             for statement in [duckdb_ddl(table), *duckdb_migrations(table)]:
                                 cursor.execute(statement)
+                            if not table.primary_key:  # and one from before a key was dropped
+                                _drop_primary_key(cursor, table)
                     self._tables_created = True
                 yield cursor
             except duckdb.TransactionException as err:  # a concurrent write won: try again later
@@ -215,24 +222,49 @@ class DuckDBWarehouse:
             ).fetchone()
         return int(row[0]) if row else 0
 
-    def claim(
-        self, run_id: str, max_rows: int, rank_k: int, num_actions: int, policy_kind: str = GLOBAL
-    ) -> int:
-        shapes = {
+    def _claim(
+        self,
+        run_id: str,
+        max_rows: int,
+        rank_k: int,
+        num_actions: int,
+        policy_kind: str,
+        sums: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[int, list[tuple] | None]:
+        """The claim's statements in one transaction with the check that the run has not
+        claimed (a second claim of the run at the same time fails on run_claims' key), then
+        the sums over the claim's temporary table."""
+        claim = ledger.claim(SQL, policy_kind, rank_k)
+        params = {
             "run_id": run_id,
             "rank_k": rank_k,
             "num_actions": num_actions,
+            "max_rows": max_rows,
             "since": since(self.feedback_window_days),
+            **(extra or {}),
         }
+        rows: list[tuple] | None = None
         with self._connect() as db:
             db.begin()
-            db.execute(ledger.quarantine(SQL, policy_kind), shapes)
-            db.execute(ledger.claim(SQL, policy_kind), {**shapes, "max_rows": max_rows})
-            db.commit()
-            row = db.execute(
-                "SELECT count(*) FROM run_examples WHERE run_id = $run_id", {"run_id": run_id}
-            ).fetchone()
-        return int(row[0]) if row else 0
+            if _one(db, ledger.claimed_before(SQL), params):
+                db.rollback()
+            else:
+                try:
+                    for statement in (claim.guard, claim.materialise, claim.quarantine):
+                        db.execute(statement, _bound(statement, params))
+                    if _one(db, f"SELECT {claim.over_limit}", params):
+                        db.execute(claim.cut, _bound(claim.cut, params))
+                    db.execute(claim.claim, _bound(claim.claim, params))
+                    db.commit()
+                except duckdb.ConstraintException as err:  # a concurrent claim wrote first
+                    db.rollback()
+                    raise WarehouseBusy(f"run {run_id}: a concurrent claim won ({err})") from None
+                rows = db.execute(sums, _bound(sums, params)).fetchall() if sums else []
+                db.execute(f"DROP TABLE {ledger.CLAIMABLE}")
+            counted = {"run_id": run_id, "since": self._since_run(db, run_id)}
+            claimed = _one(db, ledger.claimed_count(SQL), counted)
+        return int(claimed), rows
 
     def iter_claimed(self, run_id: str, page_size: int = 1000) -> Iterator[list[TrainingExample]]:
         with self._connect() as db:
@@ -342,6 +374,20 @@ class DuckDBWarehouse:
         """Ad-hoc reads (the demo's report, the chaos scenarios' accounting)."""
         with self._connect() as db:
             return db.execute(sql).fetchall()
+
+
+def _drop_primary_key(db: duckdb.DuckDBPyConnection, table: TableSchema) -> None:
+    if _one(db, duckdb_has_primary_key(table), {}):
+        db.begin()
+        for statement in duckdb_drop_primary_key(table):
+            db.execute(statement)
+        db.commit()
+
+
+def _one(db: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> Any:
+    """The one value a scalar query returns."""
+    row = db.execute(sql, _bound(sql, params)).fetchone()
+    return row[0] if row else None
 
 
 def _bound(sql: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,11 @@
 Every joined interaction (prediction ⋈ feedback on (request_id, instance_index)) is trained
 on exactly once, whatever the order or lateness of its halves (docs/reliability.md):
 
-1. claim: one INSERT … SELECT stages, under the run id, the oldest-ingested examples that no
-   committed run trained on and that are not quarantined; a second claim by the same run id
-   adds nothing, so a restarted run reads exactly what it read before;
+1. claim: one transaction stages, under the run id, the oldest-ingested examples that no
+   committed run trained on and that are not quarantined (`Claim`: the untrained rows are
+   read into one temporary table that the quarantine, the claim and the run's statistics all
+   read); the run's `run_claims` row makes it once per run id, so a restarted run reads
+   exactly what it read before;
 2. quarantine: rows that cannot be trained on are stored with their reason, never claimed;
 3. commit: one transaction moves the ledger head from the run's parent to the run
    (compare-and-swap: an UPDATE that must change one row, so that two concurrent commits
@@ -19,10 +21,10 @@ Proved by tests/test_warehouse.py (claims, commit conflicts, quarantine), tests/
 (publish faults) and the scenarios of `make chaos` (tests/test_chaos.py).
 Each side of the join and every ledger table is deduplicated by key in the queries, so
 BigQuery's best-effort streaming dedup is never trusted; DuckDB enforces each table's key itself
-(PRIMARY KEY, INSERT OR IGNORE: the first row stored wins), so there the same queries read the
-tables as they are. The statements are the same text on both warehouses but for the table
-names, the parameter marks, the array and finiteness functions and that deduplication of
-`Dialect`.
+(PRIMARY KEY, INSERT OR IGNORE: the first row stored wins; run_examples is unique by
+construction: app/schemas.py), so there the same queries read the tables as they are. The
+statements are the same text on both warehouses but for the table names, the parameter
+marks, the array and finiteness functions and that deduplication of `Dialect`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from app.schemas import (
     POLICY_KINDS,
     PREDICTIONS,
     QUARANTINE,
+    RUN_CLAIMS,
     RUN_EXAMPLES,
     TRAINED_EXAMPLES,
     TRAINING_RUNS,
@@ -57,6 +60,7 @@ class Dialect:
     finite: Callable[[str], str]  # SQL that is true when a FLOAT64 expression is finite
     array_sum: Callable[[str], str]
     element: Callable[[str, int], str]  # the i-th (0-based) value of an ARRAY expression
+    element_or_null: Callable[[str, int], str]  # the same, NULL past the array's end
     at: Callable[[str, str], str]  # its value at a 0-based INT64 SQL expression
     numbers: Callable[[str], str]  # a FROM item: one row per m in 0 .. count − 1, column m
     sum_of_squares: Callable[[str], str]  # of a FLOAT64 array
@@ -73,6 +77,7 @@ DUCKDB = Dialect(
     finite=lambda e: f"isfinite({e})",
     array_sum=lambda e: f"list_sum({e})",
     element=lambda e, i: f"{e}[{i + 1}]",
+    element_or_null=lambda e, i: f"{e}[{i + 1}]",  # a list index past the end is NULL
     at=lambda e, i: f"{e}[{i} + 1]",
     numbers=lambda count: f"range({count}) AS numbers(m)",
     sum_of_squares=lambda e: f"list_inner_product({e}, {e})",
@@ -87,6 +92,7 @@ def bigquery(project: str, dataset: str) -> Dialect:
         finite=lambda e: f"NOT (IS_NAN({e}) OR IS_INF({e}))",
         array_sum=lambda e: f"(SELECT SUM(v) FROM UNNEST({e}) AS v)",
         element=lambda e, i: f"{e}[OFFSET({i})]",
+        element_or_null=lambda e, i: f"{e}[SAFE_OFFSET({i})]",
         at=lambda e, i: f"{e}[OFFSET({i})]",
         numbers=lambda count: f"UNNEST(GENERATE_ARRAY(0, {count} - 1)) AS m",
         sum_of_squares=lambda e: f"(SELECT SUM(v * v) FROM UNNEST({e}) AS v)",
@@ -175,26 +181,97 @@ def count_untrained(d: Dialect, policy_kind: str) -> str:
     return f"SELECT count(*) FROM ({untrained(d, policy_kind)}) AS u WHERE u.fault IS NULL"
 
 
-def quarantine(d: Dialect, policy_kind: str) -> str:
-    cols = ", ".join(QUARANTINE.column_names)
-    return f"""INSERT INTO {d.table(QUARANTINE)} ({cols})
-SELECT u.request_id, u.instance_index, {d.param("run_id")}, u.fault, CURRENT_TIMESTAMP
-FROM ({untrained(d, policy_kind)}) AS u WHERE u.fault IS NOT NULL"""
+CLAIMABLE = "claimable"  # the claim's temporary table: the run's untrained rows, flat
 
 
-def claim(d: Dialect, policy_kind: str) -> str:
-    """Stages up to max_rows examples for the run, oldest ingested first; only once per run."""
+def feature(i: int) -> str:
+    """The claimable table's column of the i-th observation value."""
+    return f"x{i}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run's first claim, as statements over one temporary table (CLAIMABLE) that holds the
+    untrained rows once — with their fault and the observation as rank_k flat columns — so
+    that the quarantine, the claim and the statistics read the join once, not once each.
+    The caller runs `guard` … `claim` in one transaction, `cut` only when `over_limit`, then
+    the statistics over CLAIMABLE (app/warehouse/linear_statistics.py, `claiming=True`);
+    DuckDB statement by statement, BigQuery as one script (`script`)."""
+
+    guard: str  # the run's row in run_claims: a second claim of the run conflicts on its key
+    materialise: str
+    quarantine: str
+    over_limit: str  # SQL true when more rows are claimable than max_rows
+    cut: str  # keeps the max_rows oldest claimable rows
+    claim: str
+
+    def script(self, then: str = "") -> str:
+        """BigQuery's form: one multi-statement query, its transaction committed before
+        `then` (a SELECT over CLAIMABLE: the script's result)."""
+        return (
+            ";\n".join(
+                [
+                    "BEGIN TRANSACTION",
+                    self.guard,
+                    self.materialise,
+                    self.quarantine,
+                    f"IF {self.over_limit} THEN\n{self.cut};\nEND IF",
+                    self.claim,
+                    "COMMIT TRANSACTION",
+                    *([then] if then else []),
+                ]
+            )
+            + ";"
+        )
+
+
+def claimed_before(d: Dialect) -> str:
+    """Whether the run has claimed already (a restart): its run_claims row, or claims from
+    before that table (a warehouse upgraded while the run was between claim and commit)."""
+    run = f"run_id = {d.param('run_id')}"
+    return f"""SELECT EXISTS (SELECT 1 FROM {d.table(RUN_CLAIMS)} WHERE {run})
+  OR EXISTS ({_keys(d, RUN_EXAMPLES, f"{run} AND {_recent(d, RUN_EXAMPLES)}")}) AS claimed"""
+
+
+def claimable(d: Dialect, policy_kind: str, rank_k: int) -> str:
+    """The untrained rows with their fault and each observation value as a column (NULL
+    where an observation is short: its row is quarantined), what CLAIMABLE holds."""
+    values = ", ".join(
+        f"{d.element_or_null('u.observation', i)} AS {feature(i)}" for i in range(rank_k)
+    )
+    return f"""SELECT u.request_id, u.instance_index, u.action, u.reward, u.ready_at, u.fault,
+  {values}
+FROM ({untrained(d, policy_kind)}) AS u"""
+
+
+def claim(d: Dialect, policy_kind: str, rank_k: int) -> Claim:
+    """Stages up to max_rows examples for the run, oldest ingested first, and quarantines the
+    rows that cannot be trained on; a restarted run (claimed_before) never runs it."""
     p = d.param
-    cols = ", ".join(RUN_EXAMPLES.column_names)
-    return f"""INSERT INTO {d.table(RUN_EXAMPLES)} ({cols})
-SELECT {p("run_id")}, c.request_id, c.instance_index, CURRENT_TIMESTAMP
-FROM (
-  SELECT u.request_id, u.instance_index FROM ({untrained(d, policy_kind)}) AS u
-  WHERE u.fault IS NULL
-  ORDER BY u.ready_at, u.request_id, u.instance_index
-  LIMIT {p("max_rows")}
-) AS c
-WHERE NOT EXISTS (SELECT 1 FROM {d.table(RUN_EXAMPLES)} WHERE run_id = {p("run_id")})"""
+    claimed = f"{CLAIMABLE} WHERE fault IS NULL"
+    quarantined = ", ".join(QUARANTINE.column_names)
+    oldest = f"""SELECT request_id, instance_index FROM {claimed}
+    ORDER BY ready_at, request_id, instance_index LIMIT {p("max_rows")}"""
+    return Claim(
+        guard=f"""INSERT INTO {d.table(RUN_CLAIMS)} ({", ".join(RUN_CLAIMS.column_names)})
+VALUES ({p("run_id")}, CURRENT_TIMESTAMP)""",
+        materialise=f"CREATE TEMP TABLE {CLAIMABLE} AS\n{claimable(d, policy_kind, rank_k)}",
+        quarantine=f"""INSERT INTO {d.table(QUARANTINE)} ({quarantined})
+SELECT request_id, instance_index, {p("run_id")}, fault, CURRENT_TIMESTAMP
+FROM {CLAIMABLE} WHERE fault IS NOT NULL""",
+        over_limit=f"(SELECT COUNT(*) FROM {claimed}) > {p('max_rows')}",
+        cut=f"""DELETE FROM {CLAIMABLE} WHERE fault IS NULL AND NOT EXISTS (
+  SELECT 1 FROM ({oldest}) AS k
+  WHERE k.request_id = {CLAIMABLE}.request_id AND k.instance_index = {CLAIMABLE}.instance_index)""",
+        claim=f"""INSERT INTO {d.table(RUN_EXAMPLES)} ({", ".join(RUN_EXAMPLES.column_names)})
+SELECT {p("run_id")}, request_id, instance_index, CURRENT_TIMESTAMP FROM {claimed}""",
+    )
+
+
+def claimed_count(d: Dialect) -> str:
+    """How many examples the run claimed."""
+    run = f"run_id = {d.param('run_id')} AND {_recent(d, RUN_EXAMPLES)}"
+    return f"SELECT count(*) FROM ({_keys(d, RUN_EXAMPLES, run)}) AS c"
 
 
 def claimed_unordered(d: Dialect, policy_kind: str | None = None) -> str:

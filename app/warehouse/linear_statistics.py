@@ -5,9 +5,12 @@ A = Σ x xᵀ, b = Σ r x and a count. Sums can be computed where the rows are: 
 action over the run's claimed examples (the ledger's, so each interaction is counted exactly
 once, in exactly one run) returns arms × (1 + k + k(k+1)/2) numbers, and no example leaves
 the warehouse. A per-arm policy's one shared model over the joint features [u, u ⊙ v] is the
-same aggregation with one group (`per_arm_statistics`). The query text is generated once for
-DuckDB and BigQuery (only the dialect's table names, parameter marks, array indexing and
-dedup by key differ: app/warehouse/ledger.py).
+same aggregation with one group (`per_arm_statistics`). Right after a run's first claim the
+aggregation reads the claim's temporary table (the untrained rows it read once, the
+observation already flat: `claiming=True`); a restarted run's reads its claims joined again
+to predictions and feedback. The query text is generated once for DuckDB and BigQuery (only
+the dialect's table names, parameter marks, array indexing and dedup by key differ:
+app/warehouse/ledger.py).
 
 Proved by tests/test_linear_statistics.py: equal to TF-Agents' `agent.train` on the same
 examples (test_sql_statistics_equal_agent_train_on_the_claimed_examples; per-arm:
@@ -37,22 +40,32 @@ CORRUPTED_REWARD_FROM = 6.0
 
 
 def statistics(
-    d: ledger.Dialect, rank_k: int, holdout_every: int = 0, corrupt_rewards: bool = False
+    d: ledger.Dialect,
+    rank_k: int,
+    holdout_every: int = 0,
+    corrupt_rewards: bool = False,
+    claiming: bool = False,
 ) -> str:
     """Per claimed action: count, Σ r·x_i and Σ x_i·x_j (i ≤ j), ordered by action.
 
     `holdout_every` n > 0 leaves out every n-th claimed example in key order (the order
     Warehouse.iter_claimed reads them in), which the Evaluator judges the candidate on
-    (app/evaluation/gate.py::held_out); `corrupt_rewards` sums CORRUPTED_REWARD_FROM − r."""
-    features = [d.element("e.observation", i) for i in range(rank_k)]
-    return _sums(d, GLOBAL, "e.action", features, holdout_every, corrupt_rewards)
+    (app/evaluation/gate.py::held_out); `corrupt_rewards` sums CORRUPTED_REWARD_FROM − r.
+    `claiming`: over the claim's temporary table, right after the claim (ledger.Claim), not
+    over the run's claims joined again to predictions and feedback (a restarted run)."""
+    examples, u = _examples(d, GLOBAL, rank_k, claiming)
+    return _sums(d, examples, "e.action", u, holdout_every, corrupt_rewards)
 
 
 ARM_FEATURES, ARM_COUNT = "arm_features", "arm_count"  # the query parameters of per-arm sums
 
 
 def per_arm_statistics(
-    d: ledger.Dialect, rank_k: int, holdout_every: int = 0, corrupt_rewards: bool = False
+    d: ledger.Dialect,
+    rank_k: int,
+    holdout_every: int = 0,
+    corrupt_rewards: bool = False,
+    claiming: bool = False,
 ) -> str:
     """A per-arm policy's one shared model (as `statistics`, one row, action 0) over the joint
     features x = [u, u ⊙ v] of each claimed example (app/environment.py::
@@ -62,14 +75,14 @@ def per_arm_statistics(
     (`arm_parameters`), so neither warehouse needs a catalogue table; the query makes it a
     relation of ARM_COUNT rows and joins it (indexing the parameter once per example cost
     DuckDB 11 CPU s per million examples instead of 4: benchmarks/quick.py)."""
-    u = [d.element("e.observation", i) for i in range(rank_k)]
+    examples, u = _examples(d, PER_ARM, rank_k, claiming)
     features = u + [f"{u_i} * c.v{i}" for i, u_i in enumerate(u)]
     v = ", ".join(
         f"{d.at(d.param(ARM_FEATURES), f'm * {rank_k} + {i}')} AS v{i}" for i in range(rank_k)
     )
     catalogue = f"SELECT m AS movie, {v} FROM {d.numbers(d.param(ARM_COUNT))}"
     join = f"JOIN ({catalogue}) AS c ON c.movie = e.action"
-    return _sums(d, PER_ARM, "0", features, holdout_every, corrupt_rewards, join)
+    return _sums(d, examples, "0", features, holdout_every, corrupt_rewards, join)
 
 
 def arm_parameters(arm_features: np.ndarray) -> dict[str, Any]:
@@ -79,18 +92,29 @@ def arm_parameters(arm_features: np.ndarray) -> dict[str, Any]:
     return {ARM_FEATURES: values.ravel().tolist(), ARM_COUNT: int(values.shape[0])}
 
 
+def _examples(
+    d: ledger.Dialect, policy_kind: str, rank_k: int, claiming: bool
+) -> tuple[str, list[str]]:
+    """The run's claimed examples (only those a policy of `policy_kind` served:
+    tests/test_policy_kind.py) and the SQL of each observation value of an example `e`."""
+    if claiming:
+        rows = f"SELECT * FROM {ledger.CLAIMABLE} WHERE fault IS NULL"
+        return rows, [f"e.{ledger.feature(i)}" for i in range(rank_k)]
+    rows = ledger.claimed_unordered(d, policy_kind)
+    return rows, [d.element("e.observation", i) for i in range(rank_k)]
+
+
 def _sums(
     d: ledger.Dialect,
-    policy_kind: str,
+    examples: str,
     model: str,
     features: list[str],
     holdout_every: int,
     corrupt_rewards: bool,
     join: str = "",
 ) -> str:
-    """One GROUP BY `model` over the claimed examples: count, Σ r·x and the upper half of
-    Σ x xᵀ of the `features` (SQL expressions over the example `e` and what `join` adds),
-    over only the examples a policy of `policy_kind` served (tests/test_policy_kind.py)."""
+    """One GROUP BY `model` over the `examples`: count, Σ r·x and the upper half of Σ x xᵀ of
+    the `features` (SQL expressions over the example `e` and what `join` adds)."""
     values = ", ".join(f"{x} AS x{i}" for i, x in enumerate(features))
     reward = f"({CORRUPTED_REWARD_FROM:g} - e.reward)" if corrupt_rewards else "e.reward"
     sums = [
@@ -98,7 +122,7 @@ def _sums(
         *(f"SUM(s.reward * s.x{i}) AS b_{i}" for i in range(len(features))),
         *(f"SUM(s.x{i} * s.x{j}) AS a_{i}_{j}" for i, j in _pairs(len(features))),
     ]
-    examples, kept = ledger.claimed_unordered(d, policy_kind), "TRUE"
+    kept = "TRUE"
     if holdout_every > 0:
         examples = (
             f"SELECT c.*, ROW_NUMBER() OVER (ORDER BY c.request_id, c.instance_index) - 1 "
