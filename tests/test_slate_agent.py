@@ -72,6 +72,23 @@ def test_per_arm_linucb_is_evaluated_by_its_mean_without_the_bonus(data):
     assert evaluation.episode_return == pytest.approx(total / len(data.test_users))
 
 
+def test_the_no_critic_baseline_is_the_same_agent_with_gamma_zero(data):
+    """docs/slate.md: actor_no_critic is the same TD3 agent (config, initial weights) as
+    actor_critic, with gamma 0: its critic then values only the next list."""
+    import dataclasses
+
+    from app.slate.run import SlateArgs, make_methods
+
+    tiny = ActorCriticConfig(gamma=0.9, actor_layers=(4,), critic_layers=(4,))
+    env = SlateEnvironment(data, data.train_users, slate_size=2, horizon=3, seed=0)
+    methods = make_methods(data, env, SlateArgs(slate_size=2, horizon=3, actor_critic=tiny))
+    planning, myopic = methods["actor_critic"], methods["actor_no_critic"]
+    assert myopic.config == dataclasses.replace(planning.config, gamma=0.0)
+    assert (planning.agent._gamma, myopic.agent._gamma) == (0.9, 0.0)
+    for a, b in zip(planning.agent.variables, myopic.agent.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+
+
 def test_gamma_must_discount():
     with pytest.raises(ValueError, match="gamma"):
         ActorCriticConfig(gamma=1.0)
