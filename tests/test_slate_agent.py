@@ -52,6 +52,43 @@ def test_per_arm_linucb_personalises_through_interaction_features(data):
     assert len(lists) > 1  # u ⊙ v: different states, different lists
 
 
+def test_per_arm_linucb_is_evaluated_by_its_mean_without_the_bonus(data):
+    """docs/slate.md: "Evaluated greedily (mean, no bonus)": the test return is that of the
+    lists ranked by the model's mean reward (the UCB bonus only explores while it learns)."""
+    from app.slate.environment import top_k
+    from app.slate.run import SlateArgs, evaluate, train
+
+    method = PerArmLinUCB(data.item_embeddings, history_length=5, seed=0)
+    args = SlateArgs(slate_size=2, horizon=3, episodes=40, parallel_episodes=20, seed=0)
+    train(method, SlateEnvironment(data, data.train_users, slate_size=2, horizon=3, seed=0), args)
+    env = SlateEnvironment(data, data.test_users, slate_size=2, horizon=3, seed=0)
+    observations, total, done = env.reset(users=data.test_users), 0.0, False
+    while not done:
+        mean, _ = method.model.mean_and_variance(method._features(observations))
+        step = env.step(top_k(mean, env.excluded, 2))
+        total += step.rewards.mean(axis=1).sum()
+        observations, done = env.observe(), step.done
+    evaluation = evaluate(method, SlateEnvironment(data, data.test_users, slate_size=2, horizon=3))
+    assert evaluation.episode_return == pytest.approx(total / len(data.test_users))
+
+
+def test_the_no_critic_baseline_is_the_same_agent_with_gamma_zero(data):
+    """docs/slate.md: actor_no_critic is the same TD3 agent (config, initial weights) as
+    actor_critic, with gamma 0: its critic then values only the next list."""
+    import dataclasses
+
+    from app.slate.run import SlateArgs, make_methods
+
+    tiny = ActorCriticConfig(gamma=0.9, actor_layers=(4,), critic_layers=(4,))
+    env = SlateEnvironment(data, data.train_users, slate_size=2, horizon=3, seed=0)
+    methods = make_methods(data, env, SlateArgs(slate_size=2, horizon=3, actor_critic=tiny))
+    planning, myopic = methods["actor_critic"], methods["actor_no_critic"]
+    assert myopic.config == dataclasses.replace(planning.config, gamma=0.0)
+    assert (planning.agent._gamma, myopic.agent._gamma) == (0.9, 0.0)
+    for a, b in zip(planning.agent.variables, myopic.agent.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+
+
 def test_gamma_must_discount():
     with pytest.raises(ValueError, match="gamma"):
         ActorCriticConfig(gamma=1.0)

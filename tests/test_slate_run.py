@@ -42,6 +42,28 @@ def test_report_has_exactly_the_issue_s_keys_for_all_five_methods(produced):
     assert (output / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_every_method_is_evaluated_on_the_test_users_only(produced, tmp_path_factory):
+    """The report's popularity and random rows (nothing trained) are what those methods earn
+    on the test users, and not what they would earn on the train users."""
+    from app import movielens
+    from app.slate import data as slate_data
+    from app.slate.baselines import PopularSlates, RandomSlates
+    from app.slate.environment import SlateEnvironment
+    from app.slate.run import evaluate
+
+    result, _ = produced
+    folder = write_movielens(tmp_path_factory.mktemp("ml-again"))
+    data = slate_data.build(movielens.load_rating_events(folder / "u.data"), seed=1)
+    fresh = {"popularity": lambda: PopularSlates(data), "random": lambda: RandomSlates(1)}
+    for name, method in fresh.items():
+        test, train = (
+            evaluate(method(), SlateEnvironment(data, users, slate_size=2, horizon=3))
+            for users in (data.test_users, data.train_users)
+        )
+        assert result.report["methods"][name] == pytest.approx(test.as_report()), name
+        assert train.episode_return != pytest.approx(test.episode_return), name
+
+
 def test_learning_methods_trained_and_the_critic_loss_is_finite(produced):
     result, _ = produced
     assert {len(c) for c in result.curves.values()} == {2}

@@ -159,3 +159,44 @@ def test_serve_defaults_to_a_slate_policy_trained_last(tmp_path: Path):
         (tmp_path / name / METADATA_FILE).write_text("{}")
         os.utime(tmp_path / name / METADATA_FILE, (when, when))
     assert default_location(str(tmp_path)) == f"{tmp_path}/{TRAINED_SLATE_DIR}"
+
+
+def test_a_slate_version_deployed_behind_the_pointer_is_reloaded(slate_policy: Path, tmp_path):
+    """The predictor built from configuration (`build_app`: the pointer's marker and loader)
+    follows a deployment folder's CURRENT from one slate version to the next and serves it."""
+    import json
+    import shutil
+
+    from app.config import ServingConfig
+    from app.deployer.pointer import deploy
+    from app.predictor.asgi import build_app
+
+    second = tmp_path / "second"
+    shutil.copytree(slate_policy, second)
+    metadata = json.loads((second / METADATA_FILE).read_text())
+    first_version, metadata["policy_version"] = metadata["policy_version"], "v-slate-2"
+    (second / METADATA_FILE).write_text(json.dumps(metadata))
+    policies = tmp_path / "policies"
+    deploy(str(slate_policy), str(policies))
+    app = build_app(ServingConfig(), str(policies))
+    app.reload_seconds = 0.02
+
+    async def scenario() -> list[str]:
+        await app.load()
+        seen = [app.policy.version]
+        watching = asyncio.create_task(app.watch())
+        deploy(str(second), str(policies))
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            if app.policy.version != seen[0]:
+                break
+        watching.cancel()
+        return [*seen, app.policy.version]
+
+    assert asyncio.run(scenario()) == [first_version, "v-slate-2"]
+    items = app.policy.catalogue.features
+    state = state_of(np.array([[MOVIES, MOVIES, 3, 7, 11]]), items)[0].tolist()
+    response = call(app, {"instances": [{"observation": state, "k": K}]})
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    assert prediction["policy_version"] == "v-slate-2" and len(set(prediction["movie_ids"])) == K

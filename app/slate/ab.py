@@ -116,10 +116,12 @@ def simulate(
 
 
 def trained_bandit(data: slate_data.SlateData, episodes: int, seed: int) -> PerArmLinUCB:
-    """Per-arm LinUCB after `episodes` of the train users, as `make slate` trains it."""
+    """Per-arm LinUCB after `episodes` of the train users, as `make slate` trains it; it then
+    serves by its mean, as `make slate` evaluates it."""
     bandit = PerArmLinUCB(data.item_embeddings, HISTORY_LENGTH, seed=seed)
     args = SlateArgs(episodes=episodes, parallel_episodes=min(32, episodes), seed=seed)
     train(bandit, SlateEnvironment(data, data.train_users, seed=seed), args)
+    bandit.exploring = False
     return bandit
 
 

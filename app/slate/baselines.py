@@ -71,6 +71,10 @@ class PopularSlates:
 
 
 class PerArmLinUCB:
+    """Lists by the UCB score while it learns; by the mean alone once `exploring` is False,
+    as `app.slate.run.evaluate` sets it (greedy evaluation, like the actors';
+    tests/test_slate_agent.py::test_per_arm_linucb_is_evaluated_by_its_mean_without_the_bonus)."""
+
     name = "linucb_per_arm"
 
     def __init__(
@@ -95,6 +99,7 @@ class PerArmLinUCB:
             arm_dim=dim,
             seed=seed,
         )
+        self.exploring = True
 
     def user_vectors(self, observations: np.ndarray) -> np.ndarray:
         history = observations.reshape(len(observations), self.history_length, -1)
@@ -107,7 +112,10 @@ class PerArmLinUCB:
         return {GLOBAL_KEY: np.zeros((len(u), 0)), PER_ARM_KEY: u[:, None, :] * v}
 
     def act(self, observations: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
-        return top_k(self.model.scores(self._features(observations)), excluded, k)
+        features = self._features(observations)
+        if self.exploring:
+            return top_k(self.model.scores(features), excluded, k)
+        return top_k(self.model.mean_and_variance(features)[0], excluded, k)
 
     def learn(self, observations, slates, rewards, next_observations, done) -> None:
         features = self._features(observations, slates)
