@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.table import Table
 
 from app.config import GateConfig, load_settings
-from app.demo import Cycle, _report, doing, promotion_of
+from app.demo import Cycle, _report, doing, live_table, promotion_of
 from app.deployer import canary, pointer
 from app.evaluation import gate
 from app.local.processes import PYTHON
@@ -33,6 +34,21 @@ def test_a_step_is_a_line_where_no_spinner_can_show():
     with doing(Console(file=out, force_terminal=False), "start-up pipeline (kfp.local)…"):
         pass
     assert out.getvalue().strip() == "start-up pipeline (kfp.local)…"
+
+
+def test_the_live_table_ends_its_line_where_no_terminal_redraws_it():
+    """Piped, rich prints the cycles' table once at its end with no newline after it: the
+    demo's next line ("stopping every process…") was glued to the table's bottom border."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=60)
+    table = Table("cycle")
+    table.add_row("1")
+    with live_table(console, table) as live:
+        live.console.print("cycle 1: 512 rewarded recommendations")
+    console.print("stopping every process…")
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "stopping every process…", lines
+    assert lines[-2].startswith("└") and lines[-2].endswith("┘"), lines
 
 
 # The demo up to its stack, with a stand-in stack (one child in its own session, as the real
