@@ -209,9 +209,20 @@ def main(cycles: int = CYCLES) -> int:
         f"served reward went from {rows[0].mean_reward:.2f} to {rows[-1].mean_reward:.2f} "
         f"stars; a random policy earns {random_reward:.2f} ({improved:+.2f})"
     )
-    for p in promotions:
-        console.print(f"cycle {p.cycle}: {p.candidate_version} {p.decision}: {p.reason}")
+    for line in summary(promotions):
+        console.print(line)
     return 0
+
+
+def summary(promotions: list[Promotion]) -> list[str]:
+    """The closing lines: one per candidate with its final decision, as report.json lists
+    them (before, one per stage: the candidate that skipped the gate read "promoted: gate
+    skipped … no decision", and its canary's rollback came under the next cycle;
+    tests/test_demo.py::test_the_closing_lines_are_the_reports_entries)."""
+    return [
+        f"cycle {e['cycle']}: {e['candidate_version']} {e['decision']}: {e['reason']}"
+        for e in report_entries(promotions)
+    ]
 
 
 def _switch(path: Path, lines: tuple[str, ...] = ()) -> None:
