@@ -342,7 +342,7 @@ def ab_report(
     env: Annotated[str, typer.Option(help="local, dev or prod.")] = "local",
     hours: Annotated[float, typer.Option(min=0, help="Interactions of the last N hours.")] = 24,
     plot: Annotated[
-        Path | None, typer.Option(help="PNG to write [default: <state_dir>/ab-report.png].")
+        Path | None, typer.Option(help="PNG to write.", show_default="<state_dir>/ab-report.png")
     ] = None,
 ) -> None:
     """Per-version online reward with 95% confidence intervals, printed and plotted."""

@@ -30,6 +30,10 @@ def test_help_lists_the_commands():
         [*RECLOOP, "tune", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "[default: (one per core locally, 4 on Vertex)" in " ".join(tune_help.split())
+    ab_help = subprocess.run(
+        [*RECLOOP, "ab", "report", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "PNG to write. [default: (<state_dir>/ab-report.png)]" in " ".join(ab_help.split())
 
 
 def test_train_then_serve_answers_a_vertex_request(movielens_dir: Path, tmp_path: Path):
