@@ -305,10 +305,11 @@ def rollback(
     env: Annotated[str, typer.Option(help="local, dev or prod (its Vertex endpoint).")] = "local",
 ) -> None:
     """Return to the policy that served before the current one (locally and on Vertex)."""
-    from app.deployer.rollback import roll_back
+    from app.deployer.rollback import on_vertex, roll_back
     from app.warehouse.factory import open_warehouse
 
     settings = load_settings(env)
+    on_vertex(settings)  # refused without the Deployer's settings before the warehouse opens
     typer.echo(f"serving {roll_back(settings, open_warehouse(settings))}")
 
 
