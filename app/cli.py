@@ -304,10 +304,11 @@ def rollback(
     env: Annotated[str, typer.Option(help="local, dev or prod (its Vertex endpoint).")] = "local",
 ) -> None:
     """Return to the policy that served before the current one (locally and on Vertex)."""
-    from app.deployer.rollback import roll_back
+    from app.deployer.rollback import on_vertex, roll_back
     from app.warehouse.factory import open_warehouse
 
     settings = load_settings(env)
+    on_vertex(settings)  # refused without the Deployer's settings before the warehouse opens
     typer.echo(f"serving {roll_back(settings, open_warehouse(settings))}")
 
 
@@ -338,7 +339,7 @@ def ab_report(
     env: Annotated[str, typer.Option(help="local, dev or prod.")] = "local",
     hours: Annotated[float, typer.Option(min=0, help="Interactions of the last N hours.")] = 24,
     plot: Annotated[
-        Path | None, typer.Option(help="PNG to write [default: <state_dir>/ab-report.png].")
+        Path | None, typer.Option(help="PNG to write.", show_default="<state_dir>/ab-report.png")
     ] = None,
 ) -> None:
     """Per-version online reward with 95% confidence intervals, printed and plotted."""

@@ -135,6 +135,18 @@ def doing(console: Console, what: str) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def live_table(console: Console, table: Table) -> Iterator[Live]:
+    """rich's Live, ending its line elsewhere than on a terminal too: there it prints the
+    table once, at the end, without a newline, and the next line ("stopping every process…")
+    was joined to the table's bottom border
+    (tests/test_demo.py::test_the_live_table_ends_its_line_where_no_terminal_redraws_it)."""
+    with Live(table, console=console, refresh_per_second=4) as live:
+        yield live
+    if not console.is_terminal:
+        console.line()
+
+
 def main(cycles: int = CYCLES) -> int:
     # A TERM (`timeout`, CI cancelling, `kill`) stops every process it started, as Ctrl-C does
     # (before: the demo died at once and left the emulator and the predictor running;
@@ -197,9 +209,20 @@ def main(cycles: int = CYCLES) -> int:
         f"served reward went from {rows[0].mean_reward:.2f} to {rows[-1].mean_reward:.2f} "
         f"stars; a random policy earns {random_reward:.2f} ({improved:+.2f})"
     )
-    for p in promotions:
-        console.print(f"cycle {p.cycle}: {p.candidate_version} {p.decision}: {p.reason}")
+    for line in summary(promotions):
+        console.print(line)
     return 0
+
+
+def summary(promotions: list[Promotion]) -> list[str]:
+    """The closing lines: one per candidate with its final decision, as report.json lists
+    them (before, one per stage: the candidate that skipped the gate read "promoted: gate
+    skipped … no decision", and its canary's rollback came under the next cycle;
+    tests/test_demo.py::test_the_closing_lines_are_the_reports_entries)."""
+    return [
+        f"cycle {e['cycle']}: {e['candidate_version']} {e['decision']}: {e['reason']}"
+        for e in report_entries(promotions)
+    ]
 
 
 def _switch(path: Path, lines: tuple[str, ...] = ()) -> None:
@@ -225,7 +248,7 @@ def _cycles(
     }
     rows: list[Cycle] = []
     table = _table(rows, promotions, random_reward)
-    with Live(table, console=console, refresh_per_second=4) as live:
+    with live_table(console, table) as live:
         for number in range(1, cycles + 1):
             version = _health(stack)["policy_version"]
             since = datetime.now(UTC)

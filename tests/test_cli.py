@@ -30,6 +30,10 @@ def test_help_lists_the_commands():
         [*RECLOOP, "tune", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "[default: (one per core locally, 4 on Vertex)" in " ".join(tune_help.split())
+    ab_help = subprocess.run(
+        [*RECLOOP, "ab", "report", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "PNG to write. [default: (<state_dir>/ab-report.png)]" in " ".join(ab_help.split())
 
 
 def test_train_then_serve_answers_a_vertex_request(movielens_dir: Path, tmp_path: Path):
@@ -471,3 +475,21 @@ def test_old_node_is_said_once_and_readably():
     assert result.returncode == 0, result.stderr
     assert "b'!!" not in result.stderr
     assert result.stderr.count("note: Node") <= 1
+
+
+def test_rollback_on_vertex_without_the_deployers_settings_says_which(tmp_path: Path):
+    """`recloop rollback --env dev` as an operator first types it (the profile only): one line
+    naming the Deployer's settings and the Trigger's environment, not the warehouse's
+    "needs cloud.project_id" (which named no way to set it and, once set, gave way to a
+    credentials error before the settings were ever checked)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECLOOP_", "AIP_", "GOOGLE_"))}
+    env["RECLOOP__ARTIFACTS_DIR"] = str(tmp_path / "artifacts")
+    done = subprocess.run(
+        [*RECLOOP, "rollback", "--env", "dev"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Trigger's environment" in line, line
+    assert "loop.vertex_endpoint (RECLOOP__LOOP__VERTEX_ENDPOINT)" in line, line
+    assert "cloud.project_id (RECLOOP__CLOUD__PROJECT_ID)" in line, line
+    assert done.stdout == "" and not (tmp_path / "artifacts").exists()

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.table import Table
 
 from app.config import GateConfig, load_settings
-from app.demo import Cycle, _report, doing, promotion_of
+from app.demo import Cycle, Promotion, _report, doing, live_table, promotion_of, summary
 from app.deployer import canary, pointer
 from app.evaluation import gate
 from app.local.processes import PYTHON
@@ -33,6 +34,47 @@ def test_a_step_is_a_line_where_no_spinner_can_show():
     with doing(Console(file=out, force_terminal=False), "start-up pipeline (kfp.local)…"):
         pass
     assert out.getvalue().strip() == "start-up pipeline (kfp.local)…"
+
+
+def test_the_live_table_ends_its_line_where_no_terminal_redraws_it():
+    """Piped, rich prints the cycles' table once at its end with no newline after it: the
+    demo's next line ("stopping every process…") was glued to the table's bottom border."""
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=60)
+    table = Table("cycle")
+    table.add_row("1")
+    with live_table(console, table) as live:
+        live.console.print("cycle 1: 512 rewarded recommendations")
+    console.print("stopping every process…")
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "stopping every process…", lines
+    assert lines[-2].startswith("└") and lines[-2].endswith("┘"), lines
+
+
+def test_the_closing_lines_are_the_reports_entries():
+    """The demo's last lines name each candidate once with its final decision and the cycle
+    report.json gives it: the candidate that skipped the gate ends "rolled_back" under the
+    cycle it was trained after (before: "promoted: gate skipped … no decision" under cycle 4,
+    then its rollback under cycle 5)."""
+
+    def decided(cycle: int, version: str, decision: str, reason: str) -> Promotion:
+        dr = None if reason.startswith("online") else 1.0
+        ci = [None, None] if dr is None else [0.5, 1.5]
+        return Promotion(
+            cycle, version, "v3", {"ips": dr, "snips": dr, "dr": dr}, ci, decision, reason
+        )
+
+    lines = summary(
+        [
+            decided(3, "v3", "promoted", "DR candidate − serving = +0.25"),
+            decided(4, "v4", "promoted", "gate skipped (demo switch gate.skip): no decision"),
+            decided(5, "v4", "rolled_back", "online candidate − serving = -3.3"),
+            decided(5, "v5", "promoted", "DR candidate − serving = -0.07"),
+        ]
+    )
+    assert [line.split(":")[0] for line in lines] == ["cycle 3", "cycle 4", "cycle 5"]
+    assert lines[1].startswith("cycle 4: v4 rolled_back: gate skipped"), lines
+    assert "→ online candidate − serving = -3.3" in lines[1]
 
 
 # The demo up to its stack, with a stand-in stack (one child in its own session, as the real

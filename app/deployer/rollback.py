@@ -49,7 +49,7 @@ def previous_version(warehouse: Warehouse, current: str) -> str:
 def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = None) -> str:
     """Rolls back one version (or an open canary's candidate); returns the version that
     serves now."""
-    on_vertex = _on_vertex(settings)
+    vertex_too = on_vertex(settings)
     policies = join(settings.artifacts_dir, POLICIES)
     opened = canary.read(policies)
     if opened is not None and opened.decided is not None:
@@ -59,7 +59,7 @@ def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = N
     if current is None:
         raise RollbackError(f"nothing is deployed under {policies}")
     if opened is not None and opened.version != current:
-        if on_vertex:
+        if vertex_too:
             from app.deployer import vertex
 
             vertex.roll_back(opened.version, settings)
@@ -68,7 +68,7 @@ def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = N
         _record(warehouse, opened.version, current, ended, now)
         return current
     previous = previous_version(warehouse, current)
-    if on_vertex:
+    if vertex_too:
         from app.deployer import vertex
 
         try:
@@ -82,11 +82,14 @@ def roll_back(settings: Settings, warehouse: Warehouse, now: datetime | None = N
     return previous
 
 
-def _on_vertex(settings: Settings) -> bool:
+def on_vertex(settings: Settings) -> bool:
     """Whether the rollback moves Vertex traffic: always under a cloud profile, which then
     needs the Deployer's settings (the endpoint above all), else it would move the pointer
     while the endpoint goes on serving the current version
-    (tests/test_canary.py::test_rollback_by_hand_on_vertex_deploys_the_previous_version_again)."""
+    (tests/test_canary.py::test_rollback_by_hand_on_vertex_deploys_the_previous_version_again).
+    `recloop rollback` asks first, before it opens the warehouse, so that the refusal names
+    every missing setting rather than the warehouse's project or credentials
+    (tests/test_cli.py::test_rollback_on_vertex_without_the_deployers_settings_says_which)."""
     if settings.profile not in CLOUD_PROFILES:
         return bool(settings.loop.vertex_endpoint)
     try:
