@@ -109,7 +109,7 @@ def test_configuration_mistakes_are_one_line(args: list[str], named: str):
         assert "Traceback (most recent call last)" in debug.stderr
 
 
-@pytest.mark.parametrize("args", [["promotions", "--env", "dev"], ["rollback", "--env", "dev"]])
+@pytest.mark.parametrize("args", [["promotions", "--env", "dev"], ["ab", "report", "--env", "dev"]])
 def test_cloud_commands_without_credentials_are_one_line(args: list[str], tmp_path: Path):
     """A cloud profile on a machine with no Google Cloud credentials: one line naming them."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECLOOP", "GOOGLE_"))}
