@@ -39,12 +39,13 @@ STACKS_DIR := infra/cdktf.out/stacks
 
 install: $(STAMP)
 
-# pip's own lines (hundreds) are cut to a few that say how far it is: tools/pip_progress.awk.
+# pip stays quiet (its own lines are hundreds, with the build backends' notices); a line every
+# 20 s says it is still at work (tools/ticking.sh).
 $(STAMP): pyproject.toml constraints.txt
 	@echo "recloop: installing the pinned dependencies into $(VENV) (once; about three minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	set -o pipefail; $(PY) -m pip install --progress-bar off -c constraints.txt -e ".[dev,infra]" | awk -f tools/pip_progress.awk
+	tools/ticking.sh 20 installing $(PY) -m pip install --quiet -c constraints.txt -e ".[dev,infra]"
 	# Stale or over-wide pins: installed without their declared dependencies (see pyproject.toml).
 	$(PY) -m pip install --quiet -c constraints.txt --no-deps tf-keras tf-agents
 	touch $@
